@@ -1,0 +1,127 @@
+"""Helpers that pull canonical fields out of free-form event properties.
+
+Mixpanel, Amplitude and Segment-instrumented sites send e-commerce events with the Segment
+spec's property names (``product_id``, ``products``, ``order_id``, ``revenue``...) or GA4's
+(``items``, ``item_id``, ``transaction_id``, ``value``). These helpers read both.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from urllib.parse import urlsplit
+
+from tap_clickstream.events import Item
+
+__all__ = ["as_float", "as_str", "items_from_properties", "order_fields", "path_of", "pop_first"]
+
+_ITEM_KEYS: dict[str, tuple[str, ...]] = {
+    "item_id": ("item_id", "product_id", "productId", "sku", "id", "item", "product"),
+    "name": ("name", "item_name", "product_name", "title"),
+    "category": ("category", "item_category", "product_category"),
+    "brand": ("brand", "item_brand"),
+    "variant": ("variant", "item_variant"),
+    "price": ("price",),
+    "quantity": ("quantity",),
+    "position": ("position", "index"),
+}
+_SINGLE_ITEM_IDS = ("product_id", "productId", "item_id", "sku")
+# A single product described by top-level properties: "id" and "title" there name the event.
+_SINGLE_ITEM_KEYS = {
+    field: tuple(name for name in names if name not in {"id", "title", "item", "product"})
+    for field, names in _ITEM_KEYS.items()
+}
+
+
+def as_str(value: object) -> str | None:
+    """Return ``value`` as a string, or None when it is empty."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def as_float(value: object) -> float | None:
+    """Return ``value`` as a float, or None when it is empty or not a number."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    try:
+        return float(t.cast("float", value))
+    except (TypeError, ValueError):
+        return None
+
+
+def pop_first(props: dict[str, t.Any], *keys: str) -> t.Any:
+    """Remove and return the first of ``keys`` present in ``props`` (None if none is)."""
+    for key in keys:
+        if key in props:
+            value = props.pop(key)
+            if value is not None and value != "":
+                return value
+    return None
+
+
+def path_of(url: str | None) -> str | None:
+    """Return the path of a URL (None for an empty or unparsable one)."""
+    if not url:
+        return None
+    try:
+        return urlsplit(url).path or "/"
+    except ValueError:
+        return None
+
+
+def _item(raw: t.Mapping[str, t.Any], keys: dict[str, tuple[str, ...]]) -> Item | None:
+    item: dict[str, t.Any] = {}
+    for field, names in keys.items():
+        for name in names:
+            value = raw.get(name)
+            if value is not None and value != "":
+                item[field] = value
+                break
+    item_id = as_str(item.get("item_id"))
+    if item_id is None:
+        return None
+    result: Item = {"item_id": item_id}
+    for field in ("name", "category", "brand", "variant"):
+        if field in item:
+            result[field] = as_str(item[field])  # type: ignore[literal-required]
+    for field in ("price", "quantity"):
+        if field in item:
+            result[field] = as_float(item[field])  # type: ignore[literal-required]
+    if "position" in item:
+        position = as_float(item["position"])
+        result["position"] = int(position) if position is not None else None
+    return result
+
+
+def items_from_properties(props: dict[str, t.Any]) -> list[Item]:
+    """Return the items an event names, removing the properties they came from.
+
+    A ``products`` or ``items`` list (Segment, GA4) wins; otherwise a single product described
+    by top-level properties (``product_id``, ``price``, ``quantity``...).
+    """
+    listed = props.get("products")
+    if not isinstance(listed, list):
+        listed = props.get("items")
+    if isinstance(listed, list):
+        props.pop("products", None)
+        props.pop("items", None)
+        return [item for raw in listed if isinstance(raw, dict) and (item := _item(raw, _ITEM_KEYS))]
+    if not any(key in props for key in _SINGLE_ITEM_IDS):
+        return []
+    single = _item(props, _SINGLE_ITEM_KEYS)
+    if single is None:
+        return []
+    for names in _SINGLE_ITEM_KEYS.values():
+        for name in names:
+            props.pop(name, None)
+    return [single]
+
+
+def order_fields(props: dict[str, t.Any]) -> tuple[str | None, float | None, str | None]:
+    """Pop and return ``(order_id, revenue, currency)`` from Segment/GA4-style properties."""
+    order_id = as_str(pop_first(props, "order_id", "orderId", "transaction_id", "checkout_id"))
+    revenue = as_float(pop_first(props, "revenue", "$revenue", "total", "value"))
+    currency = as_str(pop_first(props, "currency", "$currency"))
+    return order_id, revenue, currency

@@ -1,0 +1,1 @@
+"""One sub-package per source: each turns its native records into canonical events."""

@@ -1,0 +1,219 @@
+"""Amplitude streams: ``amplitude_events``."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import tempfile
+import typing as t
+import zipfile
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import requests
+from typing_extensions import override
+
+from tap_clickstream.events import ClickstreamEvent, format_ts, parse_ts
+from tap_clickstream.exceptions import IncompleteExportError, WindowTooLargeError
+from tap_clickstream.normalize import (
+    as_float,
+    as_str,
+    items_from_properties,
+    order_fields,
+    path_of,
+    pop_first,
+)
+from tap_clickstream.sources.amplitude import settings
+from tap_clickstream.sources.amplitude.client import AmplitudeStream
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
+    from singer_sdk.helpers.types import Context
+
+_decode = msgspec.json.Decoder().decode
+_HOUR = timedelta(hours=1)
+_DEVICE_CATEGORIES = {"iOS": "mobile", "Android": "mobile"}
+
+
+def _floor_hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+class AmplitudeEventsStream(AmplitudeStream):
+    """Amplitude events, exported in hour windows by upload time and normalised."""
+
+    name = "amplitude_events"
+    replication_key = "ingested_at"
+
+    def windows(self, context: Context | None) -> list[tuple[datetime, datetime]]:
+        """Return the ``[start, end)`` hour-aligned windows of upload time this sync reads."""
+        bookmark = self.bookmark(context)
+        if bookmark:
+            lookback = timedelta(hours=self.settings.get("lookback_hours", settings.DEFAULT_LOOKBACK_HOURS))
+            start = parse_ts(bookmark) - lookback
+        elif self.config.get("start_date"):
+            start = parse_ts(self.config["start_date"])
+        else:
+            start = self.sync_started_at - timedelta(days=settings.DEFAULT_HISTORY_DAYS)
+        stop = self.sync_started_at - timedelta(hours=settings.SETTLE_HOURS)
+        if self.config.get("end_date"):
+            stop = min(stop, parse_ts(self.config["end_date"]))
+        start, stop = _floor_hour(start), _floor_hour(stop)
+        size = _HOUR * max(1, int(self.settings.get("window_hours", settings.DEFAULT_WINDOW_HOURS)))
+        windows = []
+        while start < stop:
+            end = min(start + size, stop)
+            windows.append((start, end))
+            start = end
+        return windows
+
+    @override
+    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        emitted = 0
+        for start, end in self.windows(context):
+            for record in self._read_split(start, end):
+                emitted += 1
+                yield record
+            self.complete_window(context, format_ts(end))
+        self.log_sync_summary(emitted)
+
+    def _read_split(self, start: datetime, end: datetime) -> Iterator[dict[str, t.Any]]:
+        """Read ``[start, end)``, halving the window while Amplitude says it is too large."""
+        pending = [(start, end)]
+        while pending:
+            start, end = pending.pop(0)
+            try:
+                yield from self._read_window(start, end)
+            except WindowTooLargeError as error:
+                hours = int((end - start) / _HOUR)
+                if hours <= 1:
+                    raise WindowTooLargeError(
+                        f"Amplitude refuses even a one-hour export at {start:%Y-%m-%d %H}:00: {error}"
+                    ) from error
+                middle = start + _HOUR * (hours // 2)
+                self.logger.info(
+                    "Amplitude export %s..%s too large (%s); splitting it in two",
+                    f"{start:%Y-%m-%dT%H}", f"{end:%Y-%m-%dT%H}", error,
+                )
+                pending[:0] = [(start, middle), (middle, end)]
+
+    def _read_window(self, start: datetime, end: datetime) -> Iterator[dict[str, t.Any]]:
+        # Amplitude's `end` is the last hour included.
+        window = {"start": start.strftime(settings.HOUR_FORMAT), "end": (end - _HOUR).strftime(settings.HOUR_FORMAT)}
+        label = f"window {window['start']}..{window['end']}"
+        self.logger.info("Reading Amplitude export, %s", label)
+        normalise = _Normaliser(self.map_event_type)
+        with tempfile.SpooledTemporaryFile(max_size=settings.SPOOL_MEMORY_BYTES) as spool:
+            for attempt in range(1, settings.WINDOW_ATTEMPTS + 1):
+                try:
+                    with self.fetch(window) as response:
+                        if response.status_code in self.empty_statuses:
+                            self.logger.info("Amplitude has no events in %s", label)
+                            return
+                        spool.seek(0)
+                        spool.truncate()
+                        response.raw.decode_content = True
+                        shutil.copyfileobj(response.raw, spool, 1 << 20)
+                    break
+                except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError,
+                        OSError) as error:
+                    if attempt == settings.WINDOW_ATTEMPTS:
+                        raise IncompleteExportError(f"Amplitude download of {label} failed: {error}") from error
+                    self.logger.warning("Amplitude download of %s broke off (%s); retrying", label, error)
+            spool.seek(0)
+            try:
+                archive = zipfile.ZipFile(spool)
+            except zipfile.BadZipFile as error:
+                raise IncompleteExportError(f"Amplitude sent a damaged zip for {label}: {error}") from error
+            with archive:
+                for member in sorted(archive.namelist()):
+                    if member.endswith("/"):
+                        continue
+                    yield from self._read_member(archive, member, label, normalise)
+
+    def _read_member(
+        self, archive: zipfile.ZipFile, member: str, label: str, normalise: _Normaliser
+    ) -> Iterator[dict[str, t.Any]]:
+        where = f"{label}, file {member}"
+        try:
+            with archive.open(member) as packed, gzip.open(packed) as lines:
+                for line_no, line in enumerate(lines, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        raw = _decode(line)
+                        yield t.cast("dict[str, t.Any]", normalise(raw))
+                    except msgspec.DecodeError:
+                        self.skip_bad_record(f"{where}, line {line_no}", "malformed JSON")
+                    except (KeyError, TypeError, ValueError, AttributeError) as error:
+                        self.skip_bad_record(f"{where}, line {line_no}", f"invalid event: {error}")
+        except (OSError, EOFError, zipfile.BadZipFile) as error:
+            raise IncompleteExportError(f"Amplitude export {where} is damaged: {error}") from error
+
+
+class _Normaliser:
+    """Turn one Amplitude export object into a canonical event."""
+
+    def __init__(self, map_event_type: Callable[[str], str]) -> None:
+        self.map_event_type = map_event_type
+
+    def __call__(self, raw: object) -> ClickstreamEvent:
+        if not isinstance(raw, dict):
+            raise TypeError("a line is not a JSON object")
+        name = raw["event_type"]
+        uuid = raw["uuid"]
+        if not isinstance(name, str) or not uuid:
+            raise TypeError("'event_type' or 'uuid' is missing")
+        props = dict(raw.get("event_properties") or {})
+        session = raw.get("session_id")
+        url = as_str(pop_first(props, "[Amplitude] Page URL", "page_url", "url"))
+        order_id, revenue, currency = order_fields(props)
+        if revenue is None:
+            revenue = as_float(raw.get("revenue"))
+        platform = as_str(raw.get("platform"))
+        extra = {
+            key: raw[key]
+            for key in ("amplitude_id", "app", "platform", "device_type", "device_family",
+                        "language", "version_name", "library", "groups")
+            if raw.get(key) not in (None, "", {}, [])
+        }
+        return {
+            "source": "amplitude",
+            "event_id": str(uuid),
+            "event_name": name,
+            "event_type": self.map_event_type(name),
+            "event_ts": format_ts(parse_ts(raw.get("event_time") or raw["client_event_time"])),
+            "ingested_at": format_ts(parse_ts(raw["server_upload_time"])),
+            "user_id": as_str(raw.get("user_id")),
+            "anonymous_id": as_str(raw.get("device_id")),
+            "session_id": None if session in (None, -1, "-1") else as_str(session),
+            "page_url": url,
+            "page_path": as_str(pop_first(props, "[Amplitude] Page Path", "page_path")) or path_of(url),
+            "page_title": as_str(pop_first(props, "[Amplitude] Page Title", "page_title", "title")),
+            "referrer": as_str(pop_first(props, "[Amplitude] Page Referrer", "referrer", "$referrer")),
+            "utm_source": as_str(pop_first(props, "utm_source")),
+            "utm_medium": as_str(pop_first(props, "utm_medium")),
+            "utm_campaign": as_str(pop_first(props, "utm_campaign")),
+            "utm_term": as_str(pop_first(props, "utm_term")),
+            "utm_content": as_str(pop_first(props, "utm_content")),
+            "search_query": as_str(pop_first(props, "query", "search_query", "search_term")),
+            "filters": props.pop("filters", None) if isinstance(props.get("filters"), dict) else None,
+            "items": items_from_properties(props),
+            "order_id": order_id,
+            "revenue": revenue,
+            "currency": currency,
+            "engagement_ms": as_float(pop_first(props, "engagement_ms", "duration_ms")),
+            "scroll_depth_pct": as_float(pop_first(props, "scroll_depth", "percent_scrolled")),
+            "media_progress_pct": as_float(pop_first(props, "progress", "percent_watched")),
+            "event_count": 1,
+            "is_aggregate": False,
+            "device_category": _DEVICE_CATEGORIES.get(platform or ""),
+            "os": as_str(raw.get("os_name")),
+            "browser": as_str(raw.get("os_name")) if platform == "Web" else None,
+            "country": as_str(raw.get("country")),
+            "region": as_str(raw.get("region")),
+            "city": as_str(raw.get("city")),
+            "properties": {**props, **extra},
+            "user_properties": dict(raw.get("user_properties") or {}),
+        }

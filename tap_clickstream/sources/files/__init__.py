@@ -1,0 +1,1 @@
+"""Event files: JSONL, CSV and Parquet, canonical or mapped column by column."""

@@ -1,0 +1,89 @@
+"""Row readers per file format: each yields ``(row_number, row_or_error)`` pairs."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import typing as t
+from pathlib import Path
+
+import msgspec
+import pyarrow.parquet as pq
+
+from tap_clickstream.sources.files import settings
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+
+#: A row, or the reason it could not be read.
+Row = dict[str, t.Any] | str
+
+_decode = msgspec.json.Decoder().decode
+
+
+def detect_format(path: Path, configured: str) -> str:
+    """Return the format of ``path``: the configured one, or the one its name ends with.
+
+    Raises:
+        ValueError: if the format is ``auto`` and the name ends with no known suffix.
+    """
+    if configured != "auto":
+        return configured
+    name = path.name.lower()
+    for suffix, kind in sorted(settings.SUFFIXES.items(), key=lambda pair: -len(pair[0])):
+        if name.endswith(suffix):
+            return kind
+    raise ValueError(
+        f"cannot tell the format of {path} from its name; set files.format to jsonl, csv or parquet"
+    )
+
+
+def _open_text(path: Path) -> t.IO[str]:
+    if path.name.lower().endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path), encoding="utf-8", newline="")
+    return path.open(encoding="utf-8", newline="")
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, Row]]:
+    """Yield each JSON object of a JSON-lines file (optionally gzipped)."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else Path.open
+    with opener(path, "rb") as lines:  # type: ignore[operator]
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = _decode(line)
+            except msgspec.DecodeError as error:
+                yield number, f"malformed JSON: {error}"
+                continue
+            yield number, row if isinstance(row, dict) else "malformed JSON: not an object"
+
+
+def read_csv(path: Path, delimiter: str) -> Iterator[tuple[int, Row]]:
+    """Yield each row of a CSV file as a dict; rows with the wrong field count are errors."""
+    if path.name.lower().endswith((".tsv", ".tsv.gz")):
+        delimiter = "\t"
+    with _open_text(path) as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        header = next(reader, None)
+        if header is None:
+            return
+        width = len(header)
+        for row in reader:
+            number = reader.line_num
+            if len(row) != width:
+                if not row:
+                    continue
+                yield number, f"truncated row: {len(row)} of {width} fields"
+                continue
+            yield number, {name: value for name, value in zip(header, row, strict=True) if value != ""}
+
+
+def read_parquet(path: Path) -> Iterator[tuple[int, Row]]:
+    """Yield each row of a Parquet file, reading it batch by batch."""
+    number = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=settings.PARQUET_BATCH_ROWS):
+        for row in batch.to_pylist():
+            number += 1
+            yield number, {key: value for key, value in row.items() if value is not None}

@@ -1,0 +1,1 @@
+"""Mixpanel raw event export (``GET /api/2.0/export``)."""

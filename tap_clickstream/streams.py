@@ -1,0 +1,228 @@
+"""Base classes shared by every source's event stream.
+
+Event streams move through time in windows (days for Mixpanel, hours for Amplitude, files for
+the file source). Their state advances once per completed window, never per record: a source's
+records are not sorted inside a window, so a per-record bookmark could skip events when a sync
+is interrupted. With a bookmark per completed window an interrupted sync resumes at the first
+unfinished window, and the target's key on ``(source, event_id)`` absorbs the re-read.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import typing as t
+from collections import Counter
+from datetime import UTC, datetime
+
+import requests
+from singer_sdk import RESTStream, Stream
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from typing_extensions import override
+
+from tap_clickstream.events import EVENT_SCHEMA, EventTypeMapper
+
+if t.TYPE_CHECKING:
+    from collections.abc import Generator
+
+    from singer_sdk.helpers.types import Context
+
+__all__ = ["EventStream", "ExportAPIStream"]
+
+#: How many bad records are logged one by one before only the count goes on.
+_LOGGED_BAD_RECORDS = 20
+
+
+class EventStream(Stream):
+    """A stream of canonical clickstream events, with windowed state and bad-record accounting."""
+
+    schema: t.ClassVar[dict[str, t.Any]] = EVENT_SCHEMA
+    primary_keys: t.ClassVar[list[str]] = ["source", "event_id"]
+    #: The config block that holds this source's settings (``mixpanel``, ``amplitude``...).
+    settings_key: t.ClassVar[str]
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bad_records: Counter[str] = Counter()
+        self.map_event_type = EventTypeMapper(self.config.get("event_map"))
+
+    @property
+    def settings(self) -> dict[str, t.Any]:
+        """This source's settings block."""
+        return dict(self.config.get(self.settings_key) or {})
+
+    @property
+    def sync_started_at(self) -> datetime:
+        """When this tap run started (UTC): windows and bookmarks never pass it."""
+        return datetime.fromtimestamp(self._tap.initialized_at / 1000, tz=UTC)
+
+    @override
+    def _increment_stream_state(
+        self,
+        latest_record: dict[str, t.Any],
+        *,
+        context: Context | None = None,
+    ) -> None:
+        # Bookmarks advance per completed window (see the module docstring), not per record.
+        return
+
+    @override
+    def get_replication_key_signpost(self, context: Context | None) -> None:
+        # Window bookmarks are capped at the sync start already.
+        return None
+
+    def bookmark(self, context: Context | None) -> str | None:
+        """The bookmark saved by an earlier sync, if any."""
+        value = self.get_context_state(context).get("replication_key_value")
+        return str(value) if value is not None else None
+
+    def complete_window(
+        self,
+        context: Context | None,
+        bookmark: str,
+        **extra: t.Any,
+    ) -> None:
+        """Record that every event up to ``bookmark`` has been emitted, and emit STATE.
+
+        In BATCH mode the STATE message is left to the SDK, which writes it after the BATCH
+        message that holds this window's last records.
+        """
+        state = self.get_context_state(context)
+        state["replication_key"] = self.replication_key
+        state["replication_key_value"] = bookmark
+        state.update(extra)
+        self.state_manager.is_flushed = False
+        if self.get_batch_config(self.config) is None:
+            self._write_state_message()
+
+    def skip_bad_record(self, where: str, reason: str) -> None:
+        """Count a malformed record, log it (the first few one by one), and go on."""
+        self.bad_records[reason.split(":", 1)[0]] += 1
+        total = sum(self.bad_records.values())
+        if total <= _LOGGED_BAD_RECORDS:
+            self.logger.warning("Skipped a malformed record in %s, %s: %s", self.name, where, reason)
+        elif total == _LOGGED_BAD_RECORDS + 1:
+            self.logger.warning(
+                "More malformed records in %s: counting them without logging each one", self.name
+            )
+
+    def log_sync_summary(self, emitted: int) -> None:
+        """Log the records emitted and the malformed ones skipped, at the end of the sync."""
+        skipped = sum(self.bad_records.values())
+        if skipped:
+            detail = ", ".join(f"{reason}: {n}" for reason, n in self.bad_records.most_common())
+            self.logger.warning(
+                "Stream %s emitted %d events and skipped %d malformed records (%s)",
+                self.name,
+                emitted,
+                skipped,
+                detail,
+            )
+        else:
+            self.logger.info("Stream %s emitted %d events, no malformed records", self.name, emitted)
+
+
+class ExportAPIStream(EventStream, RESTStream[t.Any]):
+    """An event stream read from a SaaS export API: streamed bodies, retries and clear errors."""
+
+    #: Settings a user should check when the API refuses the credentials or the request.
+    auth_settings: t.ClassVar[str]
+    #: HTTP statuses that mean "no data in this window".
+    empty_statuses: t.ClassVar[frozenset[int]] = frozenset()
+    #: The longest wait honoured from a Retry-After header, in seconds.
+    max_retry_after: t.ClassVar[float] = 3600.0
+
+    @property
+    @override
+    def requests_session(self) -> requests.Session:
+        session = super().requests_session
+        # Read bodies as they arrive instead of loading them whole into memory.
+        session.stream = True
+        return session
+
+    def fetch(self, window: dict[str, str]) -> requests.Response:
+        """Request one window, with retries, and return the response unread (streamed)."""
+        prepared = self.build_prepared_request(
+            method="GET",
+            url=self.get_url(window),
+            params=self.get_url_params(window, None),
+            headers=self.http_headers,
+        )
+        return t.cast("requests.Response", self.request_decorator(self._request)(prepared, window))
+
+    @override
+    def validate_response(self, response: requests.Response) -> None:
+        status = response.status_code
+        if status in self.empty_statuses:
+            return
+        if status == 429 or status >= 500:
+            raise RetriableAPIError(self.response_error_message(response), response)
+        if status in {401, 403}:
+            raise FatalAPIError(
+                f"{self.settings_key} refused the request ({status} {response.reason}): "
+                f"check the settings {self.auth_settings}. {self._error_detail(response)}"
+            )
+        if status >= 400:
+            raise FatalAPIError(
+                f"{self.settings_key} rejected the request ({status} {response.reason}) for "
+                f"{self.path}: {self._error_detail(response)}"
+            )
+
+    @override
+    def response_error_message(self, response: requests.Response) -> str:
+        # The path only: query strings can carry identifiers, and headers carry credentials.
+        return (
+            f"{response.status_code} {response.reason} from {self.settings_key} for {self.path}: "
+            f"{self._error_detail(response)}"
+        )
+
+    @staticmethod
+    def _error_detail(response: requests.Response) -> str:
+        try:
+            body = response.content[:500].decode("utf-8", "replace").strip()
+        except requests.RequestException:
+            return ""
+        try:
+            payload = response.json()
+        except ValueError:
+            return body
+        if isinstance(payload, dict) and "error" in payload:
+            return str(payload["error"])
+        return body
+
+    @override
+    def backoff_wait_generator(self) -> Generator[float, t.Any, None]:
+        """Wait what the server asks for in Retry-After, else back off exponentially."""
+        attempt = 0
+        exception = yield 0.0
+        while True:
+            attempt += 1
+            wait = min(2.0 ** (attempt - 1), 60.0)
+            response = getattr(exception, "response", None)
+            header = response.headers.get("Retry-After") if response is not None else None
+            if header:
+                try:
+                    wait = min(float(header), self.max_retry_after)
+                except ValueError:
+                    pass
+            exception = yield wait
+
+    @override
+    def backoff_jitter(self, value: float) -> float:
+        return value + random.uniform(0.0, min(1.0, value / 4))  # noqa: S311
+
+    @override
+    def backoff_max_tries(self) -> int:
+        return 8
+
+    @override
+    def backoff_handler(self, details: t.Any) -> None:
+        exception = details.get("exception")
+        self.logger.log(
+            logging.WARNING,
+            "Retrying %s in %.1f s (attempt %d): %s",
+            self.settings_key,
+            details.get("wait", 0.0),
+            details.get("tries", 0),
+            exception,
+        )
