@@ -1,0 +1,1 @@
+"""target-personalize: loads canonical clickstream into the bundled personalization engine."""

@@ -1,0 +1,7 @@
+"""Run the target: ``python -m target_personalize``."""
+
+from __future__ import annotations
+
+from target_personalize.target import TargetPersonalize
+
+TargetPersonalize.cli()

@@ -1,0 +1,238 @@
+"""Database backends of the event store: DuckDB (embedded default) and PostgreSQL.
+
+Both hold the same tables and run the same SQL; they differ in column types, in how a batch
+reaches a staging table (Arrow for DuckDB, COPY for PostgreSQL), and in placeholders.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy.engine import URL, make_url
+
+from target_personalize.engine._columns import (
+    EVENT_COLUMNS,
+    ITEM_COLUMNS,
+    ITEM_FIELDS,
+    REJECT_COLUMNS,
+    Kind,
+)
+from target_personalize.engine._exceptions import StoreError, UnsupportedDatabaseError
+
+__all__ = ["Backend", "open_backend"]
+
+logger = logging.getLogger(__name__)
+
+_ITEM_ARROW = {"str": pa.string(), "float": pa.float64(), "int": pa.int64()}
+_ARROW: dict[Kind, pa.DataType] = {
+    "str": pa.string(),
+    "ts": pa.timestamp("us"),
+    "float": pa.float64(),
+    "int": pa.int64(),
+    "bool": pa.bool_(),
+    "json": pa.string(),
+    "items": pa.list_(pa.struct([pa.field(n, _ITEM_ARROW[k]) for n, k in ITEM_FIELDS.items()])),
+}
+
+
+def arrow_schema(columns: dict[str, Kind]) -> pa.Schema:
+    """The Arrow schema of a staging batch with ``columns`` plus the arrival order ``_seq``."""
+    return pa.schema([*(pa.field(n, _ARROW[k]) for n, k in columns.items()), ("_seq", pa.int64())])
+
+
+class Backend(abc.ABC):
+    """One open connection to the store's database."""
+
+    #: SQL type of each column kind.
+    types: dict[Kind, str]
+    #: How a query placeholder is written.
+    placeholder: str
+
+    @abc.abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement (``%s`` placeholders) and return its rows, if any."""
+
+    @abc.abstractmethod
+    def stage(self, table: str, columns: dict[str, Kind], rows: Sequence[tuple[Any, ...]]) -> None:
+        """Create temporary ``table`` holding ``rows`` (in column order) and their ``_seq``."""
+
+    @abc.abstractmethod
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """A transaction: committed on success, rolled back on error."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close the connection."""
+
+    def column_ddl(self, columns: dict[str, Kind]) -> str:
+        """The column list of a CREATE TABLE for ``columns``."""
+        return ", ".join(f"{name} {self.types[kind]}" for name, kind in columns.items())
+
+    def create_tables(self) -> None:
+        """Create the store's tables and indexes if they do not exist yet."""
+        self.execute(
+            f"CREATE TABLE IF NOT EXISTS events ({self.column_ddl(EVENT_COLUMNS)}, "
+            f"loaded_at {self.types['ts']}{self.event_key_ddl})"
+        )
+        self.execute(
+            f"CREATE TABLE IF NOT EXISTS items ({self.column_ddl(ITEM_COLUMNS)}, "
+            f"loaded_at {self.types['ts']}{self.item_key_ddl})"
+        )
+        self.execute(f"CREATE TABLE IF NOT EXISTS rejects ({self.column_ddl(REJECT_COLUMNS)})")
+
+    event_key_ddl = ""
+    item_key_ddl = ""
+
+
+class DuckDBBackend(Backend):
+    """The embedded default: one DuckDB file (or ``:memory:``)."""
+
+    types: dict[Kind, str] = {  # noqa: RUF012
+        "str": "VARCHAR",
+        "ts": "TIMESTAMP",
+        "float": "DOUBLE",
+        "int": "BIGINT",
+        "bool": "BOOLEAN",
+        "json": "JSON",
+        "items": "STRUCT({})[]".format(
+            ", ".join(
+                f"{n} {dict(str='VARCHAR', float='DOUBLE', int='BIGINT')[k]}"
+                for n, k in ITEM_FIELDS.items()
+            )
+        ),
+    }
+    placeholder = "?"
+    # No primary key: DuckDB's unique indexes refuse a delete and re-insert of the same key in
+    # one transaction, which is how a newer version of an event replaces the old one.
+
+    def __init__(self, database: str) -> None:
+        import duckdb  # noqa: PLC0415
+
+        if database not in ("", ":memory:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.connection = duckdb.connect(database or ":memory:")
+        except duckdb.Error as error:
+            raise StoreError(f"cannot open the DuckDB store {database!r}: {error}") from error
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement and return its rows, if any."""
+        cursor = self.connection.execute(sql.replace("%s", "?"), list(params))
+        return cursor.fetchall() if cursor.description else []
+
+    def stage(self, table: str, columns: dict[str, Kind], rows: Sequence[tuple[Any, ...]]) -> None:
+        """Stage ``rows`` through an Arrow table."""
+        names = list(columns)
+        data = {name: [row[i] for row in rows] for i, name in enumerate(names)}
+        data["_seq"] = list(range(len(rows)))
+        arrow = pa.Table.from_pydict(data, schema=arrow_schema(columns))
+        self.connection.register("_incoming", arrow)
+        try:
+            self.connection.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _incoming")
+        finally:
+            self.connection.unregister("_incoming")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A DuckDB transaction."""
+        self.connection.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the connection (checkpointing the file)."""
+        self.connection.close()
+
+
+class PostgresBackend(Backend):
+    """PostgreSQL through psycopg 3, with COPY for bulk loads."""
+
+    types: dict[Kind, str] = {  # noqa: RUF012
+        "str": "TEXT",
+        "ts": "TIMESTAMP",
+        "float": "DOUBLE PRECISION",
+        "int": "BIGINT",
+        "bool": "BOOLEAN",
+        "json": "JSONB",
+        "items": "JSONB",
+    }
+    placeholder = "%s"
+    event_key_ddl = ", PRIMARY KEY (source, event_id)"
+    item_key_ddl = ", PRIMARY KEY (item_id)"
+
+    def __init__(self, url: URL) -> None:
+        import psycopg  # noqa: PLC0415
+
+        conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            self.connection = psycopg.connect(conninfo, autocommit=True)
+        except psycopg.Error as error:
+            shown = url.render_as_string(hide_password=True)
+            raise StoreError(f"cannot connect to the PostgreSQL store {shown}: {error}") from None
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement and return its rows, if any."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, list(params) or None)  # type: ignore[arg-type]
+            return cursor.fetchall() if cursor.description else []
+
+    def stage(self, table: str, columns: dict[str, Kind], rows: Sequence[tuple[Any, ...]]) -> None:
+        """Stage ``rows`` with COPY."""
+        import json  # noqa: PLC0415
+
+        self.execute(f"DROP TABLE IF EXISTS {table}")
+        self.execute(f"CREATE TEMP TABLE {table} ({self.column_ddl(columns)}, _seq BIGINT)")
+        items_at = [i for i, kind in enumerate(columns.values()) if kind == "items"]
+        names = ", ".join([*columns, "_seq"])
+        with self.connection.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            for seq, row in enumerate(rows):
+                if items_at:
+                    values = list(row)
+                    for i in items_at:
+                        values[i] = json.dumps(values[i], separators=(",", ":"))
+                    copy.write_row((*values, seq))
+                else:
+                    copy.write_row((*row, seq))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A PostgreSQL transaction."""
+        with self.connection.transaction():
+            yield
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.connection.close()
+
+
+def open_backend(url: str) -> Backend:
+    """Open the backend a database URL names.
+
+    ``duckdb:///path/file.duckdb`` (or a bare file path) opens DuckDB;
+    ``postgresql://`` and ``postgresql+psycopg://`` open PostgreSQL.
+
+    Raises:
+        UnsupportedDatabaseError: for any other kind of URL.
+    """
+    if "://" not in url:
+        return DuckDBBackend(url)
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "duckdb":
+        return DuckDBBackend(parsed.database or ":memory:")
+    if backend in {"postgresql", "postgres"}:
+        return PostgresBackend(parsed)
+    raise UnsupportedDatabaseError(
+        f"the store supports duckdb:///FILE and postgresql+psycopg://... URLs, not {backend!r}: "
+        "set database_url to one of those"
+    )

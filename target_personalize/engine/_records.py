@@ -1,0 +1,185 @@
+"""Check and coerce incoming records into store rows, naming the field at fault when one is bad."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from target_personalize.engine._columns import EVENT_COLUMNS, ITEM_COLUMNS, ITEM_FIELDS, Kind
+from target_personalize.engine._exceptions import InvalidEventError
+
+__all__ = ["coerce_event", "coerce_item", "parse_timestamp"]
+
+_SNAKE = re.compile(r"[^0-9a-z]+")
+
+
+def parse_timestamp(value: object) -> datetime:
+    """Parse an ISO-8601 string or datetime into a naive UTC datetime.
+
+    Raises:
+        ValueError: if the value is not a timestamp.
+    """
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and value:
+        text = value[:-4] if value.endswith(" UTC") else value
+        moment = datetime.fromisoformat(text)
+    else:
+        raise ValueError(f"not a timestamp: {value!r}")
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def _str(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or isinstance(value, dict | list):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    return str(value)
+
+
+def _float(value: object) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    if isinstance(value, int | float | Decimal | str):
+        return float(value)
+    raise ValueError(f"expected a number, got {type(value).__name__}")
+
+
+def _int(value: object) -> int | None:
+    number = _float(value)
+    if number is None:
+        return None
+    if not number.is_integer():
+        raise ValueError(f"expected a whole number, got {value!r}")
+    return int(number)
+
+
+def _bool(value: object) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    if value in (0, 1, "true", "false", "True", "False"):
+        return value in (1, "true", "True")
+    raise ValueError(f"expected a boolean, got {value!r}")
+
+
+def _ts(value: object) -> datetime | None:
+    if value is None or value == "":
+        return None
+    return parse_timestamp(value)
+
+
+def _json(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        json.loads(value)
+        return value
+    if not isinstance(value, dict | list):
+        raise ValueError(f"expected an object, got {type(value).__name__}")
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _items(value: object) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = json.loads(value)
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of items, got {type(value).__name__}")
+    items = []
+    for position, raw in enumerate(value):
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"item {position} is not an object")
+        item = {}
+        for field, kind in ITEM_FIELDS.items():
+            try:
+                item[field] = _SCALARS[kind](raw.get(field))
+            except ValueError as error:
+                raise ValueError(f"item {position}, {field}: {error}") from None
+        if not item["item_id"]:
+            raise ValueError(f"item {position} has no item_id")
+        items.append(item)
+    return items
+
+
+_SCALARS: dict[Kind, Callable[[object], Any]] = {
+    "str": _str,
+    "float": _float,
+    "int": _int,
+    "bool": _bool,
+    "ts": _ts,
+    "json": _json,
+    "items": _items,
+}
+_EVENT_CONVERTERS = [(name, _SCALARS[kind]) for name, kind in EVENT_COLUMNS.items()]
+_ITEM_CONVERTERS = [(name, _SCALARS[kind]) for name, kind in ITEM_COLUMNS.items()]
+_REQUIRED = ("source", "event_id", "event_ts")
+_AT = {name: index for index, name in enumerate(EVENT_COLUMNS)}
+_DEFAULTS = {"event_count": 1, "is_aggregate": False, "properties": "{}", "user_properties": "{}"}
+
+
+def coerce_event(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Return the store row (a tuple in column order) for a canonical event record.
+
+    Raises:
+        InvalidEventError: naming the first field that is missing or of the wrong type.
+    """
+    row: list[Any] = []
+    for name, convert in _EVENT_CONVERTERS:
+        value = record.get(name)
+        try:
+            row.append(convert(value))
+        except (ValueError, TypeError) as error:
+            raise InvalidEventError(name, str(error)) from None
+    values = dict(zip(EVENT_COLUMNS, row, strict=True))
+    for name in _REQUIRED:
+        if values[name] in (None, ""):
+            raise InvalidEventError(name, "is missing")
+    name, kind = values["event_name"], values["event_type"]
+    if not name and not kind:
+        raise InvalidEventError("event_name", "is missing (and so is event_type)")
+    if not name:
+        row[_AT["event_name"]] = kind
+    if not kind:
+        row[_AT["event_type"]] = _SNAKE.sub("_", str(name).lower()).strip("_") or "unknown"
+    for field, default in _DEFAULTS.items():
+        if values[field] is None:
+            row[_AT[field]] = default
+    return tuple(row)
+
+
+def coerce_item(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Return the catalog row for an ``items`` record; unknown fields go to ``properties``.
+
+    Raises:
+        InvalidEventError: naming the field that is missing or of the wrong type.
+    """
+    extra = {k: v for k, v in record.items() if k not in ITEM_COLUMNS and not k.startswith("_sdc_")}
+    merged = {**record, "properties": {**extra, **(record.get("properties") or {})}}
+    row: list[Any] = []
+    for name, convert in _ITEM_CONVERTERS:
+        try:
+            row.append(convert(merged.get(name)))
+        except (ValueError, TypeError) as error:
+            raise InvalidEventError(name, str(error)) from None
+    if not row[0]:
+        raise InvalidEventError("item_id", "is missing")
+    return tuple(row)

@@ -1,0 +1,85 @@
+"""target-personalize: the Singer target."""
+
+from __future__ import annotations
+
+import typing as t
+
+from singer_sdk import Target
+from singer_sdk import typing as th
+from target_personalize.reader import FloatMsgSpecReader
+from typing_extensions import override
+
+from target_personalize.engine import DEFAULT_DATABASE_URL, EventStore
+from target_personalize.sinks import EventsSink, ItemsSink
+
+if t.TYPE_CHECKING:
+    from singer_sdk.sinks import Sink
+
+
+class TargetPersonalize(Target):
+    """Loads canonical clickstream events and the item catalog into the personalization engine."""
+
+    name = "target-personalize"
+    package_name = "clickstream-personalize"
+    message_reader_class = FloatMsgSpecReader
+    default_sink_class = EventsSink
+    config_jsonschema = th.PropertiesList(
+        th.Property(
+            "database_url",
+            th.StringType,
+            default=DEFAULT_DATABASE_URL,
+            title="Database URL",
+            description=(
+                "Where the engine keeps events and models: duckdb:///FILE (embedded, the default "
+                "is personalize.duckdb in the working directory) or postgresql+psycopg://USER@HOST/DB."
+            ),
+        ),
+        th.Property(
+            "key_conversion",
+            th.StringType,
+            default="purchase",
+            title="Key conversion",
+            description="The event type the engine optimizes for (purchase, booking, add_to_cart...).",
+        ),
+        th.Property(
+            "refresh_after_load",
+            th.BooleanType,
+            default=True,
+            title="Refresh after load",
+            description="Refit the engine's models after each load, when it has models.",
+        ),
+    ).to_dict()
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._store: EventStore | None = None
+
+    @property
+    def store(self) -> EventStore:
+        """The engine's event store, opened on first use and shared by all sinks."""
+        if self._store is None:
+            url = self.config.get("database_url") or DEFAULT_DATABASE_URL
+            self._store = EventStore(url)
+            self.logger.info("Loading into the %s store", self._store.dialect)
+        return self._store
+
+    @override
+    def get_sink_class(self, stream_name: str) -> type[Sink]:
+        if stream_name == "items":
+            return ItemsSink
+        return EventsSink
+
+    @override
+    def _process_endofpipe(self) -> None:
+        super()._process_endofpipe()
+        rejected = sum(getattr(sink, "rejected", 0) for sink in self._sinks_active.values())
+        loaded = sum(getattr(sink, "loaded", 0) for sink in self._sinks_active.values())
+        if rejected:
+            self.logger.warning(
+                "Loaded %d records; %d bad records went to the rejects table", loaded, rejected
+            )
+        else:
+            self.logger.info("Loaded %d records, no bad records", loaded)
+        if self._store is not None:
+            self._store.close()
+            self._store = None
