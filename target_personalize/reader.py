@@ -22,7 +22,9 @@ class FloatMsgSpecReader(MsgSpecReader):
         try:
             message = _decode(line)
         except msgspec.DecodeError as error:
-            raise InvalidInputLine(f"Unable to parse a Singer message as JSON: {line[:200]}") from error
+            raise InvalidInputLine(
+                f"Unable to parse a Singer message as JSON: {line[:200]}"
+            ) from error
         if not isinstance(message, dict):
             raise InvalidInputLine(f"A Singer message is not a JSON object: {line[:200]}")
         return message

@@ -42,7 +42,9 @@ class _StoreSink(BatchSink):
         return None
 
     @override
-    def _parse_timestamps_in_record(self, record: dict[str, t.Any], schema: dict[str, t.Any], treatment: t.Any) -> None:
+    def _parse_timestamps_in_record(
+        self, record: dict[str, t.Any], schema: dict[str, t.Any], treatment: t.Any
+    ) -> None:
         # Timestamps are parsed by the store, where an unparsable one becomes a reject.
         return
 
@@ -74,11 +76,16 @@ class _StoreSink(BatchSink):
             if self.rejected <= _LOGGED_REJECTS:
                 self.logger.warning(
                     "Rejected a record of stream %s, key %s: %s %s",
-                    reject.stream, reject.event_key, reject.field, reject.reason,
+                    reject.stream,
+                    reject.event_key,
+                    reject.field,
+                    reject.reason,
                 )
         self.logger.info(
             "Stored %d records of stream %s (%d rejected so far)",
-            result.loaded, self.stream_name, self.rejected,
+            result.loaded,
+            self.stream_name,
+            self.rejected,
         )
 
 

@@ -6,10 +6,10 @@ import typing as t
 
 from singer_sdk import Target
 from singer_sdk import typing as th
-from target_personalize.reader import FloatMsgSpecReader
 from typing_extensions import override
 
 from target_personalize.engine import DEFAULT_DATABASE_URL, EventStore
+from target_personalize.reader import FloatMsgSpecReader
 from target_personalize.sinks import EventsSink, ItemsSink
 
 if t.TYPE_CHECKING:

@@ -134,7 +134,9 @@ class DuckDBBackend(Backend):
         arrow = pa.Table.from_pydict(data, schema=arrow_schema(columns))
         self.connection.register("_incoming", arrow)
         try:
-            self.connection.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _incoming")
+            self.connection.execute(
+                f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _incoming"
+            )
         finally:
             self.connection.unregister("_incoming")
 
@@ -194,7 +196,10 @@ class PostgresBackend(Backend):
         self.execute(f"CREATE TEMP TABLE {table} ({self.column_ddl(columns)}, _seq BIGINT)")
         items_at = [i for i, kind in enumerate(columns.values()) if kind == "items"]
         names = ", ".join([*columns, "_seq"])
-        with self.connection.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+        with (
+            self.connection.cursor() as cursor,
+            cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy,
+        ):
             for seq, row in enumerate(rows):
                 if items_at:
                     values = list(row)

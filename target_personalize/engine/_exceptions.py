@@ -1,9 +1,11 @@
-"""Engine errors. Every error the engine raises derives from :class:`EngineError`::
+"""Engine errors; every one derives from :class:`EngineError`.
 
-    EngineError
-    ├── StoreError            the store cannot be opened, created or written
-    │   └── UnsupportedDatabaseError   the URL names a database the store does not support
-    └── InvalidEventError     an event does not fit the canonical schema (field and reason)
+The tree::
+
+EngineError
+├── StoreError            the store cannot be opened, created or written
+│   └── UnsupportedDatabaseError   the URL names a database the store does not support
+└── InvalidEventError     an event does not fit the canonical schema (field and reason)
 """
 
 from __future__ import annotations

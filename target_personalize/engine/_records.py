@@ -40,7 +40,7 @@ def _str(value: object) -> str | None:
         return None
     if isinstance(value, str):
         return value
-    if isinstance(value, bool) or isinstance(value, dict | list):
+    if isinstance(value, bool | dict | list):
         raise ValueError(f"expected a string, got {type(value).__name__}")
     return str(value)
 

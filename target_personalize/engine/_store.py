@@ -84,7 +84,8 @@ class StoreSummary:
         return {
             "events": self.events,
             "events_by_source_type": [
-                {"source": s, "event_type": t, "events": n} for s, t, n in self.events_by_source_type
+                {"source": s, "event_type": t, "events": n}
+                for s, t, n in self.events_by_source_type
             ],
             "users": self.users,
             "sessions": self.sessions,
@@ -136,7 +137,9 @@ class EventStore:
 
     # Loading
 
-    def load_events(self, records: Iterable[Mapping[str, Any]], *, stream: str = "events") -> LoadResult:
+    def load_events(
+        self, records: Iterable[Mapping[str, Any]], *, stream: str = "events"
+    ) -> LoadResult:
         """Store canonical events, replacing earlier versions with the same key.
 
         Records that do not fit the schema go to ``rejects``; the others are stored, in one
@@ -156,7 +159,9 @@ class EventStore:
             self._store_rejects(rejects)
         return LoadResult(len(rows), rejects)
 
-    def load_items(self, records: Iterable[Mapping[str, Any]], *, stream: str = "items") -> LoadResult:
+    def load_items(
+        self, records: Iterable[Mapping[str, Any]], *, stream: str = "items"
+    ) -> LoadResult:
         """Store catalog items, replacing earlier versions of the same ``item_id``."""
         rows: list[tuple[Any, ...]] = []
         rejects: list[Reject] = []
@@ -164,7 +169,9 @@ class EventStore:
             try:
                 rows.append(coerce_item(record))
             except InvalidEventError as error:
-                rejects.append(Reject(stream, str(record.get("item_id")), error.field, error.reason, record))
+                rejects.append(
+                    Reject(stream, str(record.get("item_id")), error.field, error.reason, record)
+                )
         with self._lock, self.backend.transaction():
             if rows:
                 self.backend.stage("staged_items", ITEM_COLUMNS, rows)
@@ -181,7 +188,11 @@ class EventStore:
         return LoadResult(len(rows), rejects)
 
     def load_event_files(
-        self, paths: Sequence[str], file_format: Literal["jsonl", "parquet"], *, stream: str = "events"
+        self,
+        paths: Sequence[str],
+        file_format: Literal["jsonl", "parquet"],
+        *,
+        stream: str = "events",
     ) -> LoadResult:
         """Store the events of batch files (JSON lines, optionally gzipped, or Parquet).
 
@@ -222,13 +233,15 @@ class EventStore:
     def _load_files_in_duckdb(
         self, paths: Sequence[str], file_format: Literal["jsonl", "parquet"], stream: str
     ) -> LoadResult:
-        assert isinstance(self.backend, DuckDBBackend)  # noqa: S101
+        assert isinstance(self.backend, DuckDBBackend)
         files = [str(Path(p)) for p in paths]
         if file_format == "jsonl":
             source = "SELECT json AS j FROM read_ndjson_objects(%s)"
         else:
             source = "SELECT to_json(p) AS j FROM read_parquet(%s, union_by_name = true) p"
-        typed = ", ".join(f"{_from_json(name, kind)} AS {name}" for name, kind in EVENT_COLUMNS.items())
+        typed = ", ".join(
+            f"{_from_json(name, kind)} AS {name}" for name, kind in EVENT_COLUMNS.items()
+        )
         problem = _problem_case()
         with self._lock, self.backend.transaction():
             self.backend.execute(
@@ -277,7 +290,9 @@ class EventStore:
             "count(DISTINCT session_id), min(event_ts), max(event_ts) FROM events"
         )[0]
         if isinstance(self.backend, DuckDBBackend):
-            item_sql = "SELECT count(DISTINCT i.item_id) FROM (SELECT unnest(items) AS i FROM events)"
+            item_sql = (
+                "SELECT count(DISTINCT i.item_id) FROM (SELECT unnest(items) AS i FROM events)"
+            )
         else:
             item_sql = (
                 "SELECT count(DISTINCT e ->> 'item_id') FROM events, jsonb_array_elements(items) e"
@@ -344,7 +359,9 @@ def _from_json(name: str, kind: Kind) -> str:
     if kind in _DUCK_CAST:
         return f"TRY_CAST({raw} AS {_DUCK_CAST[kind]})"
     if kind == "json":
-        return f"(CASE WHEN json_type(j, '$.{name}') IN ('OBJECT', 'ARRAY') THEN j -> '$.{name}' END)"
+        return (
+            f"(CASE WHEN json_type(j, '$.{name}') IN ('OBJECT', 'ARRAY') THEN j -> '$.{name}' END)"
+        )
     return f"from_json(j -> '$.{name}', '{_ITEM_SHAPE}')"
 
 
@@ -353,7 +370,9 @@ def _problem_case() -> str:
         f"WHEN {name} IS NULL OR {name} = '' THEN '{name}: is missing'"
         for name in ("source", "event_id")
     ]
-    checks.append("WHEN event_ts IS NULL AND " + _raw("event_ts") + " IS NULL THEN 'event_ts: is missing'")
+    checks.append(
+        "WHEN event_ts IS NULL AND " + _raw("event_ts") + " IS NULL THEN 'event_ts: is missing'"
+    )
     checks.append(
         "WHEN coalesce(event_name, event_type) IS NULL THEN 'event_name: is missing (and so is event_type)'"
     )

@@ -1,0 +1,1 @@
+"""The ``personalize`` subcommands, one module each."""

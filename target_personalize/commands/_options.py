@@ -1,0 +1,25 @@
+"""Options shared by the ``personalize`` subcommands."""
+
+from __future__ import annotations
+
+import click
+
+from target_personalize.engine import DEFAULT_DATABASE_URL
+
+__all__ = ["DATABASE_URL", "FORMAT"]
+
+DATABASE_URL = click.option(
+    "--database-url",
+    envvar="PERSONALIZEDATABASE_URL",
+    default=DEFAULT_DATABASE_URL,
+    show_default=True,
+    help="The engine's store (env PERSONALIZEDATABASE_URL).",
+)
+FORMAT = click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A readable table, or JSON for scripts.",
+)
