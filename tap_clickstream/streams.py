@@ -5,10 +5,15 @@ the file source). Their state advances once per completed window, never per reco
 records are not sorted inside a window, so a per-record bookmark could skip events when a sync
 is interrupted. With a bookmark per completed window an interrupted sync resumes at the first
 unfinished window, and the target's key on ``(source, event_id)`` absorbs the re-read.
+
+Each source implements :meth:`EventStream.read_events`; the base class passes each event on
+once (an event seen again shortly after, such as an exact duplicate row or a window read a
+second time after a dropped download, is not emitted twice) and logs the counts at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import typing as t
@@ -23,7 +28,7 @@ from typing_extensions import override
 from tap_clickstream.events import EVENT_SCHEMA, EventTypeMapper
 
 if t.TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Generator, Iterable, Iterator
 
     from singer_sdk.helpers.types import Context
 
@@ -31,6 +36,8 @@ __all__ = ["EventStream", "ExportAPIStream"]
 
 #: How many bad records are logged one by one before only the count goes on.
 _LOGGED_BAD_RECORDS = 20
+#: How many recent event ids a stream remembers to drop repeats (bounded memory).
+_RECENT_EVENT_IDS = 100_000
 
 
 class EventStream(Stream):
@@ -44,7 +51,38 @@ class EventStream(Stream):
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
         self.bad_records: Counter[str] = Counter()
+        self.duplicates = 0
+        self._recent_ids: dict[str, None] = {}
         self.map_event_type = EventTypeMapper(self.config.get("event_map"))
+
+    def read_events(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
+        """Yield this source's canonical events, calling :meth:`complete_window` as it goes.
+
+        Raises:
+            NotImplementedError: in the base class.
+        """
+        raise NotImplementedError
+
+    @override
+    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        emitted = 0
+        try:
+            for record in self.read_events(context):
+                if self._first_sighting(record["event_id"]):
+                    emitted += 1
+                    yield record
+        finally:
+            # Also when the sync fails or is cut short: the counts so far are still news.
+            self.log_sync_summary(emitted)
+
+    def _first_sighting(self, event_id: str) -> bool:
+        if event_id in self._recent_ids:
+            self.duplicates += 1
+            return False
+        self._recent_ids[event_id] = None
+        if len(self._recent_ids) > _RECENT_EVENT_IDS:
+            del self._recent_ids[next(iter(self._recent_ids))]
+        return True
 
     @property
     def settings(self) -> dict[str, t.Any]:
@@ -67,7 +105,7 @@ class EventStream(Stream):
         return
 
     @override
-    def get_replication_key_signpost(self, context: Context | None) -> None:
+    def get_replication_key_signpost(self, context: Context | None = None) -> None:
         # Window bookmarks are capped at the sync start already.
         return None
 
@@ -100,7 +138,9 @@ class EventStream(Stream):
         self.bad_records[reason.split(":", 1)[0]] += 1
         total = sum(self.bad_records.values())
         if total <= _LOGGED_BAD_RECORDS:
-            self.logger.warning("Skipped a malformed record in %s, %s: %s", self.name, where, reason)
+            self.logger.warning(
+                "Skipped a malformed record in %s, %s: %s", self.name, where, reason
+            )
         elif total == _LOGGED_BAD_RECORDS + 1:
             self.logger.warning(
                 "More malformed records in %s: counting them without logging each one", self.name
@@ -109,17 +149,21 @@ class EventStream(Stream):
     def log_sync_summary(self, emitted: int) -> None:
         """Log the records emitted and the malformed ones skipped, at the end of the sync."""
         skipped = sum(self.bad_records.values())
+        repeats = f", {self.duplicates} repeated events emitted once" if self.duplicates else ""
         if skipped:
             detail = ", ".join(f"{reason}: {n}" for reason, n in self.bad_records.most_common())
             self.logger.warning(
-                "Stream %s emitted %d events and skipped %d malformed records (%s)",
+                "Stream %s emitted %d events and skipped %d malformed records (%s)%s",
                 self.name,
                 emitted,
                 skipped,
                 detail,
+                repeats,
             )
         else:
-            self.logger.info("Stream %s emitted %d events, no malformed records", self.name, emitted)
+            self.logger.info(
+                "Stream %s emitted %d events, no malformed records%s", self.name, emitted, repeats
+            )
 
 
 class ExportAPIStream(EventStream, RESTStream[t.Any]):
@@ -148,7 +192,8 @@ class ExportAPIStream(EventStream, RESTStream[t.Any]):
             params=self.get_url_params(window, None),
             headers=self.http_headers,
         )
-        return t.cast("requests.Response", self.request_decorator(self._request)(prepared, window))
+        response: requests.Response = self.request_decorator(self._request)(prepared, window)
+        return response
 
     @override
     def validate_response(self, response: requests.Response) -> None:
@@ -163,10 +208,24 @@ class ExportAPIStream(EventStream, RESTStream[t.Any]):
                 f"check the settings {self.auth_settings}. {self._error_detail(response)}"
             )
         if status >= 400:
+            detail = self._error_detail(response)
+            hint = self.settings_hint(status, detail)
             raise FatalAPIError(
                 f"{self.settings_key} rejected the request ({status} {response.reason}) for "
-                f"{self.path}: {self._error_detail(response)}"
+                f"{self.path}: {detail}" + (f". Check {hint}." if hint else "")
             )
+
+    def settings_hint(self, status: int, detail: str) -> str | None:
+        """Name the settings to check when the API rejects a request (4xx other than auth).
+
+        Args:
+            status: the HTTP status.
+            detail: the error the API sent.
+
+        Returns:
+            A phrase naming the settings, or None when no setting is to blame.
+        """
+        return None
 
     @override
     def response_error_message(self, response: requests.Response) -> str:
@@ -201,15 +260,13 @@ class ExportAPIStream(EventStream, RESTStream[t.Any]):
             response = getattr(exception, "response", None)
             header = response.headers.get("Retry-After") if response is not None else None
             if header:
-                try:
-                    wait = min(float(header), self.max_retry_after)
-                except ValueError:
-                    pass
+                with contextlib.suppress(ValueError):
+                    wait = max(0.0, min(float(header), self.max_retry_after))
             exception = yield wait
 
     @override
     def backoff_jitter(self, value: float) -> float:
-        return value + random.uniform(0.0, min(1.0, value / 4))  # noqa: S311
+        return value + random.uniform(0.0, min(1.0, value / 4))
 
     @override
     def backoff_max_tries(self) -> int:

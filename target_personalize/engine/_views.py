@@ -46,8 +46,10 @@ SELECT sessionized.* FROM (
 
 
 def event_items_sql(dialect: Dialect) -> str:
-    """A SELECT of one row per (event, item): ``source, event_id, item_id, item_name,
-    category, brand, price, quantity``, for events that name items."""
+    """A SELECT of one row per (event, item), for events that name items.
+
+    Columns: ``source, event_id, item_id, item_name, category, brand, price, quantity``.
+    """
     if dialect == "duckdb":
         return """
 SELECT source, event_id, i.item_id AS item_id, i.name AS item_name, i.category AS category,

@@ -43,8 +43,8 @@ class AmplitudeStream(ExportAPIStream):
 
     @override
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
-        assert context is not None  # noqa: S101  (always called with a window)
-        return {"start": context["start"], "end": context["end"]}
+        window = context or {}  # always called with a window
+        return {"start": window["start"], "end": window["end"]}
 
     @override
     def validate_response(self, response: requests.Response) -> None:
@@ -53,3 +53,7 @@ class AmplitudeStream(ExportAPIStream):
         if response.status_code in {400, 504}:
             raise WindowTooLargeError(self.response_error_message(response))
         super().validate_response(response)
+
+    @override
+    def settings_hint(self, status: int, detail: str) -> str | None:
+        return "amplitude.region and amplitude.api_url"

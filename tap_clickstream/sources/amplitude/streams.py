@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import gzip
-import shutil
 import tempfile
 import typing as t
 import zipfile
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import msgspec
 import requests
@@ -27,13 +26,25 @@ from tap_clickstream.sources.amplitude import settings
 from tap_clickstream.sources.amplitude.client import AmplitudeStream
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterator
 
     from singer_sdk.helpers.types import Context
 
 _decode = msgspec.json.Decoder().decode
 _HOUR = timedelta(hours=1)
 _DEVICE_CATEGORIES = {"iOS": "mobile", "Android": "mobile"}
+#: Errors that mean a download broke off: the window is requested again.
+_BROKEN_OFF = (
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ContentDecodingError,
+    OSError,
+)
+#: Top-level export fields the canonical event holds already (the rest go to properties).
+_CONSUMED = frozenset(
+    "uuid event_type event_time client_event_time server_upload_time user_id device_id "
+    "session_id event_properties user_properties country region city os_name".split()
+)
 
 
 def _floor_hour(moment: datetime) -> datetime:
@@ -50,7 +61,9 @@ class AmplitudeEventsStream(AmplitudeStream):
         """Return the ``[start, end)`` hour-aligned windows of upload time this sync reads."""
         bookmark = self.bookmark(context)
         if bookmark:
-            lookback = timedelta(hours=self.settings.get("lookback_hours", settings.DEFAULT_LOOKBACK_HOURS))
+            lookback = timedelta(
+                hours=self.settings.get("lookback_hours", settings.DEFAULT_LOOKBACK_HOURS)
+            )
             start = parse_ts(bookmark) - lookback
         elif self.config.get("start_date"):
             start = parse_ts(self.config["start_date"])
@@ -60,7 +73,8 @@ class AmplitudeEventsStream(AmplitudeStream):
         if self.config.get("end_date"):
             stop = min(stop, parse_ts(self.config["end_date"]))
         start, stop = _floor_hour(start), _floor_hour(stop)
-        size = _HOUR * max(1, int(self.settings.get("window_hours", settings.DEFAULT_WINDOW_HOURS)))
+        hours = self.settings.get("window_hours", settings.DEFAULT_WINDOW_HOURS)
+        size = _HOUR * max(1, int(hours))
         windows = []
         while start < stop:
             end = min(start + size, stop)
@@ -69,17 +83,17 @@ class AmplitudeEventsStream(AmplitudeStream):
         return windows
 
     @override
-    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
-        emitted = 0
+    def read_events(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
         for start, end in self.windows(context):
-            for record in self._read_split(start, end):
-                emitted += 1
-                yield record
-            self.complete_window(context, format_ts(end))
-        self.log_sync_summary(emitted)
+            yield from self._read_split(context, start, end)
 
-    def _read_split(self, start: datetime, end: datetime) -> Iterator[dict[str, t.Any]]:
-        """Read ``[start, end)``, halving the window while Amplitude says it is too large."""
+    def _read_split(
+        self, context: Context | None, start: datetime, end: datetime
+    ) -> Iterator[dict[str, t.Any]]:
+        """Read ``[start, end)``, halving the window while Amplitude says it is too large.
+
+        The bookmark moves after each part read, so a sync cut short keeps what it finished.
+        """
         pending = [(start, end)]
         while pending:
             start, end = pending.pop(0)
@@ -89,18 +103,26 @@ class AmplitudeEventsStream(AmplitudeStream):
                 hours = int((end - start) / _HOUR)
                 if hours <= 1:
                     raise WindowTooLargeError(
-                        f"Amplitude refuses even a one-hour export at {start:%Y-%m-%d %H}:00: {error}"
+                        f"Amplitude refuses even a one-hour export at {start:%Y-%m-%d %H}:00: "
+                        f"{error}"
                     ) from error
                 middle = start + _HOUR * (hours // 2)
                 self.logger.info(
                     "Amplitude export %s..%s too large (%s); splitting it in two",
-                    f"{start:%Y-%m-%dT%H}", f"{end:%Y-%m-%dT%H}", error,
+                    f"{start:%Y-%m-%dT%H}",
+                    f"{end:%Y-%m-%dT%H}",
+                    error,
                 )
                 pending[:0] = [(start, middle), (middle, end)]
+            else:
+                self.complete_window(context, format_ts(end))
 
     def _read_window(self, start: datetime, end: datetime) -> Iterator[dict[str, t.Any]]:
         # Amplitude's `end` is the last hour included.
-        window = {"start": start.strftime(settings.HOUR_FORMAT), "end": (end - _HOUR).strftime(settings.HOUR_FORMAT)}
+        window = {
+            "start": start.strftime(settings.HOUR_FORMAT),
+            "end": (end - _HOUR).strftime(settings.HOUR_FORMAT),
+        }
         label = f"window {window['start']}..{window['end']}"
         self.logger.info("Reading Amplitude export, %s", label)
         normalise = _Normaliser(self.map_event_type)
@@ -113,19 +135,26 @@ class AmplitudeEventsStream(AmplitudeStream):
                             return
                         spool.seek(0)
                         spool.truncate()
-                        response.raw.decode_content = True
-                        shutil.copyfileobj(response.raw, spool, 1 << 20)
+                        # iter_content, not response.raw: it turns a connection dropped
+                        # mid-body into a requests error, which is retried below.
+                        for chunk in response.iter_content(chunk_size=1 << 20):
+                            spool.write(chunk)
                     break
-                except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError,
-                        OSError) as error:
+                except _BROKEN_OFF as error:
                     if attempt == settings.WINDOW_ATTEMPTS:
-                        raise IncompleteExportError(f"Amplitude download of {label} failed: {error}") from error
-                    self.logger.warning("Amplitude download of %s broke off (%s); retrying", label, error)
+                        raise IncompleteExportError(
+                            f"Amplitude download of {label} failed: {error}"
+                        ) from error
+                    self.logger.warning(
+                        "Amplitude download of %s broke off (%s); retrying", label, error
+                    )
             spool.seek(0)
             try:
                 archive = zipfile.ZipFile(spool)
             except zipfile.BadZipFile as error:
-                raise IncompleteExportError(f"Amplitude sent a damaged zip for {label}: {error}") from error
+                raise IncompleteExportError(
+                    f"Amplitude sent a damaged zip for {label}: {error}"
+                ) from error
             with archive:
                 for member in sorted(archive.namelist()):
                     if member.endswith("/"):

@@ -44,9 +44,22 @@ class MixpanelStream(ExportAPIStream):
 
     @override
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
-        assert context is not None  # noqa: S101  (always called with a window)
+        window = context or {}  # always called with a window
         return {
             "project_id": self.settings.get("project_id"),
-            "from_date": context["from_date"],
-            "to_date": context["to_date"],
+            "from_date": window["from_date"],
+            "to_date": window["to_date"],
         }
+
+    @override
+    def settings_hint(self, status: int, detail: str) -> str | None:
+        text = detail.lower()
+        if "project" in text:
+            return "mixpanel.project_id"
+        if "date" in text:
+            return "start_date, end_date and mixpanel.project_timezone"
+        if status == 402:
+            return "that the Mixpanel plan of mixpanel.project_id includes the export API"
+        if status == 404:
+            return "mixpanel.region and mixpanel.api_url"
+        return "mixpanel.project_id, mixpanel.region and mixpanel.api_url"

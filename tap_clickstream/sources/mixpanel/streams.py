@@ -24,12 +24,19 @@ from tap_clickstream.sources.mixpanel import settings
 from tap_clickstream.sources.mixpanel.client import MixpanelStream
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterator
 
     from singer_sdk.helpers.types import Context
 
 _decode = msgspec.json.Decoder().decode
 _TERMINATED_EARLY = b"terminated early"
+#: Errors that mean the export body broke off: the window is read again.
+_BROKEN_OFF = (
+    IncompleteExportError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ContentDecodingError,
+)
 
 
 class MixpanelEventsStream(MixpanelStream):
@@ -48,7 +55,9 @@ class MixpanelEventsStream(MixpanelStream):
         tz = self.timezone
         bookmark = self.bookmark(context)
         if bookmark:
-            lookback = timedelta(days=self.settings.get("lookback_days", settings.DEFAULT_LOOKBACK_DAYS))
+            lookback = timedelta(
+                days=self.settings.get("lookback_days", settings.DEFAULT_LOOKBACK_DAYS)
+            )
             start = (parse_ts(bookmark) - lookback).astimezone(tz).date()
         elif self.config.get("start_date"):
             start = parse_ts(self.config["start_date"]).astimezone(tz).date()
@@ -59,7 +68,8 @@ class MixpanelEventsStream(MixpanelStream):
         last = self.sync_started_at.astimezone(tz).date()
         if self.config.get("end_date"):
             last = min(last, parse_ts(self.config["end_date"]).astimezone(tz).date())
-        size = timedelta(days=max(1, int(self.settings.get("window_days", settings.DEFAULT_WINDOW_DAYS))))
+        days = self.settings.get("window_days", settings.DEFAULT_WINDOW_DAYS)
+        size = timedelta(days=max(1, int(days)))
         windows = []
         while start <= last:
             end = min(start + size - timedelta(days=1), last)
@@ -68,31 +78,31 @@ class MixpanelEventsStream(MixpanelStream):
         return windows
 
     @override
-    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+    def read_events(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
         normalise = _Normaliser(self.map_event_type, self.timezone)
-        emitted = 0
         for from_date, to_date in self.windows(context):
             window = {"from_date": from_date.isoformat(), "to_date": to_date.isoformat()}
             label = f"window {window['from_date']}..{window['to_date']}"
             self.logger.info("Reading Mixpanel export, %s", label)
+            bad_before = self.bad_records.copy()
             for attempt in range(1, settings.WINDOW_ATTEMPTS + 1):
                 try:
-                    for record in self._read_window(window, label, normalise):
-                        emitted += 1
-                        yield record
+                    yield from self._read_window(window, label, normalise)
                     break
-                except (IncompleteExportError, requests.exceptions.ChunkedEncodingError,
-                        requests.exceptions.ConnectionError) as error:
+                except _BROKEN_OFF as error:
                     if attempt == settings.WINDOW_ATTEMPTS:
                         raise IncompleteExportError(
                             f"Mixpanel export for {label} broke off {attempt} times: {error}"
                         ) from error
                     self.logger.warning(
-                        "Mixpanel export for %s broke off (%s); reading the window again", label, error
+                        "Mixpanel export for %s broke off (%s); reading the window again",
+                        label,
+                        error,
                     )
+                    # The window is read again whole: count its bad records once.
+                    self.bad_records = bad_before.copy()
             window_end = datetime.combine(to_date + timedelta(days=1), time(), self.timezone)
             self.complete_window(context, format_ts(min(window_end, self.sync_started_at)))
-        self.log_sync_summary(emitted)
 
     def _read_window(
         self, window: dict[str, str], label: str, normalise: _Normaliser
@@ -145,7 +155,10 @@ class _Normaliser:
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise ValueError(f"'time' is not an epoch number: {value!r}")
         seconds = value / 1000 if value > settings.MS_THRESHOLD else value
-        moment = datetime.fromtimestamp(seconds, UTC)
+        try:
+            moment = datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"'time' is out of range: {value!r}") from None
         if self.tz is not None:
             # Older projects store project-local wall-clock time as if it were UTC.
             moment = moment.replace(tzinfo=self.tz).astimezone(UTC)
@@ -162,7 +175,12 @@ class _Normaliser:
         distinct_id = as_str(props.pop("distinct_id", None))
         device_id = as_str(props.pop("$device_id", None))
         user_id = as_str(props.pop("$user_id", None))
-        if user_id is None and distinct_id and distinct_id != device_id and not distinct_id.startswith("$device:"):
+        if (
+            user_id is None
+            and distinct_id
+            and distinct_id != device_id
+            and not distinct_id.startswith("$device:")
+        ):
             user_id = distinct_id
         insert_id = as_str(props.pop("$insert_id", None))
         event_ts = format_ts(moment)
