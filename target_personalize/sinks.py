@@ -7,13 +7,14 @@ import typing as t
 from singer_sdk.sinks import BatchSink
 from typing_extensions import override
 
-from target_personalize.engine import EventStore, LoadResult
+from target_personalize.engine import EventStore, LoadResult, read_batch_files
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers._batch import BaseBatchFileEncoding
 
     from target_personalize.target import TargetPersonalize
 
+_REQUIRED = frozenset({"source", "event_id", "event_ts"})
 #: Bad records logged one by one per sink before only the count goes on.
 _LOGGED_REJECTS = 20
 
@@ -61,12 +62,12 @@ class _StoreSink(BatchSink):
     @override
     def process_batch_files(self, encoding: BaseBatchFileEncoding, files: t.Sequence[str]) -> None:
         paths = [f.removeprefix("file://") for f in files]
-        self._report(self._load_files(paths, str(encoding.format)))
+        self._report(self._load_files(paths, str(encoding.format), encoding.compression == "gzip"))
 
     def _load(self, records: list[dict[str, t.Any]]) -> LoadResult:
         raise NotImplementedError
 
-    def _load_files(self, paths: list[str], file_format: str) -> LoadResult:
+    def _load_files(self, paths: list[str], file_format: str, gzipped: bool) -> LoadResult:
         raise NotImplementedError
 
     def _report(self, result: LoadResult) -> None:
@@ -92,12 +93,30 @@ class _StoreSink(BatchSink):
 class EventsSink(_StoreSink):
     """Canonical events (every ``*_events`` stream)."""
 
+    def __init__(
+        self,
+        target: TargetPersonalize,
+        stream_name: str,
+        schema: dict[str, t.Any],
+        key_properties: t.Sequence[str] | None,
+    ) -> None:
+        super().__init__(target, stream_name, schema, key_properties)
+        missing = sorted(_REQUIRED - set(schema.get("properties", {})))
+        if missing:
+            self.logger.warning(
+                "Stream %s does not carry the canonical event (no %s): its records will be "
+                "rejected. Send *_events streams from tap-clickstream, or map this stream to the "
+                "canonical fields with stream maps.",
+                stream_name,
+                ", ".join(missing),
+            )
+
     def _load(self, records: list[dict[str, t.Any]]) -> LoadResult:
         return self.store.load_events(records, stream=self.stream_name)
 
-    def _load_files(self, paths: list[str], file_format: str) -> LoadResult:
+    def _load_files(self, paths: list[str], file_format: str, gzipped: bool) -> LoadResult:
         fmt = t.cast("t.Literal['jsonl', 'parquet']", file_format)
-        return self.store.load_event_files(paths, fmt, stream=self.stream_name)
+        return self.store.load_event_files(paths, fmt, gzipped=gzipped, stream=self.stream_name)
 
 
 class ItemsSink(_StoreSink):
@@ -106,7 +125,6 @@ class ItemsSink(_StoreSink):
     def _load(self, records: list[dict[str, t.Any]]) -> LoadResult:
         return self.store.load_items(records, stream=self.stream_name)
 
-    def _load_files(self, paths: list[str], file_format: str) -> LoadResult:
-        from target_personalize.engine._store import _read_files  # noqa: PLC0415
-
-        return self.store.load_items(list(_read_files(paths, file_format)), stream=self.stream_name)
+    def _load_files(self, paths: list[str], file_format: str, gzipped: bool) -> LoadResult:
+        records = read_batch_files(paths, file_format, gzipped=gzipped)
+        return self.store.load_items(list(records), stream=self.stream_name)

@@ -64,14 +64,26 @@ class TargetPersonalize(Target):
         return self._store
 
     @override
+    def _process_state_message(self, message_dict: dict[str, t.Any]) -> None:
+        # Commit what came before a new state and pass the state on at once, so Meltano's
+        # bookmark follows the store closely (the SDK alone would wait for the end of the
+        # pipe or five minutes). The state is still never emitted before its records commit.
+        previous = self._latest_state
+        super()._process_state_message(message_dict)
+        if self._latest_state != previous and any(
+            sink.current_size for sink in self._sinks_active.values()
+        ):
+            self.drain_all()
+
+    @override
     def get_sink_class(self, stream_name: str) -> type[Sink]:
         if stream_name == "items":
             return ItemsSink
         return EventsSink
 
     @override
-    def _process_endofpipe(self) -> None:
-        super()._process_endofpipe()
+    def process_endofpipe(self) -> None:
+        super().process_endofpipe()
         rejected = sum(getattr(sink, "rejected", 0) for sink in self._sinks_active.values())
         loaded = sum(getattr(sink, "loaded", 0) for sink in self._sinks_active.values())
         if rejected:

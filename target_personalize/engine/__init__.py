@@ -16,6 +16,7 @@ from target_personalize.engine._store import (
     LoadResult,
     Reject,
     StoreSummary,
+    read_batch_files,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "UnsupportedDatabaseError",
     "coerce_event",
     "coerce_item",
+    "read_batch_files",
 ]

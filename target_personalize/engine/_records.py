@@ -27,7 +27,10 @@ def parse_timestamp(value: object) -> datetime:
         moment = value
     elif isinstance(value, str) and value:
         text = value[:-4] if value.endswith(" UTC") else value
-        moment = datetime.fromisoformat(text)
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"not a timestamp: {value!r}") from None
     else:
         raise ValueError(f"not a timestamp: {value!r}")
     if moment.tzinfo is not None:

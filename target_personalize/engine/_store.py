@@ -30,7 +30,14 @@ from target_personalize.engine._columns import (
 from target_personalize.engine._exceptions import InvalidEventError
 from target_personalize.engine._records import coerce_event, coerce_item
 
-__all__ = ["DEFAULT_DATABASE_URL", "EventStore", "LoadResult", "Reject", "StoreSummary"]
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "EventStore",
+    "LoadResult",
+    "Reject",
+    "StoreSummary",
+    "read_batch_files",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -192,16 +199,22 @@ class EventStore:
         paths: Sequence[str],
         file_format: Literal["jsonl", "parquet"],
         *,
+        gzipped: bool | None = None,
         stream: str = "events",
     ) -> LoadResult:
         """Store the events of batch files (JSON lines, optionally gzipped, or Parquet).
 
         DuckDB reads the files itself; other databases get them in chunks through COPY.
+        ``gzipped`` says whether JSON-lines files are compressed (None: by their ``.gz`` name).
         """
+        if gzipped is None:
+            gzipped = all(p.endswith(".gz") for p in paths)
         if isinstance(self.backend, DuckDBBackend):
-            return self._load_files_in_duckdb(paths, file_format, stream)
+            return self._load_files_in_duckdb(paths, file_format, gzipped, stream)
         loaded, rejects = 0, []
-        for chunk in _chunks(_read_files(paths, file_format), _FILE_CHUNK_ROWS):
+        for chunk in _chunks(
+            read_batch_files(paths, file_format, gzipped=gzipped), _FILE_CHUNK_ROWS
+        ):
             result = self.load_events(chunk, stream=stream)
             loaded += result.loaded
             rejects.extend(result.rejects)
@@ -231,12 +244,13 @@ class EventStore:
         self.backend.execute(f"INSERT INTO rejects ({names}) SELECT {names} FROM staged_rejects")
 
     def _load_files_in_duckdb(
-        self, paths: Sequence[str], file_format: Literal["jsonl", "parquet"], stream: str
+        self, paths: Sequence[str], file_format: str, gzipped: bool, stream: str
     ) -> LoadResult:
         assert isinstance(self.backend, DuckDBBackend)
         files = [str(Path(p)) for p in paths]
         if file_format == "jsonl":
-            source = "SELECT json AS j FROM read_ndjson_objects(%s)"
+            compression = "gzip" if gzipped else "none"
+            source = f"SELECT json AS j FROM read_ndjson_objects(%s, compression = '{compression}')"
         else:
             source = "SELECT to_json(p) AS j FROM read_parquet(%s, union_by_name = true) p"
         typed = ", ".join(
@@ -325,13 +339,16 @@ def _chunks(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str
         yield chunk
 
 
-def _read_files(paths: Sequence[str], file_format: str) -> Iterator[dict[str, Any]]:
+def read_batch_files(
+    paths: Sequence[str], file_format: str, *, gzipped: bool
+) -> Iterator[dict[str, Any]]:
+    """Yield the records of Singer batch files, one dict at a time."""
     for path in paths:
         if file_format == "parquet":
             for batch in pq.ParquetFile(path).iter_batches(batch_size=_FILE_CHUNK_ROWS):
                 yield from batch.to_pylist()
             continue
-        opener = gzip.open if path.endswith(".gz") else open
+        opener = gzip.open if gzipped else open
         with opener(path, "rt", encoding="utf-8") as lines:
             for line in lines:
                 if line.strip():
@@ -358,11 +375,15 @@ def _from_json(name: str, kind: Kind) -> str:
         return f"TRY_CAST(TRY_CAST({raw} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP)"
     if kind in _DUCK_CAST:
         return f"TRY_CAST({raw} AS {_DUCK_CAST[kind]})"
+    # Objects arrive as JSON, or as JSON text (Parquet batch files keep them as strings).
+    value = (
+        f"(CASE WHEN json_type(j, '$.{name}') IN ('OBJECT', 'ARRAY') THEN j -> '$.{name}' "
+        f"WHEN json_type(j, '$.{name}') = 'VARCHAR' AND json_valid(j ->> '$.{name}') "
+        f"THEN CAST(j ->> '$.{name}' AS JSON) END)"
+    )
     if kind == "json":
-        return (
-            f"(CASE WHEN json_type(j, '$.{name}') IN ('OBJECT', 'ARRAY') THEN j -> '$.{name}' END)"
-        )
-    return f"from_json(j -> '$.{name}', '{_ITEM_SHAPE}')"
+        return value
+    return f"from_json({value}, '{_ITEM_SHAPE}')"
 
 
 def _problem_case() -> str:
@@ -388,7 +409,7 @@ def _problem_case() -> str:
                 f"THEN '{name}: expected {'a list of items' if kind == 'items' else 'an object'}'"
             )
     checks.append(
-        "WHEN list_contains(list_transform(items, i -> i.item_id IS NULL), true) "
+        "WHEN len(list_filter(items, lambda i: i.item_id IS NULL)) > 0 "
         "THEN 'items: an item has no item_id'"
     )
     return "CASE " + " ".join(checks) + " END"

@@ -1,0 +1,123 @@
+"""Write the Meltano Hub definitions of both plugins (hub/*.yml) from their ``--about`` output.
+
+Run ``python scripts/plugin_definitions.py`` after changing a setting; a test checks that the
+committed files and meltano.yml match the plugins.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+REPO = "https://github.com/clickstream-personalize/clickstream-personalize"
+
+PLUGINS = {
+    "tap-clickstream": {
+        "kind": "extractors",
+        "namespace": "tap_clickstream",
+        "label": "Clickstream",
+        "description": "Event-level clickstream from GA4, Mixpanel, Amplitude, Snowplow and files, as one canonical event",
+        "keywords": ["meltano_sdk", "clickstream", "mixpanel", "amplitude", "analytics"],
+    },
+    "target-personalize": {
+        "kind": "loaders",
+        "namespace": "target_personalize",
+        "label": "Personalize",
+        "description": "Personalization engine: conversion funnels and multi-objective rankings from clickstream",
+        "keywords": ["meltano_sdk", "personalization", "recommendations", "funnel", "duckdb"],
+    },
+}
+
+
+def about(executable: str) -> dict[str, Any]:
+    """The plugin's ``--about --format json`` output."""
+    out = subprocess.run(
+        [str(BIN / executable), "--about", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out)
+
+
+def _kind(schema: dict[str, Any]) -> str:
+    types = schema.get("type", "string")
+    kind = next(
+        (k for k in ([types] if isinstance(types, str) else types) if k != "null"), "string"
+    )
+    if "enum" in schema:
+        return "options"
+    if schema.get("format") == "date-time":
+        return "date_iso8601"
+    return {"number": "decimal"}.get(kind, kind)
+
+
+def settings(schema: dict[str, Any], prefix: str = "") -> list[dict[str, Any]]:
+    """Meltano setting entries for every leaf of a config JSON schema (nested names dotted)."""
+    entries: list[dict[str, Any]] = []
+    for name, prop in schema.get("properties", {}).items():
+        if prop.get("properties"):
+            entries += settings(prop, f"{prefix}{name}.")
+            continue
+        entry: dict[str, Any] = {"name": f"{prefix}{name}", "kind": _kind(prop)}
+        if prop.get("title"):
+            entry["label"] = prop["title"]
+        if prop.get("description"):
+            entry["description"] = prop["description"]
+        if "default" in prop:
+            entry["value"] = prop["default"]
+        if "enum" in prop:
+            entry["options"] = [
+                {"label": str(v), "value": v} for v in prop["enum"] if v is not None
+            ]
+        if prop.get("secret"):
+            entry["sensitive"] = True
+        entries.append(entry)
+    return entries
+
+
+def definition(executable: str) -> dict[str, Any]:
+    """The Hub definition of one plugin."""
+    info = about(executable)
+    meta = PLUGINS[executable]
+    return {
+        "name": executable,
+        "variant": "clickstream-personalize",
+        "namespace": meta["namespace"],
+        "label": meta["label"],
+        "description": meta["description"],
+        "repo": REPO,
+        "docs": f"{REPO}#readme",
+        "pip_url": f"git+{REPO}.git",
+        "executable": executable,
+        "maintenance_status": "beta",
+        "quality": "silver",
+        "keywords": meta["keywords"],
+        "capabilities": sorted(info["capabilities"]),
+        "supported_python_versions": info["supported_python_versions"],
+        "settings": settings(info["settings"]),
+    }
+
+
+def render(executable: str) -> str:
+    """The YAML text of one plugin's Hub definition."""
+    return yaml.safe_dump(definition(executable), sort_keys=False, allow_unicode=True, width=100)
+
+
+def path_of(executable: str) -> Path:
+    """Where the definition is committed."""
+    return ROOT / "hub" / PLUGINS[executable]["kind"] / f"{executable}.yml"
+
+
+if __name__ == "__main__":
+    for name in PLUGINS:
+        path_of(name).parent.mkdir(parents=True, exist_ok=True)
+        path_of(name).write_text(render(name))
+        print(f"wrote {path_of(name).relative_to(ROOT)}")  # noqa: T201

@@ -1,0 +1,287 @@
+"""Compressed session and item indexes (CSR arrays) shared by the session-kNN rankers.
+
+Only numpy: every structure is a few flat arrays whose size is proportional to events, sessions
+and items, and every query is a handful of vectorised gathers and ``bincount`` calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from target_personalize.engine._interactions import Interactions
+
+__all__ = ["CoOccurrence", "SessionIndex", "concat_ranges", "top_k"]
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+def concat_ranges(starts: IntArray, ends: IntArray) -> IntArray:
+    """``np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)])``, vectorised."""
+    lengths = ends - starts
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    return offsets + np.arange(total, dtype=np.int64)
+
+
+def top_k(scores: FloatArray, k: int, mask: npt.NDArray[np.bool_] | None = None) -> IntArray:
+    """Indexes of the ``k`` best positive scores, best first; ties go to the lower index.
+
+    Args:
+        scores: one score per item.
+        k: how many.
+        mask: only items marked here.
+
+    Returns:
+        Item indexes (fewer than ``k`` when fewer items have a positive score).
+    """
+    candidates = np.flatnonzero(scores > 0) if mask is None else np.flatnonzero((scores > 0) & mask)
+    if candidates.size > k:
+        values = scores[candidates]
+        # The k-th largest value; everything strictly above it is in, ties resolved by index.
+        kth = np.partition(values, values.size - k)[values.size - k]
+        above = candidates[values > kth]
+        tied = candidates[values == kth][: k - above.size]
+        candidates = np.concatenate([above, tied])
+    order = np.lexsort((candidates, -scores[candidates]))
+    return candidates[order].astype(np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class SessionIndex:
+    """Training sessions numbered by end time (0 = oldest), with both CSR directions.
+
+    Attributes:
+        n_items: size of the item vocabulary.
+        session_of: original session index per position.
+        end: last event time per position.
+        visitor: visitor index per position.
+        seq_ptr: CSR offsets of each session's event sequence.
+        seq_item: item per event, in time order.
+        seq_kind: event type per event.
+        seq_ts: event time per event.
+        u_ptr: CSR offsets of each session's distinct items.
+        u_item: distinct items per session (sorted by item).
+        u_last: last (1-based) position of the item in the session's sequence.
+        u_kind: strongest event type of the item in the session (by ``kind_rank``).
+        i_ptr: CSR offsets of each item's sessions.
+        i_sess: sessions (positions, ascending = older first) per item.
+        i_u: index into the ``u_*`` arrays for each (item, session) entry.
+    """
+
+    n_items: int
+    session_of: IntArray
+    end: FloatArray
+    visitor: IntArray
+    seq_ptr: IntArray
+    seq_item: IntArray
+    seq_kind: IntArray
+    seq_ts: FloatArray
+    u_ptr: IntArray
+    u_item: IntArray
+    u_last: IntArray
+    u_kind: IntArray
+    i_ptr: IntArray
+    i_sess: IntArray
+    i_u: IntArray
+
+    @property
+    def n_sessions(self) -> int:
+        """Number of indexed sessions."""
+        return int(self.end.size)
+
+    @property
+    def u_len(self) -> IntArray:
+        """Distinct items per session."""
+        return np.diff(self.u_ptr)
+
+    @classmethod
+    def build(
+        cls,
+        data: Interactions,
+        *,
+        kind_rank: FloatArray | None = None,
+        kinds: npt.NDArray[np.bool_] | None = None,
+    ) -> SessionIndex:
+        """Index ``data`` (sorted by session and time, as :class:`Interactions` keeps it).
+
+        Args:
+            data: the interactions.
+            kind_rank: a strength per event type; ``u_kind`` keeps the strongest type.
+            kinds: only rows of the event types marked here.
+
+        Returns:
+            The index.
+        """
+        n_items = len(data.items)
+        rows = np.arange(len(data), dtype=np.int64)
+        if kinds is not None:
+            rows = rows[kinds[data.kind]]
+        session = data.session[rows].astype(np.int64)
+        sessions, first = np.unique(session, return_index=True)
+        last = np.concatenate((first[1:], [session.size])) - 1 if session.size else first
+        end = data.ts[rows][last] if session.size else np.zeros(0)
+        order = np.lexsort((sessions, end))  # oldest first; ties by session index
+        position = np.empty(sessions.size, dtype=np.int64)
+        position[order] = np.arange(sessions.size)
+        # Sequences in position order (rows of one session stay in time order).
+        seq_session = position[np.searchsorted(sessions, session)]
+        seq_order = np.argsort(seq_session, kind="stable")
+        seq_session = seq_session[seq_order]
+        seq_rows = rows[seq_order]
+        seq_item = data.item[seq_rows].astype(np.int64)
+        seq_kind = data.kind[seq_rows].astype(np.int64)
+        seq_ts = data.ts[seq_rows]
+        seq_ptr = np.concatenate(
+            ([0], np.cumsum(np.bincount(seq_session, minlength=sessions.size)))
+        )
+        seq_pos = np.arange(seq_item.size) - seq_ptr[seq_session] + 1
+        # Distinct items per session, with last position and strongest event type.
+        strength = (
+            np.zeros(max(len(data.event_types), 1))
+            if kind_rank is None
+            else np.asarray(kind_rank, dtype=np.float64)
+        )
+        pair_order = np.lexsort((seq_pos, seq_item, seq_session))
+        ps, pi = seq_session[pair_order], seq_item[pair_order]
+        new_pair = np.ones(ps.size, dtype=np.bool_)
+        if ps.size:
+            new_pair[1:] = (ps[1:] != ps[:-1]) | (pi[1:] != pi[:-1])
+        starts = np.flatnonzero(new_pair)
+        ends = np.concatenate((starts[1:], [ps.size])) - 1 if ps.size else starts
+        u_session = ps[starts]
+        u_item = pi[starts]
+        u_last = seq_pos[pair_order][ends] if ps.size else np.zeros(0, dtype=np.int64)
+        kinds_sorted = seq_kind[pair_order]
+        if ps.size:
+            best = np.maximum.reduceat(strength[kinds_sorted], starts)
+            # The first type reaching the best strength, per pair.
+            hit = strength[kinds_sorted] == np.repeat(best, np.diff(np.append(starts, ps.size)))
+            group = np.repeat(np.arange(starts.size), np.diff(np.append(starts, ps.size)))
+            first_hit = np.full(starts.size, -1, dtype=np.int64)
+            idx = np.flatnonzero(hit)
+            first_hit[group[idx][::-1]] = idx[::-1]
+            u_kind = kinds_sorted[first_hit]
+        else:
+            u_kind = np.zeros(0, dtype=np.int64)
+        u_ptr = np.concatenate(([0], np.cumsum(np.bincount(u_session, minlength=sessions.size))))
+        # Items -> sessions, sessions ascending within each item.
+        by_item = np.argsort(u_item, kind="stable")
+        i_ptr = np.concatenate(([0], np.cumsum(np.bincount(u_item, minlength=n_items))))
+        return cls(
+            n_items=n_items,
+            session_of=sessions[order].astype(np.int64),
+            end=end[order] if end.size else np.zeros(0),
+            visitor=data.session_visitor[sessions[order]].astype(np.int64),
+            seq_ptr=seq_ptr.astype(np.int64),
+            seq_item=seq_item,
+            seq_kind=seq_kind,
+            seq_ts=seq_ts,
+            u_ptr=u_ptr.astype(np.int64),
+            u_item=u_item.astype(np.int64),
+            u_last=u_last.astype(np.int64),
+            u_kind=u_kind.astype(np.int64),
+            i_ptr=i_ptr.astype(np.int64),
+            i_sess=u_session[by_item].astype(np.int64),
+            i_u=by_item.astype(np.int64),
+        )
+
+    def postings(self, items: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+        """(session, query entry, ``u_*`` index) for every session holding one of ``items``."""
+        valid = (items >= 0) & (items < self.n_items)
+        entries = np.flatnonzero(valid)
+        starts = self.i_ptr[items[entries]]
+        ends = self.i_ptr[items[entries] + 1]
+        at = concat_ranges(starts, ends)
+        owner = np.repeat(entries, ends - starts)
+        return self.i_sess[at], owner, self.i_u[at]
+
+    def session_entries(self, sessions: IntArray) -> tuple[IntArray, IntArray]:
+        """(``u_*`` indexes, neighbour number) for the distinct items of ``sessions``."""
+        starts = self.u_ptr[sessions]
+        ends = self.u_ptr[sessions + 1]
+        return concat_ranges(starts, ends), np.repeat(np.arange(sessions.size), ends - starts)
+
+    def item_counts(self) -> IntArray:
+        """Sessions per item."""
+        return np.diff(self.i_ptr)
+
+
+@dataclass(frozen=True, eq=False)
+class CoOccurrence:
+    """A sparse item-to-item matrix in CSR form, rows pruned to their strongest entries."""
+
+    ptr: IntArray
+    col: IntArray
+    val: FloatArray
+
+    @classmethod
+    def build(
+        cls,
+        n_items: int,
+        rows: IntArray,
+        cols: IntArray,
+        weights: FloatArray,
+        *,
+        keep: int | None = None,
+    ) -> CoOccurrence:
+        """Sum duplicate (row, col) weights and keep the ``keep`` largest per row."""
+        if rows.size == 0:
+            return cls(np.zeros(n_items + 1, dtype=np.int64), np.zeros(0, np.int64), np.zeros(0))
+        key = rows.astype(np.int64) * n_items + cols.astype(np.int64)
+        uniq, inverse = np.unique(key, return_inverse=True)
+        val = np.bincount(inverse.ravel(), weights=weights)
+        r = uniq // n_items
+        c = uniq % n_items
+        if keep is not None:
+            order = np.lexsort((c, -val, r))
+            r, c, val = r[order], c[order], val[order]
+            ptr = np.concatenate(([0], np.cumsum(np.bincount(r, minlength=n_items))))
+            rank = np.arange(r.size) - ptr[r]
+            kept = rank < keep
+            r, c, val = r[kept], c[kept], val[kept]
+        ptr = np.concatenate(([0], np.cumsum(np.bincount(r, minlength=n_items))))
+        return cls(ptr.astype(np.int64), c.astype(np.int64), val.astype(np.float64))
+
+    def scores(self, items: IntArray, weights: FloatArray, n_items: int) -> FloatArray:
+        """Weighted sum of the rows of ``items``, as a dense vector."""
+        valid = (items >= 0) & (items < self.ptr.size - 1)
+        items, weights = items[valid], weights[valid]
+        starts, ends = self.ptr[items], self.ptr[items + 1]
+        at = concat_ranges(starts, ends)
+        w = np.repeat(weights, ends - starts) * self.val[at]
+        return np.bincount(self.col[at], weights=w, minlength=n_items)
+
+    def arrays(self, prefix: str) -> dict[str, npt.NDArray[np.generic]]:
+        """The matrix as named arrays."""
+        return {f"{prefix}_ptr": self.ptr, f"{prefix}_col": self.col, f"{prefix}_val": self.val}
+
+
+def sequence_pairs(
+    seq_ptr: IntArray, seq_item: IntArray, max_gap: int
+) -> tuple[IntArray, IntArray, IntArray]:
+    """All (earlier item, later item, gap) pairs within sessions, for gaps up to ``max_gap``."""
+    n = seq_item.size
+    session = np.repeat(np.arange(seq_ptr.size - 1), np.diff(seq_ptr))
+    firsts: list[IntArray] = []
+    seconds: list[IntArray] = []
+    gaps: list[IntArray] = []
+    for gap in range(1, max_gap + 1):
+        if gap >= n:
+            break
+        same = session[:-gap] == session[gap:]
+        idx = np.flatnonzero(same)
+        firsts.append(seq_item[idx])
+        seconds.append(seq_item[idx + gap])
+        gaps.append(np.full(idx.size, gap, dtype=np.int64))
+    if not firsts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    return np.concatenate(firsts), np.concatenate(seconds), np.concatenate(gaps)

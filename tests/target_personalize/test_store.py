@@ -1,0 +1,130 @@
+"""The event store on DuckDB and PostgreSQL: idempotent loads, latest versions, rejects."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pytest
+
+from target_personalize.engine import EventStore, UnsupportedDatabaseError
+from tests.support.events import event
+
+
+def _rows(store: EventStore) -> list[tuple[str, str]]:
+    return store.query("SELECT source, event_id FROM events ORDER BY event_id")
+
+
+def test_loading_the_same_events_twice_adds_nothing(store_url: str) -> None:
+    records = [event(n) for n in range(50)]
+    with EventStore(store_url) as store:
+        store.load_events(records)
+        store.load_events(records)
+        assert store.query("SELECT count(*), count(DISTINCT event_id) FROM events") == [(50, 50)]
+
+
+def test_overlapping_windows_store_each_event_once(store_url: str) -> None:
+    with EventStore(store_url) as store:
+        store.load_events([event(n) for n in range(0, 30)])
+        store.load_events([event(n) for n in range(20, 60)])  # a lookback re-read of 20..29
+        assert len(_rows(store)) == 60
+        assert store.summary().events == 60
+
+
+def test_a_later_version_replaces_the_earlier_one(store_url: str) -> None:
+    with EventStore(store_url) as store:
+        store.load_events([event(1, page_title="first"), event(2)])
+        # Same key twice in one batch, then again later: the last one read wins.
+        store.load_events([event(1, page_title="second"), event(1, page_title="third")])
+        titles = store.query("SELECT page_title FROM events WHERE event_id = %s", ["e1"])
+        assert titles == [("third",)]
+        assert len(_rows(store)) == 2
+
+
+def test_same_event_id_from_two_sources_are_two_events(store_url: str) -> None:
+    with EventStore(store_url) as store:
+        store.load_events([event(1), event(1, source="mixpanel")])
+        assert store.query("SELECT count(*) FROM events") == [(2,)]
+
+
+@pytest.mark.parametrize(
+    ("bad", "field", "reason"),
+    [
+        ({"event_ts": None}, "event_ts", "is missing"),
+        ({"event_ts": "yesterday-ish"}, "event_ts", "timestamp"),
+        ({"revenue": "lots"}, "revenue", "could not convert"),
+        ({"items": [{"price": 3}]}, "items", "no item_id"),
+        ({"items": "not a list"}, "items", ""),
+        ({"properties": 7}, "properties", "expected an object"),
+        ({"event_id": None}, "event_id", "is missing"),
+    ],
+)
+def test_bad_records_go_to_rejects_and_the_rest_loads(
+    store_url: str, bad: dict[str, object], field: str, reason: str
+) -> None:
+    with EventStore(store_url) as store:
+        result = store.load_events([event(1), event(2, **bad), event(3)], stream="file_events")
+        assert result.loaded == 2
+        assert [(r.field, r.stream) for r in result.rejects] == [(field, "file_events")]
+        assert reason in result.rejects[0].reason
+        assert [r[1] for r in _rows(store)] == ["e1", "e3"]
+        stored = store.query("SELECT stream, field, reason, record FROM rejects")
+        assert len(stored) == 1
+        assert stored[0][:2] == ("file_events", field)
+        record = stored[0][3]
+        record = json.loads(record) if isinstance(record, str) else record
+        assert record["properties"] == event(2, **bad)["properties"]
+
+
+def test_values_are_stored_with_their_types(store_url: str) -> None:
+    record = event(
+        4,
+        event_ts="2024-03-01T14:00:00+02:00",
+        revenue="12.5",
+        items=[{"item_id": 42, "price": 3, "quantity": 2, "position": 1}],
+        filters={"color": "red"},
+    )
+    with EventStore(store_url) as store:
+        store.load_events([record])
+        ts, revenue, count, aggregate = store.query(
+            "SELECT event_ts, revenue, event_count, is_aggregate FROM events"
+        )[0]
+        assert ts == datetime(2024, 3, 1, 12, 0)  # stored as naive UTC
+        assert revenue == 12.5
+        assert (count, aggregate) == (1, False)
+        assert store.summary().items == 1
+
+
+def test_event_type_defaults_to_the_snake_case_name(store_url: str) -> None:
+    with EventStore(store_url) as store:
+        store.load_events([event(1, event_type=None, event_name="Video Started")])
+        assert store.query("SELECT event_type FROM events") == [("video_started",)]
+
+
+def test_items_catalog_upserts_by_item_id(store_url: str) -> None:
+    with EventStore(store_url) as store:
+        store.load_items([{"item_id": "a", "price": 10, "cost": 6}, {"item_id": "b", "price": 5}])
+        result = store.load_items(
+            [{"item_id": "a", "price": 11, "colour": "red"}, {"title": "no id"}]
+        )
+        assert result.loaded == 1
+        assert result.rejects[0].field == "item_id"
+        rows = store.query("SELECT item_id, price FROM items ORDER BY item_id")
+        assert rows == [("a", 11.0), ("b", 5.0)]
+
+
+def test_summary_counts_users_sessions_items_and_span(store_url: str) -> None:
+    with EventStore(store_url) as store:
+        store.load_events([event(n) for n in range(20)])
+        summary = store.summary()
+        assert (summary.events, summary.users, summary.sessions, summary.items) == (20, 5, 5, 7)
+        assert summary.first_event == datetime(2024, 3, 1, 12, 0)
+        assert summary.last_event == datetime(2024, 3, 1, 12, 19)
+        assert summary.as_dict()["events_by_source_type"] == [
+            {"source": "file", "event_type": "product_view", "events": 20}
+        ]
+
+
+def test_an_unsupported_database_url_says_which_urls_work() -> None:
+    with pytest.raises(UnsupportedDatabaseError, match="duckdb:///FILE"):
+        EventStore("mysql://root@127.0.0.1/test")
