@@ -4,7 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 export PATH="$PWD/.venv/bin:$PATH"
-STORE="duckdb:///$PWD/personalize.duckdb"
+# The store: personalize.duckdb here, unless PERSONALIZE_DATABASE_URL names another.
+export PERSONALIZE_DATABASE_URL="${PERSONALIZE_DATABASE_URL:-duckdb:///$PWD/personalize.duckdb}"
+export TARGET_PERSONALIZE_DATABASE_URL="$PERSONALIZE_DATABASE_URL"
 meltano install
 meltano run tap-clickstream target-personalize
-personalize summary --database-url "$STORE"
+personalize summary

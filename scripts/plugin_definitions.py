@@ -1,4 +1,4 @@
-"""Write the Meltano Hub definitions of both plugins (hub/*.yml) from their ``--about`` output.
+"""Write the Hub definitions (hub/*.yml) and README settings tables from the plugins' ``--about``.
 
 Run ``python scripts/plugin_definitions.py`` after changing a setting; a test checks that the
 committed files and meltano.yml match the plugins.
@@ -111,12 +111,37 @@ def render(executable: str) -> str:
     return yaml.safe_dump(definition(executable), sort_keys=False, allow_unicode=True, width=100)
 
 
+def settings_table(executable: str) -> str:
+    """The settings table of ``--about --format=markdown``: the plugin's own settings first."""
+    out = subprocess.run(
+        [str(BIN / executable), "--about", "--format", "markdown"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    lines = out.split("## Settings", 1)[1].strip().splitlines()
+    return "\n".join(line for line in lines if line.startswith("|")) + "\n"
+
+
+def readme_with_settings(text: str) -> str:
+    """The README with each plugin's settings table replaced by the current one."""
+    for name in PLUGINS:
+        start, end = f"<!-- {name} settings: start -->", f"<!-- {name} settings: end -->"
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = f"{head}{start}\n{settings_table(name)}{end}{tail}"
+    return text
+
+
 def path_of(executable: str) -> Path:
     """Where the definition is committed."""
     return ROOT / "hub" / PLUGINS[executable]["kind"] / f"{executable}.yml"
 
 
 if __name__ == "__main__":
+    readme = ROOT / "README.md"
+    readme.write_text(readme_with_settings(readme.read_text()))
+    print("wrote README.md settings tables")  # noqa: T201
     for name in PLUGINS:
         path_of(name).parent.mkdir(parents=True, exist_ok=True)
         path_of(name).write_text(render(name))

@@ -71,3 +71,10 @@ def test_inherited_extractors_exist_for_each_source() -> None:
         "tap-clickstream--amplitude",
         "tap-clickstream--files",
     } <= inherited
+
+
+def test_readme_settings_tables_are_the_plugins_about_output() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert readme == definitions.readme_with_settings(readme), (
+        "run `python scripts/plugin_definitions.py` to refresh the README's settings tables"
+    )

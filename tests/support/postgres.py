@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg
 import pytest
 
 SERVER = os.environ.get(
@@ -23,8 +24,6 @@ def _skip_or_fail(reason: str) -> None:
 @contextmanager
 def postgres_schema_url() -> Iterator[str]:
     """Yield a store URL whose search_path is a new, empty schema; drop it afterwards."""
-    import psycopg
-
     conninfo = SERVER.replace("postgresql+psycopg://", "postgresql://")
     try:
         admin = psycopg.connect(conninfo, autocommit=True, connect_timeout=3)
