@@ -24,6 +24,7 @@ Errors (all :class:`~target_personalize.engine.EngineError`)::
 from __future__ import annotations
 
 import abc
+import dataclasses
 import json
 import logging
 import math
@@ -430,12 +431,14 @@ class RankerBase(abc.ABC):
         total_exposure = exposure.sum()
         base_rate = conversions.sum() / total_exposure if total_exposure else 0.0
         prior = 20.0
+        self._base_rate = base_rate
         self._conversion = (conversions + prior * base_rate) / (exposure + prior)
         self._conversion_factor = self._conversion / base_rate if base_rate > 0 else np.ones(n)
         value = data.items.value()
         positive = value[np.isfinite(value) & (value > 0)]
+        middle = float(np.median(positive)) if positive.size else 1.0
+        self._value_middle = middle
         if positive.size:
-            middle = float(np.median(positive))
             factor = (
                 np.where(np.isfinite(value), np.maximum(value, 0.0), middle) + 0.05 * middle
             ) / middle
@@ -449,12 +452,18 @@ class RankerBase(abc.ABC):
             end, start = float(data.ts.max()), float(data.ts.min())
             half_life = max((end - start) / 10.0, 3600.0)
             recency = np.exp2(-(end - data.ts) / half_life)
-            self._trend = np.bincount(data.item, weights=recency, minlength=n)
+            self._trend = np.bincount(data.item, weights=recency, minlength=n).astype(np.float64)
             self._now = end
         else:
             self._trend = np.zeros(n)
             self._now = time.time()
         self._has_interactions = exposure > 0
+        self._session_end = data.session_end_times()
+        order = np.argsort(data.session_visitor, kind="stable")
+        self._visitor_sessions = order.astype(np.int64)
+        self._visitor_ptr = np.concatenate(
+            ([0], np.cumsum(np.bincount(data.session_visitor, minlength=data.visitors.size)))
+        ).astype(np.int64)
         self._category_words = [set(_TOKEN.findall(c.lower())) for c in data.items.categories]
         self._brand_words = [set(_TOKEN.findall(b.lower())) for b in data.items.brands]
 
@@ -483,16 +492,10 @@ class RankerBase(abc.ABC):
             return relevance, relevance
         score = relevance.copy()
         if objectives.conversion:
-            score *= self._factor(self._conversion_factor, n) ** objectives.conversion
+            score *= self._conversion_factor**objectives.conversion
         if objectives.margin:
-            score *= self._factor(self._value_factor, n) ** objectives.margin
+            score *= self._value_factor**objectives.margin
         return score, relevance
-
-    @staticmethod
-    def _factor(values: FloatArray, n: int) -> FloatArray:
-        if values.size >= n:
-            return values[:n]
-        return np.concatenate([values, np.ones(n - values.size)])
 
     def _with_cold_start(self, relevance: FloatArray, query: Query) -> FloatArray:
         """Reach items without interactions through category and brand; fill with trends."""
@@ -526,7 +529,8 @@ class RankerBase(abc.ABC):
         top = base.max(initial=0.0)
         if top > 0:
             base = base / top
-        return relevance + 1e-3 * base
+        # A floor so that every item can fill a list (e.g. a narrow filter).
+        return relevance + 1e-3 * base + 1e-9
 
     def _context_match(self, query: Query) -> FloatArray | None:
         items = self.items
@@ -667,11 +671,25 @@ class RankerBase(abc.ABC):
         self._extra_items[item_id] = index
         self._category_words = [set(_TOKEN.findall(c.lower())) for c in table.categories]
         self._brand_words = [set(_TOKEN.findall(b.lower())) for b in table.brands]
-        self._after_new_item()
+        self._grow_item_arrays(price)
         return index
 
-    def _after_new_item(self) -> None:
-        """Hook for rankers that keep per-item arrays sized to the vocabulary."""
+    def _grow_item_arrays(self, price: object) -> None:
+        """Extend the per-item statistics by one item without interactions."""
+        base_rate = float(self._base_rate)
+        value = float(price) if isinstance(price, int | float) else math.nan
+        self._conversion = np.append(self._conversion, base_rate)
+        self._conversion_factor = np.append(self._conversion_factor, 1.0)
+        self._value = np.append(self._value, value)
+        self._value_factor = np.append(
+            self._value_factor,
+            (max(value, 0.0) + 0.05 * self._value_middle) / self._value_middle
+            if math.isfinite(value)
+            else 1.0,
+        )
+        self._popularity = np.append(self._popularity, 0.0)
+        self._trend = np.append(self._trend, 0.0)
+        self._has_interactions = np.append(self._has_interactions, False)
 
     def _lookup(self, item_ids: Sequence[str]) -> IntArray:
         found = self.items.index(list(item_ids))
@@ -751,12 +769,6 @@ class RankerBase(abc.ABC):
         at = _find(data.visitors, visitor)
         if at < 0 or self.history_sessions <= 0:
             return np.zeros(0, dtype=np.int64)
-        if not hasattr(self, "_visitor_ptr") or self._visitor_ptr.size != data.visitors.size + 1:
-            order = np.argsort(data.session_visitor, kind="stable")
-            self._visitor_sessions = order.astype(np.int64)
-            self._visitor_ptr = np.concatenate(
-                ([0], np.cumsum(np.bincount(data.session_visitor, minlength=data.visitors.size)))
-            ).astype(np.int64)
         sessions = self._visitor_sessions[self._visitor_ptr[at] : self._visitor_ptr[at + 1]]
         sessions = sessions[sessions != exclude]
         if sessions.size == 0:
@@ -839,20 +851,13 @@ class RankerBase(abc.ABC):
         return [self._scored(int(i), score, relevance) for i in chosen]
 
     def _scored(self, item: int, score: FloatArray, relevance: FloatArray) -> ScoredItem:
-        conversion = (
-            float(self._conversion[item])
-            if item < self._conversion.size
-            else float(np.mean(self._conversion))
-            if self._conversion.size
-            else 0.0
-        )
-        value = float(self.items.value()[item]) if item < len(self.items) else math.nan
+        value = float(self._value[item])
         return ScoredItem(
             item_id=str(self.items.item_ids[item]),
             score=float(score[item]),
             relevance=float(relevance[item]),
-            conversion=conversion,
-            value=None if math.isnan(value) else value,
+            conversion=float(self._conversion[item]),
+            value=value if math.isfinite(value) else None,
         )
 
     def rank(
@@ -941,60 +946,21 @@ class RankerBase(abc.ABC):
         del arrays
         return False
 
-    def save(self, path: str | Path) -> Path:
-        """Save to ``path`` (a ``.npz`` file) and a ``.json`` description beside it.
+    def to_payload(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+        """The model as a JSON-friendly description and named numpy arrays.
 
-        Live sessions are not saved.
-
-        Returns:
-            The ``.npz`` path.
+        Live sessions and items seen only live are left out.
 
         Raises:
             ModelNotFittedError: before fit or load.
         """
         data = self.data
-        target = Path(path)
-        if target.suffix != ".npz":
-            target = target.with_name(target.name + ".npz")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        table = data.items
         if self._extra_items:
-            # Items seen live are not part of the saved vocabulary.
-            count = len(table) - len(self._extra_items)
-            table = ItemTable(
-                **{
-                    k: getattr(table, k)[:count]
-                    if isinstance(getattr(table, k), np.ndarray)
-                    else getattr(table, k)
-                    for k in (
-                        "item_ids",
-                        "category",
-                        "brand",
-                        "categories",
-                        "brands",
-                        "price",
-                        "margin",
-                        "order_value",
-                        "available",
-                    )
-                }
-            )
-            data = Interactions(
-                session=data.session,
-                item=data.item,
-                kind=data.kind,
-                ts=data.ts,
-                session_keys=data.session_keys,
-                session_visitor=data.session_visitor,
-                visitors=data.visitors,
-                event_types=data.event_types,
-                items=table,
-            )
+            # Items seen live stay out of the saved (sorted) vocabulary.
+            kept = data.items.head(len(data.items) - len(self._extra_items))
+            data = dataclasses.replace(data, items=kept)
         arrays = {f"data__{k}": v for k, v in data.arrays().items()}
         arrays.update({f"model__{k}": v for k, v in self._arrays().items()})
-        temporary = target.with_name(target.name + ".tmp.npz")
-        np.savez(temporary, **arrays)
-        temporary.replace(target)
         meta = {
             "format": MODEL_FORMAT,
             "ranker": self.name,
@@ -1009,6 +975,55 @@ class RankerBase(abc.ABC):
             "sessions": data.n_sessions,
             "items": len(data.items),
         }
+        return meta, arrays
+
+    @classmethod
+    def from_payload(cls, meta: Mapping[str, Any], arrays: Mapping[str, npt.NDArray[Any]]) -> Self:
+        """The inverse of :meth:`to_payload`.
+
+        Raises:
+            ModelFormatError: for another format version or another kind of ranker.
+        """
+        if meta.get("format") != MODEL_FORMAT:
+            raise ModelFormatError(f"unsupported model format {meta.get('format')!r}")
+        kind = _registry().get(str(meta.get("class")))
+        if kind is None or not issubclass(kind, cls):
+            raise ModelFormatError(f"the model is a {meta.get('class')}, not a {cls.__name__}")
+        try:
+            ranker = kind(**meta.get("params", {}))
+            ranker._set_weights(meta.get("event_weights"), meta.get("key_conversion"))
+            ranker.objectives = Objectives.parse(meta.get("objectives"))
+            loaded = meta.get("loaded_until")
+            ranker.loaded_until = datetime.fromisoformat(loaded) if loaded else None
+            data = Interactions.from_arrays(
+                {k.removeprefix("data__"): v for k, v in arrays.items() if k.startswith("data__")}
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelFormatError(f"the saved model is incomplete: {error}") from error
+        ranker._data = data
+        ranker._prepare()
+        own = {k.removeprefix("model__"): v for k, v in arrays.items() if k.startswith("model__")}
+        if not ranker._restore(own):
+            ranker._fit(data)
+        ranker.fitted_at = float(meta.get("fitted_at") or math.nan)
+        return ranker
+
+    def save(self, path: str | Path) -> Path:
+        """Save to ``path`` (a ``.npz`` file) and a ``.json`` description beside it.
+
+        Returns:
+            The ``.npz`` path.
+
+        Raises:
+            ModelNotFittedError: before fit or load.
+        """
+        meta, arrays = self.to_payload()
+        target = _npz_path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(target.name + ".tmp.npz")
+        savez: Any = np.savez
+        savez(temporary, **arrays)
+        temporary.replace(target)
         target.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         return target
 
@@ -1019,40 +1034,25 @@ class RankerBase(abc.ABC):
         Raises:
             ModelFormatError: if the files are missing, unreadable, or hold another ranker.
         """
-        target = Path(path)
-        if target.suffix != ".npz":
-            target = target.with_name(target.name + ".npz")
+        target = _npz_path(path)
         try:
             meta = json.loads(target.with_suffix(".json").read_text(encoding="utf-8"))
             with np.load(target, allow_pickle=False) as saved:
                 arrays = {name: saved[name] for name in saved.files}
         except (OSError, ValueError) as error:
             raise ModelFormatError(f"cannot read the model at {target}: {error}") from error
-        if meta.get("format") != MODEL_FORMAT:
-            raise ModelFormatError(f"{target}: unsupported model format {meta.get('format')!r}")
-        kind = _registry().get(str(meta.get("class")))
-        if kind is None or not issubclass(kind, cls):
-            raise ModelFormatError(f"{target} holds a {meta.get('class')}, not a {cls.__name__}")
-        ranker = kind(**meta.get("params", {}))
-        ranker._set_weights(meta.get("event_weights"), meta.get("key_conversion"))
-        ranker.objectives = Objectives.parse(meta.get("objectives"))
-        loaded = meta.get("loaded_until")
-        ranker.loaded_until = datetime.fromisoformat(loaded) if loaded else None
-        data = Interactions.from_arrays(
-            {k.removeprefix("data__"): v for k, v in arrays.items() if k.startswith("data__")}
-        )
-        ranker._data = data
-        ranker._prepare()
-        own = {k.removeprefix("model__"): v for k, v in arrays.items() if k.startswith("model__")}
-        if not ranker._restore(own):
-            ranker._fit(data)
-        ranker.fitted_at = float(meta.get("fitted_at") or math.nan)
-        return ranker  # type: ignore[return-value]
+        return cls.from_payload(meta, arrays)
+
+
+def _npz_path(path: str | Path) -> Path:
+    target = Path(path)
+    return target if target.suffix == ".npz" else target.with_name(target.name + ".npz")
 
 
 def _registry() -> dict[str, type[RankerBase]]:
     found: dict[str, type[RankerBase]] = {}
-    pending: list[type[RankerBase]] = [RankerBase]
+    pending: list[type[RankerBase]] = list(RankerBase.__subclasses__())
+    found.update({kind.__name__: kind for kind in pending})
     while pending:
         kind = pending.pop()
         for sub in kind.__subclasses__():

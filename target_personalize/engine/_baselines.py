@@ -279,7 +279,7 @@ class VSKNN(RankerBase):
         value = contribution[which]
         if self.idf_weighting:
             value = value + value * self._idf[found] * self.idf_weighting
-        return np.bincount(found, weights=value, minlength=n)
+        return np.bincount(found, weights=value, minlength=n).astype(np.float64)
 
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
         return {}

@@ -5,9 +5,10 @@ takes them. The heavy work (ordering events, first occurrences, paths, transitio
 funnel) stays in the database; Python only receives aggregates whose size is bounded by the
 number of event types, steps and requested paths, never by the number of events.
 
-Where the dialects differ the builders take ``dialect``: PostgreSQL sorts text by the database
-collation, so ties between equal counts are broken with ``COLLATE "C"`` there, which is the
-byte order DuckDB uses already.
+Units and event types get numeric ids early (``units_sql``, ``labels_sql``), so the one sort
+that orders every journey works on fixed-width keys. Where the dialects differ the builders
+take ``dialect``: PostgreSQL sorts text by the database collation, so label ids are assigned
+with ``COLLATE "C"`` there, which is the byte order DuckDB uses already.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from typing import Any, Literal
 from target_personalize.engine._views import sessionized_events_sql
 
 __all__ = [
-    "PATH_SEPARATOR",
     "SIGNALS",
     "TIME_BINS",
     "Chain",
@@ -33,6 +33,7 @@ __all__ = [
     "events_sql",
     "funnel_events_sql",
     "journeys_sql",
+    "labels_sql",
     "ordered_funnel_events_sql",
     "overlap_sql",
     "paths_sql",
@@ -47,9 +48,6 @@ __all__ = [
 
 Dialect = Literal["duckdb", "postgresql"]
 Query = tuple[str, list[Any]]
-
-#: Joins the event types of a path inside SQL; never part of an event type.
-PATH_SEPARATOR = "\x1f"
 
 #: The column that identifies a unit in ``sessionized_events_sql()``.
 _UNIT_COLUMN = {"session": "session_key", "user": "visitor"}
@@ -193,20 +191,34 @@ FROM (
     )
 
 
-def journeys_sql(journeys: str, events: str, units: str) -> Query:
-    """CREATE the events keyed by the numeric unit id, with the unit's first conversion.
+def labels_sql(labels: str, events: str, dialect: Dialect) -> Query:
+    """CREATE the labels with numeric ids ``lid`` from 1, in the byte order of the labels.
 
-    Columns: ``unit`` (the id), ``ts, label, is_conv, start_ts, conv_ts, in_journey`` and the
-    implicit signals. ``in_journey`` marks the unit's journey: events up to its first
+    So comparing arrays of ids compares the label sequences.
+    """
+    return (
+        f"""
+CREATE TEMP TABLE {labels} AS
+SELECT label, row_number() OVER (ORDER BY label{_collate(dialect)}) AS lid
+FROM (SELECT DISTINCT label FROM {events}) distinct_labels""",
+        [],
+    )
+
+
+def journeys_sql(journeys: str, events: str, units: str, labels: str) -> Query:
+    """CREATE the events keyed by numeric ids, with the unit's first event and conversion.
+
+    Columns: ``unit`` (the unit's id), ``ts, lid, is_conv, start_ts, conv_ts, in_journey``
+    and the implicit signals. ``in_journey`` marks the unit's journey: events up to its first
     conversion (events at the same time as it included), or all its events.
     """
     return (
         f"""
 CREATE TEMP TABLE {journeys} AS
-SELECT u.uid AS unit, e.ts, e.label, e.is_conv, u.start_ts, u.conv_ts,
+SELECT u.uid AS unit, e.ts, l.lid, e.is_conv, u.start_ts, u.conv_ts,
     CASE WHEN u.conv_ts IS NULL OR e.ts <= u.conv_ts THEN 1 ELSE 0 END AS in_journey,
     e.engagement_ms, e.scroll_depth_pct, e.media_progress_pct
-FROM {events} e JOIN {units} u ON e.unit = u.unit""",
+FROM {events} e JOIN {units} u ON e.unit = u.unit JOIN {labels} l ON e.label = l.label""",
         [],
     )
 
@@ -217,22 +229,22 @@ def walks_sql(walks: str, journeys: str) -> Query:
     Orders each journey by time, then the conversion last, then label; rows that tie on all
     three are interchangeable, so every result is deterministic. Keeps the rows where the
     label changes (``is_new``) and each journey's last row (``is_last``), with the previous
-    label: enough for first occurrences, paths and Markov transitions.
+    label id: enough for first occurrences, paths and Markov transitions.
     """
-    window = "PARTITION BY unit ORDER BY ts, is_conv, label"
+    window = "PARTITION BY unit ORDER BY ts, is_conv, lid"
     return (
         f"""
 CREATE TEMP TABLE {walks} AS
-SELECT unit, ts, label, is_conv, start_ts, conv_ts, prev_label,
-    CASE WHEN prev_label IS NULL OR prev_label <> label THEN 1 ELSE 0 END AS is_new, is_last
+SELECT unit, ts, lid, is_conv, start_ts, conv_ts, prev_lid,
+    CASE WHEN prev_lid IS NULL OR prev_lid <> lid THEN 1 ELSE 0 END AS is_new, is_last
 FROM (
-    SELECT unit, ts, label, is_conv, start_ts, conv_ts,
-        lag(label) OVER ({window}) AS prev_label,
+    SELECT unit, ts, lid, is_conv, start_ts, conv_ts,
+        lag(lid) OVER ({window}) AS prev_lid,
         CASE WHEN lead(ts) OVER ({window}) IS NULL THEN 1 ELSE 0 END AS is_last
     FROM {journeys}
     WHERE in_journey = 1
 ) steps
-WHERE prev_label IS NULL OR prev_label <> label OR is_last = 1""",
+WHERE prev_lid IS NULL OR prev_lid <> lid OR is_last = 1""",
         [],
     )
 
@@ -279,10 +291,10 @@ def contributions_sql(walks: str) -> Query:
     """SELECT, per event type, the units whose journey holds it and how they relate to converting.
 
     A converter's journey ends at its first conversion, so an event type seen only after
-    converting does not count for that unit. Columns: label, units, converters, the median
-    position of the type's first occurrence in converting journeys (the share of the time
-    from the journey's start to the conversion that had passed; 0 when both coincide), the
-    median and p90 seconds from that first occurrence to the conversion.
+    converting does not count for that unit. Columns: label id, units, converters, the
+    median position of the type's first occurrence in converting journeys (the share of the
+    time from the journey's start to the conversion that had passed; 0 when both coincide),
+    the median and p90 seconds from that first occurrence to the conversion.
     """
     position = (
         "CASE WHEN conv_ts IS NULL THEN NULL WHEN conv_ts > start_ts THEN "
@@ -292,35 +304,35 @@ def contributions_sql(walks: str) -> Query:
     return (
         f"""
 WITH first_seen AS (
-    SELECT unit, label, min(ts) AS first_ts, min(start_ts) AS start_ts, min(conv_ts) AS conv_ts
+    SELECT unit, lid, min(ts) AS first_ts, min(start_ts) AS start_ts, min(conv_ts) AS conv_ts
     FROM {walks}
     WHERE is_new = 1 AND is_conv = 0
-    GROUP BY unit, label
+    GROUP BY unit, lid
 )
-SELECT label, count(*), count(conv_ts),
+SELECT lid, count(*), count(conv_ts),
     percentile_cont(0.5) WITHIN GROUP (ORDER BY {position}),
     percentile_cont(0.5) WITHIN GROUP (ORDER BY {delta}),
     percentile_cont(0.9) WITHIN GROUP (ORDER BY {delta})
 FROM first_seen
-GROUP BY label""",
+GROUP BY lid""",
         [],
     )
 
 
-def paths_sql(walks: str, top: int, dialect: Dialect) -> Query:
+def paths_sql(walks: str, top: int) -> Query:
     """SELECT the most frequent pre-conversion paths of converters and of non-converters.
 
-    A unit's path is its collapsed event types before the first conversion (all of them for a
+    A unit's path is its collapsed label ids before the first conversion (all of them for a
     non-converter), as an array; NULL when a unit converts at its first event. Columns: group
     (1 converting, 0 not), path, converters and non-converters with that path. Up to ``top``
-    rows per group, by count, ties by the path's text in byte order.
+    rows per group, by count, ties by the path (ids follow the labels' byte order, so this
+    is the order of the label sequences; NULL first).
     """
-    text = f"coalesce(array_to_string(path, %s), ''){_collate(dialect)}"
     return (
         f"""
 WITH per_unit AS (
     SELECT unit, CASE WHEN min(conv_ts) IS NULL THEN 0 ELSE 1 END AS converted,
-        array_agg(label ORDER BY ts, label) FILTER (WHERE is_new = 1 AND is_conv = 0) AS path
+        array_agg(lid ORDER BY ts, lid) FILTER (WHERE is_new = 1 AND is_conv = 0) AS path
     FROM {walks}
     GROUP BY unit
 ), per_path AS (
@@ -329,33 +341,33 @@ WITH per_unit AS (
 )
 SELECT * FROM (
     SELECT 1 AS grp, path, converters, others FROM per_path WHERE converters > 0
-    ORDER BY converters DESC, {text} LIMIT %s
+    ORDER BY converters DESC, path NULLS FIRST LIMIT %s
 ) converting
 UNION ALL
 SELECT * FROM (
     SELECT 0 AS grp, path, converters, others FROM per_path WHERE others > 0
-    ORDER BY others DESC, {text} LIMIT %s
+    ORDER BY others DESC, path NULLS FIRST LIMIT %s
 ) not_converting""",
-        [PATH_SEPARATOR, int(top), PATH_SEPARATOR, int(top)],
+        [int(top), int(top)],
     )
 
 
 def transitions_sql(walks: str) -> Query:
     """SELECT the transitions of the collapsed journeys, for the Markov chain.
 
-    Columns: source label (NULL = the start), target label (NULL for the conversion or the
-    exit), kind (``'step'``, ``'conversion'`` or ``'exit'``), count.
+    Columns: source label id (NULL = the start), target label id (NULL for the conversion or
+    the exit), kind (``'step'``, ``'conversion'`` or ``'exit'``), count.
     """
-    target = "CASE WHEN is_conv = 1 THEN NULL ELSE label END"
+    target = "CASE WHEN is_conv = 1 THEN NULL ELSE lid END"
     kind = "CASE WHEN is_conv = 1 THEN 'conversion' ELSE 'step' END"
     return (
         f"""
-SELECT prev_label, {target}, {kind}, count(*)
+SELECT prev_lid, {target}, {kind}, count(*)
 FROM {walks} WHERE is_new = 1
-GROUP BY prev_label, {target}, {kind}
+GROUP BY prev_lid, {target}, {kind}
 UNION ALL
-SELECT label, NULL, 'exit', count(*) FROM {walks} WHERE is_last = 1 AND conv_ts IS NULL
-GROUP BY label""",
+SELECT lid, NULL, 'exit', count(*) FROM {walks} WHERE is_last = 1 AND conv_ts IS NULL
+GROUP BY lid""",
         [],
     )
 

@@ -54,7 +54,6 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from target_personalize.engine._exceptions import EngineError
 from target_personalize.engine._funnel_sql import (
-    PATH_SEPARATOR,
     SIGNALS,
     TIME_BINS,
     Chain,
@@ -65,6 +64,7 @@ from target_personalize.engine._funnel_sql import (
     events_sql,
     funnel_events_sql,
     journeys_sql,
+    labels_sql,
     ordered_funnel_events_sql,
     overlap_sql,
     paths_sql,
@@ -709,13 +709,18 @@ def discover_funnel(
     with _run(store, 6, progress) as run:
         run.stage("Gathering events into journeys")
         events, units_table = run.table("events"), run.table("units")
-        journeys = run.table("journeys")
+        labels_table, journeys = run.table("labels"), run.table("journeys")
         run.create(
             events, events_sql(events, conversion=conversion, unit=unit, since=start, until=end)
         )
         run.create(units_table, units_sql(units_table, events))
-        run.create(journeys, journeys_sql(journeys, events, units_table))
+        run.create(labels_table, labels_sql(labels_table, events, dialect))
+        run.create(journeys, journeys_sql(journeys, events, units_table, labels_table))
         run.drop(events)
+        label_of = {
+            int(lid): str(label)
+            for label, lid in store.query(f"SELECT label, lid FROM {labels_table}")
+        }
 
         run.stage("Counting units and time to convert")
         units_row = store.query(*time_to_convert_sql(units_table))[0]
@@ -736,13 +741,13 @@ def discover_funnel(
         walks = run.table("walks")
         run.create(walks, walks_sql(walks, journeys))
         type_rows = store.query(*contributions_sql(walks))
-        path_rows = store.query(*paths_sql(walks, top_paths, dialect))
+        path_rows = store.query(*paths_sql(walks, top_paths))
 
         run.stage("Fitting the Markov chain over event types")
         chain = fit_markov_chain(
             (
-                None if a is None else str(a),
-                None if b is None else str(b),
+                None if a is None else label_of[int(a)],
+                None if b is None else label_of[int(b)],
                 str(kind),
                 int(n),
             )
@@ -752,21 +757,25 @@ def discover_funnel(
 
         types = sorted(
             (
-                (str(label), int(n), int(c), _num(position), _num(median), _num(p90))
-                for label, n, c, position, median, p90 in type_rows
+                (label_of[int(lid)], int(n), int(c), _num(position), _num(median), _num(p90))
+                for lid, n, c, position, median, p90 in type_rows
             ),
             key=lambda r: r[0],
         )
         candidates = [t for t in types if converters and t[2] / converters >= min_share]
         chosen = sorted(candidates, key=lambda t: (-t[2], t[0]))[:max_steps]
         ordered = sorted(chosen, key=lambda t: (t[3] if t[3] is not None else 1.0, -t[2], t[0]))
+        lid_of = {label: lid for lid, label in label_of.items()}
 
         run.stage("Following units through the discovered steps")
         # The steps are distinct event types and the conversion is none of them, so no event
         # can serve two steps: the funnel needs no event positions.
         steps_chain = Chain(
             journeys,
-            [*(("r.is_conv = 0 AND r.label = %s", [t[0]]) for t in ordered), ("r.is_conv = 1", [])],
+            [
+                *(("r.is_conv = 0 AND r.lid = %s", [lid_of[t[0]]]) for t in ordered),
+                ("r.is_conv = 1", []),
+            ],
             window=window,
         )
         funnel_counts = [int(r[1]) for r in store.query(*chain_sql(steps_chain))]
@@ -838,14 +847,13 @@ def discover_funnel(
     others_total = units - converters
     for group, path, conv_count, other_count in path_rows:
         conv, others = int(conv_count), int(other_count)
-        steps_of_path = tuple(str(path).split(PATH_SEPARATOR)) if path else ()
+        labels = tuple(label_of[int(lid)] for lid in path or ())
         rate = conv / (conv + others)
         if int(group) == 1:
-            converting.append(PathStat(steps_of_path, True, conv, conv / converters, rate))
+            converting.append(PathStat(labels, True, conv, conv / converters, rate))
         else:
-            non_converting.append(
-                PathStat(steps_of_path, False, others, others / others_total, rate)
-            )
+            non_converting.append(PathStat(labels, False, others, others / others_total, rate))
+
     return DiscoveredFunnel(
         conversion=conversion,
         unit=unit,
@@ -865,9 +873,9 @@ def discover_funnel(
     )
 
 
-def _path_order(path: PathStat) -> tuple[int, bytes]:
-    """Most units first, ties in byte order of the path (as the SQL breaks them)."""
-    return -path.units, PATH_SEPARATOR.join(path.path).encode()
+def _path_order(path: PathStat) -> tuple[int, tuple[bytes, ...]]:
+    """Most units first, ties by the sequence of labels in byte order (as the SQL breaks them)."""
+    return -path.units, tuple(label.encode() for label in path.path)
 
 
 def _signal(spec: SignalSpec, row: Sequence[Any]) -> ImplicitSignal:

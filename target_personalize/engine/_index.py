@@ -257,7 +257,7 @@ class CoOccurrence:
         starts, ends = self.ptr[items], self.ptr[items + 1]
         at = concat_ranges(starts, ends)
         w = np.repeat(weights, ends - starts) * self.val[at]
-        return np.bincount(self.col[at], weights=w, minlength=n_items)
+        return np.bincount(self.col[at], weights=w, minlength=n_items).astype(np.float64)
 
     def arrays(self, prefix: str) -> dict[str, npt.NDArray[np.generic]]:
         """The matrix as named arrays."""

@@ -66,7 +66,7 @@ def to_epoch(moment: datetime | float | str | None) -> float:
     return (moment - _EPOCH).total_seconds()
 
 
-_EPOCH = datetime(1970, 1, 1)  # noqa: DTZ001 - the store's timestamps are naive UTC
+_EPOCH = datetime(1970, 1, 1)
 
 
 def _str_array(values: Iterable[str]) -> StrArray:
@@ -190,10 +190,10 @@ class ItemTable:
         brand: str | None = None,
         price: float | None = None,
     ) -> tuple[ItemTable, int]:
-        """A copy with one more item appended (kept out of sort order), and its index.
+        """A copy with one more item appended (out of sort order), and its index.
 
-        Used for items first seen online; lookups of appended ids go through
-        :meth:`index_with_extras`-style dictionaries kept by the caller.
+        Used for items first seen live; :meth:`index` does not find appended ids, so the
+        caller keeps its own lookup for them.
         """
         categories, cat = _code_append(self.categories, category)
         brands, brd = _code_append(self.brands, brand)
@@ -209,6 +209,20 @@ class ItemTable:
             available=np.append(self.available, True),
         )
         return table, len(self)
+
+    def head(self, count: int) -> ItemTable:
+        """The first ``count`` items (drops items appended by :meth:`extended`)."""
+        return ItemTable(
+            item_ids=self.item_ids[:count],
+            category=self.category[:count],
+            brand=self.brand[:count],
+            categories=self.categories,
+            brands=self.brands,
+            price=self.price[:count],
+            margin=self.margin[:count],
+            order_value=self.order_value[:count],
+            available=self.available[:count],
+        )
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
         """The table as named arrays (for ``.npz`` files)."""

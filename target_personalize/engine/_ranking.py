@@ -75,20 +75,20 @@ class SessionRanker(RankerBase):
     def __init__(
         self,
         *,
-        k: int = 100,
+        k: int = 500,
         sample_size: int = 1000,
-        lambda_spw: float = 1.0,
-        lambda_snh: float = 30.0,
-        lambda_inh: float = 2.0,
+        lambda_spw: float = 2.0,
+        lambda_snh: float = 5.0,
+        lambda_inh: float = 4.0,
         lambda_ipw: float = 1.0,
         lambda_idf: float = 1.0,
         kind_power: float = 1.0,
         neighbor_kind_power: float = 0.5,
-        sr_weight: float = 0.3,
+        sr_weight: float = 0.15,
         sr_steps: int = 10,
         sr_last: int = 1,
         sr_keep: int = 100,
-        remind_weight: float = 0.0,
+        remind_weight: float = 1.0,
         remind_decay: float = 1.0,
         history_weight: float = 0.3,
         history_half_life: float = 30.0,
@@ -293,7 +293,7 @@ class SessionRanker(RankerBase):
         if self.neighbor_kind_power:
             kind_weight = np.maximum(self._kind_weight[index.u_kind[entries]], 1e-3)
             value = value * np.power(kind_weight, self.neighbor_kind_power)
-        return np.bincount(found, weights=value, minlength=n)
+        return np.bincount(found, weights=value, minlength=n).astype(np.float64)
 
 
 def _latest_distinct(items: IntArray, count: int) -> IntArray:

@@ -248,34 +248,26 @@ class EventStore:
     ) -> LoadResult:
         assert isinstance(self.backend, DuckDBBackend)
         files = [str(Path(p)) for p in paths]
-        if file_format == "jsonl":
-            compression = "gzip" if gzipped else "none"
-            source = f"SELECT json AS j FROM read_ndjson_objects(%s, compression = '{compression}')"
-        else:
-            source = "SELECT to_json(p) AS j FROM read_parquet(%s, union_by_name = true) p"
-        typed = ", ".join(
-            f"{_from_json(name, kind)} AS {name}" for name, kind in EVENT_COLUMNS.items()
-        )
-        problem = _problem_case()
         with self._lock, self.backend.transaction():
             self.backend.execute(
-                f"CREATE OR REPLACE TEMP TABLE raw_batch AS SELECT row_number() OVER () AS _seq, j "
-                f"FROM ({source})",
-                [files],
+                "CREATE OR REPLACE TEMP TABLE raw_batch AS SELECT row_number() OVER () AS _seq, * "
+                f"FROM ({self._raw_batch_sql(files, file_format, gzipped)})"
             )
-            self.backend.execute(
-                f"CREATE OR REPLACE TEMP TABLE typed_batch AS SELECT _seq, j, {typed} FROM raw_batch"
+            typed = ", ".join(
+                f"{_typed(name, kind)} AS {name}" for name, kind in EVENT_COLUMNS.items()
             )
+            raw = ", ".join(f"r.{name} AS raw_{name}" for name in EVENT_COLUMNS)
             self.backend.execute(
-                f"CREATE OR REPLACE TEMP TABLE checked_batch AS SELECT *, {problem} AS _problem "
-                "FROM typed_batch"
+                f"CREATE OR REPLACE TEMP TABLE checked_batch AS SELECT t.*, {_problem_case()} AS _problem "
+                f"FROM (SELECT r._seq, {typed}, {raw} FROM raw_batch r) t"
             )
             bad = self.backend.execute(
-                "SELECT j, _problem FROM checked_batch WHERE _problem IS NOT NULL ORDER BY _seq"
+                "SELECT to_json(r), c._problem FROM checked_batch c JOIN raw_batch r USING (_seq) "
+                "WHERE c._problem IS NOT NULL ORDER BY _seq"
             )
             rejects = []
-            for raw, problem_text in bad:
-                record = json.loads(raw)
+            for raw_json, problem_text in bad:
+                record = {k: v for k, v in json.loads(raw_json).items() if k != "_seq"}
                 field_name, _, reason = str(problem_text).partition(": ")
                 rejects.append(Reject(stream, _key(record), field_name, reason, record))
             self.backend.execute(
@@ -285,7 +277,43 @@ class EventStore:
             loaded = self.backend.execute("SELECT count(*) FROM staged_events")[0][0]
             self._merge_events()
             self._store_rejects(rejects)
+            for table in ("raw_batch", "checked_batch", "staged_events"):
+                self.backend.execute(f"DROP TABLE IF EXISTS {table}")
         return LoadResult(int(loaded), rejects)
+
+    def _raw_batch_sql(self, files: list[str], file_format: str, gzipped: bool) -> str:
+        """A SELECT of the files' canonical columns as text (objects and items as JSON)."""
+        listed = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+        if file_format == "jsonl":
+            columns = ", ".join(
+                f"{name}: '{'JSON' if kind in {'json', 'items'} else 'VARCHAR'}'"
+                for name, kind in EVENT_COLUMNS.items()
+            )
+            compression = "gzip" if gzipped else "none"
+            return (
+                f"SELECT {_EVENT_LIST} FROM read_json({listed}, format = 'newline_delimited', "
+                f"compression = '{compression}', columns = {{{columns}}})"
+            )
+        relation = f"read_parquet({listed}, union_by_name = true)"
+        present = {
+            str(name): str(kind).upper()
+            for name, kind, *_ in self.backend.execute(f"DESCRIBE SELECT * FROM {relation}")
+        }
+        selects = []
+        for name, kind in EVENT_COLUMNS.items():
+            actual = present.get(name)
+            if kind in {"json", "items"}:
+                if actual is None:
+                    selects.append(f"CAST(NULL AS JSON) AS {name}")
+                elif actual in {"VARCHAR", "JSON"}:
+                    selects.append(f"CAST(to_json({name}) AS JSON) AS {name}")
+                else:
+                    selects.append(f"to_json({name}) AS {name}")
+            else:
+                selects.append(
+                    f"{'NULL' if actual is None else f'CAST({name} AS VARCHAR)'} AS {name}"
+                )
+        return f"SELECT {', '.join(selects)} FROM {relation}"
 
     # Reading
 
@@ -355,7 +383,7 @@ def read_batch_files(
                     yield json.loads(line)
 
 
-# SQL that types a JSON record column by column, inside DuckDB.
+# SQL that types batch columns (text, or JSON for objects) inside DuckDB.
 
 _DUCK_CAST = {"float": "DOUBLE", "int": "BIGINT", "bool": "BOOLEAN"}
 _ITEM_SHAPE = json.dumps(
@@ -363,27 +391,26 @@ _ITEM_SHAPE = json.dumps(
 )
 
 
-def _raw(name: str) -> str:
-    return f"(CASE WHEN json_type(j, '$.{name}') = 'NULL' THEN NULL ELSE j ->> '$.{name}' END)"
-
-
-def _from_json(name: str, kind: Kind) -> str:
-    raw = _raw(name)
-    if kind == "str":
-        return raw
-    if kind == "ts":
-        return f"TRY_CAST(TRY_CAST({raw} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP)"
-    if kind in _DUCK_CAST:
-        return f"TRY_CAST({raw} AS {_DUCK_CAST[kind]})"
-    # Objects arrive as JSON, or as JSON text (Parquet batch files keep them as strings).
-    value = (
-        f"(CASE WHEN json_type(j, '$.{name}') IN ('OBJECT', 'ARRAY') THEN j -> '$.{name}' "
-        f"WHEN json_type(j, '$.{name}') = 'VARCHAR' AND json_valid(j ->> '$.{name}') "
-        f"THEN CAST(j ->> '$.{name}' AS JSON) END)"
+def _json_value(column: str) -> str:
+    # Objects arrive as JSON, or as JSON text inside a string (Parquet batch files).
+    return (
+        f"(CASE WHEN json_type({column}) IN ('OBJECT', 'ARRAY') THEN {column} "
+        f"WHEN json_type({column}) = 'VARCHAR' AND json_valid({column} ->> '$') "
+        f"THEN CAST({column} ->> '$' AS JSON) END)"
     )
+
+
+def _typed(name: str, kind: Kind) -> str:
+    column = f"r.{name}"
+    if kind == "str":
+        return column
+    if kind == "ts":
+        return f"CAST(TRY_CAST({column} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP)"
+    if kind in _DUCK_CAST:
+        return f"TRY_CAST({column} AS {_DUCK_CAST[kind]})"
     if kind == "json":
-        return value
-    return f"from_json({value}, '{_ITEM_SHAPE}')"
+        return _json_value(column)
+    return f"from_json({_json_value(column)}, '{_ITEM_SHAPE}')"
 
 
 def _problem_case() -> str:
@@ -391,22 +418,24 @@ def _problem_case() -> str:
         f"WHEN {name} IS NULL OR {name} = '' THEN '{name}: is missing'"
         for name in ("source", "event_id")
     ]
+    checks.append("WHEN raw_event_ts IS NULL THEN 'event_ts: is missing'")
     checks.append(
-        "WHEN event_ts IS NULL AND " + _raw("event_ts") + " IS NULL THEN 'event_ts: is missing'"
-    )
-    checks.append(
-        "WHEN coalesce(event_name, event_type) IS NULL THEN 'event_name: is missing (and so is event_type)'"
+        "WHEN coalesce(event_name, event_type) IS NULL "
+        "THEN 'event_name: is missing (and so is event_type)'"
     )
     for name, kind in EVENT_COLUMNS.items():
+        raw = f"raw_{name}"
         if kind in {"ts", *_DUCK_CAST}:
+            what = "timestamp" if kind == "ts" else kind
             checks.append(
-                f"WHEN {name} IS NULL AND {_raw(name)} IS NOT NULL "
-                f"THEN '{name}: not a {'timestamp' if kind == 'ts' else kind}: ' || {_raw(name)}"
+                f"WHEN {name} IS NULL AND {raw} IS NOT NULL "
+                f"THEN '{name}: not a {what}: ' || CAST({raw} AS VARCHAR)"
             )
         elif kind in {"json", "items"}:
+            what = "a list of items" if kind == "items" else "an object"
             checks.append(
-                f"WHEN {name} IS NULL AND {_raw(name)} IS NOT NULL "
-                f"THEN '{name}: expected {'a list of items' if kind == 'items' else 'an object'}'"
+                f"WHEN {name} IS NULL AND {raw} IS NOT NULL AND json_type({raw}) <> 'NULL' "
+                f"THEN '{name}: expected {what}'"
             )
     checks.append(
         "WHEN len(list_filter(items, lambda i: i.item_id IS NULL)) > 0 "

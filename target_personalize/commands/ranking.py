@@ -1,0 +1,419 @@
+"""``personalize fit | recommend | rank | evaluate``: the ranker from the command line."""
+
+from __future__ import annotations
+
+import json
+import time
+import typing as t
+from datetime import datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from target_personalize.commands._options import DATABASE_URL, FORMAT
+from target_personalize.engine import EngineError, EventStore
+from target_personalize.engine._base import Objectives, RankerBase, RankerError
+from target_personalize.engine._evaluation import (
+    EvaluationReport,
+    default_rankers,
+    evaluate,
+    evaluate_store,
+    prepare_fixed_split,
+    read_split_file,
+)
+from target_personalize.engine._model_io import load_ranker, save_ranker
+from target_personalize.engine._ranking import SessionRanker
+
+if t.TYPE_CHECKING:
+    from target_personalize.engine._base import ScoredItem
+
+__all__ = ["evaluate_command", "fit", "rank", "recommend"]
+
+_stderr = Console(stderr=True)
+
+CONVERSION = click.option(
+    "--conversion",
+    default="purchase",
+    show_default=True,
+    help="The key conversion (event type) to optimize.",
+)
+OBJECTIVE = click.option(
+    "--objective",
+    "objective_pairs",
+    multiple=True,
+    metavar="NAME=WEIGHT",
+    help="An objective weight, e.g. conversion=1.0 or margin=0.5 (repeatable).",
+)
+EVENT_WEIGHTS = click.option(
+    "--event-weights",
+    default="default",
+    show_default=True,
+    metavar="default|mined|FILE",
+    help="Event-type weights: built-in defaults, mined from the store's funnel, or a JSON file "
+    "mapping event type to a weight in [0, 1].",
+)
+
+
+def _objectives(pairs: t.Sequence[str]) -> dict[str, float] | None:
+    if not pairs:
+        return None
+    parsed: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, weight = pair.partition("=")
+        try:
+            parsed[name.strip()] = float(weight)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise click.BadParameter(f"{pair!r}: expected NAME=WEIGHT", param_hint="--objective")
+    try:
+        Objectives.parse(parsed)
+    except RankerError as error:
+        raise click.BadParameter(str(error), param_hint="--objective") from None
+    return parsed
+
+
+def _event_weights(
+    choice: str, store: EventStore | None, conversion: str
+) -> dict[str, float] | None:
+    if choice == "default":
+        return None
+    if choice == "mined":
+        if store is None:
+            raise click.BadParameter("mined weights need the store", param_hint="--event-weights")
+        from target_personalize.engine._funnels import discover_funnel  # noqa: PLC0415
+
+        weights = dict(discover_funnel(store, conversion).event_weights)
+        _stderr.print(f"Mined event weights: {json.dumps(weights)}")
+        return weights
+    try:
+        loaded = json.loads(Path(choice).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise click.BadParameter(
+            f"cannot read {choice}: {error}", param_hint="--event-weights"
+        ) from None
+    if not isinstance(loaded, dict) or not all(isinstance(v, int | float) for v in loaded.values()):
+        raise click.BadParameter("expected a JSON object of numbers", param_hint="--event-weights")
+    return {str(k): float(v) for k, v in loaded.items()}
+
+
+@click.command()
+@DATABASE_URL
+@CONVERSION
+@OBJECTIVE
+@EVENT_WEIGHTS
+@FORMAT
+def fit(
+    database_url: str,
+    conversion: str,
+    objective_pairs: tuple[str, ...],
+    event_weights: str,
+    output_format: str,
+) -> None:
+    """Fit the ranker on the store and save it next to the store."""
+    objectives = _objectives(objective_pairs)
+    try:
+        with EventStore(database_url) as store:
+            weights = _event_weights(event_weights, store, conversion)
+            started = time.perf_counter()
+            with _stderr.status("Fitting the ranker..."):
+                ranker = SessionRanker().fit(
+                    store, event_weights=weights, key_conversion=conversion, objectives=objectives
+                )
+            seconds = time.perf_counter() - started
+            where = save_ranker(ranker, store)
+    except EngineError as error:
+        raise click.ClickException(str(error)) from error
+    data = ranker.data
+    summary = {
+        "ranker": ranker.name,
+        "events": len(data),
+        "sessions": int(data.n_sessions),
+        "items": len(data.items),
+        "key_conversion": ranker.key_conversion,
+        "objectives": ranker.objectives.as_dict(),
+        "fit_seconds": round(seconds, 3),
+        "saved_to": where,
+    }
+    if output_format == "json":
+        click.echo(json.dumps(summary, indent=2))
+        return
+    console = Console()
+    console.print(
+        f"Fitted the {ranker.name} on {len(data):,} item events, {data.n_sessions:,} sessions, "
+        f"{len(data.items):,} items in {seconds:.2f} s; key conversion {ranker.key_conversion}; "
+        f"saved to {where}"
+    )
+
+
+def _ranker(store: EventStore) -> RankerBase:
+    ranker = load_ranker(store)
+    if ranker is None:
+        _stderr.print(
+            "No saved ranker next to the store: fitting one now (run `personalize fit` to keep it)."
+        )
+        ranker = SessionRanker().fit(store)
+    return ranker
+
+
+def _print_items(items: list[ScoredItem], title: str, output_format: str) -> None:
+    if output_format == "json":
+        click.echo(json.dumps([item.as_dict() for item in items], indent=2))
+        return
+    table = Table(title=title, title_justify="left")
+    for name, justify in (
+        ("#", "right"),
+        ("item", "left"),
+        ("score", "right"),
+        ("relevance", "right"),
+        ("P(conversion)", "right"),
+        ("value", "right"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for position, item in enumerate(items, start=1):
+        table.add_row(
+            str(position),
+            item.item_id,
+            f"{item.score:.4g}",
+            f"{item.relevance:.3f}",
+            f"{item.conversion:.3f}",
+            "" if item.value is None else f"{item.value:,.2f}",
+        )
+    Console().print(table)
+
+
+@click.command()
+@DATABASE_URL
+@click.option("--user", "user_id", help="A known user.")
+@click.option("--session", "session_id", help="A session (from the store).")
+@click.option(
+    "-k", "k", default=20, show_default=True, type=click.IntRange(min=1), help="How many items."
+)
+@click.option("--exclude-seen", is_flag=True, help="Leave out items the visitor already saw.")
+@click.option("--category", help="Only items of this category (or its subcategories).")
+@click.option("--brand", help="Only items of this brand.")
+@OBJECTIVE
+@FORMAT
+def recommend(
+    database_url: str,
+    user_id: str | None,
+    session_id: str | None,
+    k: int,
+    exclude_seen: bool,
+    category: str | None,
+    brand: str | None,
+    objective_pairs: tuple[str, ...],
+    output_format: str,
+) -> None:
+    """The best items for a user (--user) or a session (--session)."""
+    if (user_id is None) == (session_id is None):
+        raise click.UsageError("give exactly one of --user and --session")
+    objectives = _objectives(objective_pairs)
+    filters = {key: value for key, value in (("category", category), ("brand", brand)) if value}
+    try:
+        with EventStore(database_url) as store:
+            ranker = _ranker(store)
+        items = ranker.recommend(
+            user_id,
+            session_id,
+            k,
+            exclude_seen=exclude_seen,
+            filters=filters,
+            objectives=objectives,
+        )
+    except EngineError as error:
+        raise click.ClickException(str(error)) from error
+    who = f"user {user_id}" if user_id else f"session {session_id}"
+    _print_items(items, f"Top {k} for {who}", output_format)
+
+
+@click.command()
+@DATABASE_URL
+@click.option("--user", "user_id", help="A known user.")
+@click.option("--session", "session_id", help="A session (from the store).")
+@click.option("--items", "item_list", required=True, help="Comma-separated item ids to re-rank.")
+@OBJECTIVE
+@FORMAT
+def rank(
+    database_url: str,
+    user_id: str | None,
+    session_id: str | None,
+    item_list: str,
+    objective_pairs: tuple[str, ...],
+    output_format: str,
+) -> None:
+    """Re-rank given items (e.g. search results) for a user or a session."""
+    if (user_id is None) == (session_id is None):
+        raise click.UsageError("give exactly one of --user and --session")
+    candidates = [item.strip() for item in item_list.split(",") if item.strip()]
+    objectives = _objectives(objective_pairs)
+    try:
+        with EventStore(database_url) as store:
+            ranker = _ranker(store)
+        items = ranker.rank(candidates, user_id, session_id, objectives=objectives)
+    except EngineError as error:
+        raise click.ClickException(str(error)) from error
+    who = f"user {user_id}" if user_id else f"session {session_id}"
+    _print_items(items, f"{len(candidates)} items re-ranked for {who}", output_format)
+
+
+@click.command("evaluate")
+@DATABASE_URL
+@CONVERSION
+@click.option(
+    "-k", "k", default=20, show_default=True, type=click.IntRange(min=1), help="List length."
+)
+@click.option(
+    "--objective",
+    "objective_pairs",
+    multiple=True,
+    default=("conversion=1.0", "margin=0.5"),
+    show_default=True,
+    metavar="NAME=WEIGHT",
+    help="Objectives of the extra 'session ranker (...)' row; conversion=0 margin=0 drops it.",
+)
+@EVENT_WEIGHTS
+@click.option("--cut", type=click.DateTime(), help="Split time (UTC): train before, test after.")
+@click.option(
+    "--test-days",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="Without --cut: test on the last days (short data: the last 20% of sessions).",
+)
+@click.option(
+    "--train",
+    "train_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A fixed training file: session-rec TSV (SessionId, ItemId, Time) or canonical JSON lines.",
+)
+@click.option(
+    "--test",
+    "test_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The fixed test file that goes with --train.",
+)
+@click.option(
+    "--max-sessions", type=click.IntRange(min=1), help="Evaluate a sample of test sessions."
+)
+@FORMAT
+def evaluate_command(
+    database_url: str,
+    conversion: str,
+    k: int,
+    objective_pairs: tuple[str, ...],
+    event_weights: str,
+    cut: datetime | None,
+    test_days: float,
+    train_file: str | None,
+    test_file: str | None,
+    max_sessions: int | None,
+    output_format: str,
+) -> None:
+    """Replay held-out sessions: HR@k, MRR@k, conversions, value, coverage, against baselines.
+
+    By default the store's events are split by time (session-rec protocol: items seen fewer
+    than 5 times and sessions shorter than 2 events dropped). With --train and --test, that
+    exact split is used instead, so figures can be set beside published ones.
+    """
+    if (train_file is None) != (test_file is None):
+        raise click.UsageError("--train and --test go together")
+    objectives = _objectives(objective_pairs)
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_stderr,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("Replaying test sessions", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            if train_file and test_file:
+                train, test = prepare_fixed_split(
+                    read_split_file(train_file), read_split_file(test_file)
+                )
+                weights = _event_weights(event_weights, None, conversion)
+                report = evaluate(
+                    train,
+                    test,
+                    default_rankers(objectives=objectives),
+                    k=k,
+                    event_weights=weights,
+                    key_conversion=conversion,
+                    max_sessions=max_sessions,
+                    source=f"{train_file} / {test_file}",
+                    progress=advance,
+                )
+            else:
+                with EventStore(database_url) as store:
+                    weights = _event_weights(event_weights, store, conversion)
+                    report = evaluate_store(
+                        store,
+                        key_conversion=conversion,
+                        k=k,
+                        cut=cut,
+                        test_days=test_days,
+                        objectives=objectives,
+                        event_weights=weights,
+                        max_sessions=max_sessions,
+                        progress=advance,
+                    )
+        except EngineError as error:
+            raise click.ClickException(str(error)) from error
+    if output_format == "json":
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        print_report(report, Console())
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def print_report(report: EvaluationReport, console: Console) -> None:
+    """Print an evaluation report as a table."""
+    k = report.k
+    split = report.split
+    table = Table(title=f"Offline evaluation at k={k} ({report.protocol})", title_justify="left")
+    for name in (
+        "model",
+        f"HR@{k}",
+        f"MRR@{k}",
+        f"conv. hit@{k}",
+        f"value captured@{k}",
+        f"coverage@{k}",
+        "fit s",
+        "ms/pred",
+        "p99 ms",
+    ):
+        table.add_column(name, justify="left" if name == "model" else "right")
+    for r in report.results:
+        table.add_row(
+            r.name,
+            _fmt(r.hit_rate),
+            _fmt(r.mrr),
+            _fmt(r.conversion_hit_rate),
+            _fmt(r.value_captured),
+            _fmt(r.coverage, 3),
+            f"{r.fit_seconds:.2f}",
+            f"{r.predict_ms:.2f}",
+            f"{r.predict_p99_ms:.2f}",
+        )
+    console.print(table)
+    first = report.results[0] if report.results else None
+    cut = f"cut {split.cut:%Y-%m-%d %H:%M:%S} UTC · " if split.cut else ""
+    console.print(
+        f"{split.source}: {cut}train {split.train_events:,} events / {split.train_sessions:,} "
+        f"sessions / {split.items:,} items; test {split.test_events:,} events / "
+        f"{split.test_sessions:,} sessions; {first.predictions if first else 0:,} predictions, "
+        f"{first.conversion_predictions if first else 0:,} with a later add-to-cart or "
+        f"{report.key_conversion}; value = {split.value_kind}"
+    )
