@@ -85,11 +85,11 @@ class ClickstreamEvent(TypedDict, total=False):
     user_properties: dict[str, Any]
 
 
-_STRING_FIELDS = (
-    "user_id anonymous_id session_id page_url page_path page_title referrer utm_source "
-    "utm_medium utm_campaign utm_term utm_content search_query"
-).split()
-_CONTEXT_FIELDS = "device_category os browser country region city".split()
+_STRING_FIELDS = [
+    "user_id", "anonymous_id", "session_id", "page_url", "page_path", "page_title", "referrer",
+    "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "search_query",
+]  # fmt: skip
+_CONTEXT_FIELDS = ["device_category", "os", "browser", "country", "region", "city"]
 
 EVENT_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property("source", th.StringType, required=True, description="Source system"),
@@ -118,21 +118,27 @@ EVENT_SCHEMA: dict[str, Any] = th.PropertiesList(
 EVENT_COLUMNS: tuple[str, ...] = tuple(EVENT_SCHEMA["properties"])
 
 CANONICAL_TYPES: frozenset[str] = frozenset(
-    "page_view product_view category_view search filter add_to_cart remove_from_cart "
-    "add_to_wishlist begin_checkout purchase booking review_view message follow "
-    "media_progress engagement".split()
-)
+    {
+        "page_view", "product_view", "category_view", "search", "filter", "add_to_cart",
+        "remove_from_cart", "add_to_wishlist", "begin_checkout", "purchase", "booking",
+        "review_view", "message", "follow", "media_progress", "engagement",
+    }
+)  # fmt: skip
 
 # Built-in crosswalk, keyed by the normalised raw name (lower case, words joined by "_").
 # Segment/Mixpanel/Amplitude spec names, GA4 recommended events and Snowplow event names.
+# fmt: off
 _BUILTIN_CROSSWALK: dict[str, str] = {
     # page and screen views
     "page": "page_view", "page_view": "page_view", "pageview": "page_view",
     "page_viewed": "page_view", "mp_page_view": "page_view", "screen_view": "page_view",
     "screen": "page_view", "screen_viewed": "page_view", "view_page": "page_view",
+    # Mixpanel autotrack ($mp_web_page_view), Amplitude browser SDK ([Amplitude] Page Viewed)
+    "mp_web_page_view": "page_view", "amplitude_page_viewed": "page_view",
     # products
     "product_viewed": "product_view", "view_item": "product_view", "product_view": "product_view",
-    "viewed_product": "product_view", "item_viewed": "product_view", "product_clicked": "product_view",
+    "viewed_product": "product_view", "item_viewed": "product_view",
+    "product_clicked": "product_view",
     "select_item": "product_view", "view_product": "product_view", "detail": "product_view",
     "product_list_viewed": "category_view", "view_item_list": "category_view",
     "category_viewed": "category_view", "view_category": "category_view",
@@ -158,7 +164,8 @@ _BUILTIN_CROSSWALK: dict[str, str] = {
     "checkout_completed": "purchase", "completed_purchase": "purchase",
     "booking": "booking", "booking_completed": "booking", "reservation_completed": "booking",
     # content and social
-    "review_viewed": "review_view", "product_reviewed": "review_view", "view_reviews": "review_view",
+    "review_viewed": "review_view", "product_reviewed": "review_view",
+    "view_reviews": "review_view",
     "message_sent": "message", "message": "message", "contact_seller": "message",
     "follow": "follow", "followed": "follow", "user_followed": "follow",
     "video_progress": "media_progress", "video_playback_progress": "media_progress",
@@ -167,6 +174,7 @@ _BUILTIN_CROSSWALK: dict[str, str] = {
     "page_ping": "engagement", "user_engagement": "engagement", "scroll": "engagement",
     "engagement": "engagement",
 }
+# fmt: on
 
 _SNAKE_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _NON_WORD = re.compile(r"[^0-9a-zA-Z]+")
@@ -189,7 +197,10 @@ class EventTypeMapper:
     """
 
     def __init__(self, event_map: dict[str, str] | None = None) -> None:
-        self._user = {name: snake_case(kind) for name, kind in (event_map or {}).items()}
+        pairs = [(name, snake_case(kind)) for name, kind in (event_map or {}).items()]
+        self._user = dict(pairs)
+        # Also by normalised name, so "Checkout Done" in the map matches "checkout_done".
+        self._user_normalised = {snake_case(name): kind for name, kind in pairs}
         self._cache: dict[str, str] = {}
 
     def __call__(self, raw_name: str) -> str:
@@ -200,7 +211,7 @@ class EventTypeMapper:
         kind = self._user.get(raw_name)
         if kind is None:
             key = snake_case(raw_name)
-            kind = self._user.get(key) or _BUILTIN_CROSSWALK.get(key, key)
+            kind = self._user_normalised.get(key) or _BUILTIN_CROSSWALK.get(key, key)
         self._cache[raw_name] = kind
         return kind
 
@@ -234,7 +245,10 @@ def parse_ts(value: object) -> datetime:
             number /= 1e6
         elif abs(number) > 1e11:
             number /= 1e3
-        return _EPOCH + timedelta(seconds=number)
+        try:
+            return _EPOCH + timedelta(seconds=number)
+        except (OverflowError, ValueError):  # inf, nan, or beyond year 9999
+            raise ValueError(f"not a timestamp: {value!r}") from None
     if not isinstance(value, str) or not value:
         raise ValueError(f"not a timestamp: {value!r}")
     text = value.strip()

@@ -12,19 +12,28 @@ from urllib.parse import urlsplit
 
 from tap_clickstream.events import Item
 
-__all__ = ["as_float", "as_str", "items_from_properties", "order_fields", "path_of", "pop_first"]
+__all__ = [
+    "as_filters",
+    "as_float",
+    "as_str",
+    "items_from_properties",
+    "order_fields",
+    "path_of",
+    "pop_first",
+]
 
 _ITEM_KEYS: dict[str, tuple[str, ...]] = {
-    "item_id": ("item_id", "product_id", "productId", "sku", "id", "item", "product"),
+    "item_id": ("item_id", "product_id", "productId", "$productId", "sku", "id", "item", "product"),
     "name": ("name", "item_name", "product_name", "title"),
     "category": ("category", "item_category", "product_category"),
     "brand": ("brand", "item_brand"),
     "variant": ("variant", "item_variant"),
-    "price": ("price",),
-    "quantity": ("quantity",),
+    "price": ("price", "$price"),
+    "quantity": ("quantity", "$quantity"),
     "position": ("position", "index"),
 }
-_SINGLE_ITEM_IDS = ("product_id", "productId", "item_id", "sku")
+# Amplitude's revenue events name their product ``$productId`` (with ``$price``, ``$quantity``).
+_SINGLE_ITEM_IDS = ("product_id", "productId", "$productId", "item_id", "sku")
 # A single product described by top-level properties: "id" and "title" there name the event.
 _SINGLE_ITEM_KEYS = {
     field: tuple(name for name in names if name not in {"id", "title", "item", "product"})
@@ -107,7 +116,9 @@ def items_from_properties(props: dict[str, t.Any]) -> list[Item]:
     if isinstance(listed, list):
         props.pop("products", None)
         props.pop("items", None)
-        return [item for raw in listed if isinstance(raw, dict) and (item := _item(raw, _ITEM_KEYS))]
+        return [
+            item for raw in listed if isinstance(raw, dict) and (item := _item(raw, _ITEM_KEYS))
+        ]
     if not any(key in props for key in _SINGLE_ITEM_IDS):
         return []
     single = _item(props, _SINGLE_ITEM_KEYS)
@@ -117,6 +128,19 @@ def items_from_properties(props: dict[str, t.Any]) -> list[Item]:
         for name in names:
             props.pop(name, None)
     return [single]
+
+
+def as_filters(props: dict[str, t.Any]) -> dict[str, t.Any] | None:
+    """Pop and return the ``filters`` property as an object (a list becomes ``{"applied": ...}``).
+
+    A value of any other shape stays in ``props``.
+    """
+    value = props.get("filters")
+    if isinstance(value, dict):
+        return props.pop("filters")  # type: ignore[no-any-return]
+    if isinstance(value, list):
+        return {"applied": props.pop("filters")}
+    return None
 
 
 def order_fields(props: dict[str, t.Any]) -> tuple[str | None, float | None, str | None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing as t
+
 from singer_sdk import typing as th
 
 __all__ = ["ITEM_FIELDS", "ITEM_TYPE"]
@@ -18,7 +20,7 @@ ITEM_FIELDS: dict[str, str] = {
     "position": "integer",
 }
 
-_TYPES: dict[str, type[th.JSONTypeHelper]] = {
+_TYPES: dict[str, type[th.JSONTypeHelper[t.Any]]] = {
     "string": th.StringType,
     "number": th.NumberType,
     "integer": th.IntegerType,

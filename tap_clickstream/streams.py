@@ -25,11 +25,13 @@ from singer_sdk import RESTStream, Stream
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from typing_extensions import override
 
+from tap_clickstream.batches import EventBatcher
 from tap_clickstream.events import EVENT_SCHEMA, EventTypeMapper
 
 if t.TYPE_CHECKING:
     from collections.abc import Generator, Iterable, Iterator
 
+    from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
     from singer_sdk.helpers.types import Context
 
 __all__ = ["EventStream", "ExportAPIStream"]
@@ -132,6 +134,15 @@ class EventStream(Stream):
         self.state_manager.is_flushed = False
         if self.get_batch_config(self.config) is None:
             self._write_state_message()
+
+    @override
+    def get_batches(
+        self, batch_config: BatchConfig, context: Context | None = None
+    ) -> Iterable[tuple[BaseBatchFileEncoding, list[str]]]:
+        batcher = EventBatcher(self.tap_name, self.name, batch_config)
+        records = self._sync_records(context, write_messages=False)
+        for manifest in batcher.get_batches(records):
+            yield batch_config.encoding, manifest
 
     def skip_bad_record(self, where: str, reason: str) -> None:
         """Count a malformed record, log it (the first few one by one), and go on."""

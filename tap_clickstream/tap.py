@@ -6,9 +6,10 @@ import typing as t
 
 from singer_sdk import Tap
 from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.plugin_base import JSONSchemaValidator
 from typing_extensions import override
 
-from tap_clickstream.config import CONFIG_SCHEMA, validate_config
+from tap_clickstream.config import CONFIG_SCHEMA, format_schema_errors, validate_config
 from tap_clickstream.exceptions import ClickstreamConfigError
 from tap_clickstream.registry import active_providers
 
@@ -26,11 +27,14 @@ class TapClickstream(Tap):
 
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        # One report naming every wrong setting: schema errors first, then the rules
-        # JSON schema cannot express (which assume a config of the right shape).
-        errors = super()._validate_config(raise_errors=False)
-        if not errors:
-            errors = validate_config(dict(self.config))
+        # One report naming every wrong setting: the schema's errors (worded by setting
+        # name, secret values withheld), then the rules JSON schema cannot express.
+        schema = self.config_jsonschema
+        self.append_builtin_config(schema)
+        # The SDK's validator, which also fills in the schema's defaults.
+        validator = JSONSchemaValidator(schema)
+        errors = format_schema_errors(validator.iter_errors(self._config))
+        errors += validate_config(self._config)
         if errors and raise_errors:
             raise ClickstreamConfigError("tap-clickstream settings are wrong", errors=errors)
         return errors

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import tempfile
 import typing as t
 import zipfile
@@ -15,6 +16,7 @@ from typing_extensions import override
 from tap_clickstream.events import ClickstreamEvent, format_ts, parse_ts
 from tap_clickstream.exceptions import IncompleteExportError, WindowTooLargeError
 from tap_clickstream.normalize import (
+    as_filters,
     as_float,
     as_str,
     items_from_properties,
@@ -32,6 +34,7 @@ if t.TYPE_CHECKING:
 
 _decode = msgspec.json.Decoder().decode
 _HOUR = timedelta(hours=1)
+_DIGITS = re.compile(r"(\d+)")
 _DEVICE_CATEGORIES = {"iOS": "mobile", "Android": "mobile"}
 #: Errors that mean a download broke off: the window is requested again.
 _BROKEN_OFF = (
@@ -42,9 +45,16 @@ _BROKEN_OFF = (
 )
 #: Top-level export fields the canonical event holds already (the rest go to properties).
 _CONSUMED = frozenset(
-    "uuid event_type event_time client_event_time server_upload_time user_id device_id "
-    "session_id event_properties user_properties country region city os_name".split()
-)
+    {
+        "uuid", "event_type", "event_time", "client_event_time", "server_upload_time",
+        "user_id", "device_id", "session_id", "event_properties", "user_properties",
+        "country", "region", "city", "os_name",
+    }
+)  # fmt: skip
+
+
+def _natural_key(name: str) -> list[int | str]:
+    return [int(part) if part.isdigit() else part for part in _DIGITS.split(name)]
 
 
 def _floor_hour(moment: datetime) -> datetime:
@@ -128,35 +138,35 @@ class AmplitudeEventsStream(AmplitudeStream):
         normalise = _Normaliser(self.map_event_type)
         with tempfile.SpooledTemporaryFile(max_size=settings.SPOOL_MEMORY_BYTES) as spool:
             for attempt in range(1, settings.WINDOW_ATTEMPTS + 1):
-                try:
-                    with self.fetch(window) as response:
-                        if response.status_code in self.empty_statuses:
-                            self.logger.info("Amplitude has no events in %s", label)
-                            return
-                        spool.seek(0)
-                        spool.truncate()
+                # Failed requests are retried by the SDK's backoff inside fetch(); here a
+                # download that breaks off mid-body is requested again.
+                with self.fetch(window) as response:
+                    if response.status_code in self.empty_statuses:
+                        self.logger.info("Amplitude has no events in %s", label)
+                        return
+                    spool.seek(0)
+                    spool.truncate()
+                    try:
                         # iter_content, not response.raw: it turns a connection dropped
-                        # mid-body into a requests error, which is retried below.
+                        # mid-body into a requests error.
                         for chunk in response.iter_content(chunk_size=1 << 20):
                             spool.write(chunk)
-                    break
-                except _BROKEN_OFF as error:
-                    if attempt == settings.WINDOW_ATTEMPTS:
-                        raise IncompleteExportError(
-                            f"Amplitude download of {label} failed: {error}"
-                        ) from error
-                    self.logger.warning(
-                        "Amplitude download of %s broke off (%s); retrying", label, error
-                    )
-            spool.seek(0)
-            try:
-                archive = zipfile.ZipFile(spool)
-            except zipfile.BadZipFile as error:
-                raise IncompleteExportError(
-                    f"Amplitude sent a damaged zip for {label}: {error}"
-                ) from error
+                        spool.seek(0)
+                        archive = zipfile.ZipFile(spool)
+                    except (*_BROKEN_OFF, zipfile.BadZipFile) as error:
+                        if attempt == settings.WINDOW_ATTEMPTS:
+                            raise IncompleteExportError(
+                                f"Amplitude download of {label} failed {attempt} times: {error}"
+                            ) from error
+                        self.logger.warning(
+                            "Amplitude download of %s broke off (%s); retrying", label, error
+                        )
+                        continue
+                break
             with archive:
-                for member in sorted(archive.namelist()):
+                # In upload-hour order: <app>_<date>_<hour>#<part>.json.gz, numbers compared
+                # as numbers.
+                for member in sorted(archive.namelist(), key=_natural_key):
                     if member.endswith("/"):
                         continue
                     yield from self._read_member(archive, member, label, normalise)
@@ -190,10 +200,13 @@ class _Normaliser:
     def __call__(self, raw: object) -> ClickstreamEvent:
         if not isinstance(raw, dict):
             raise TypeError("a line is not a JSON object")
-        name = raw["event_type"]
-        uuid = raw["uuid"]
-        if not isinstance(name, str) or not uuid:
-            raise TypeError("'event_type' or 'uuid' is missing")
+        name = raw.get("event_type")
+        uuid = raw.get("uuid")
+        if not isinstance(name, str) or not name or not uuid:
+            raise ValueError("'event_type' or 'uuid' is missing")
+        happened = raw.get("event_time") or raw.get("client_event_time")
+        if not happened or not raw.get("server_upload_time"):
+            raise ValueError("'event_time' or 'server_upload_time' is missing")
         props = dict(raw.get("event_properties") or {})
         session = raw.get("session_id")
         url = as_str(pop_first(props, "[Amplitude] Page URL", "page_url", "url"))
@@ -201,33 +214,40 @@ class _Normaliser:
         if revenue is None:
             revenue = as_float(raw.get("revenue"))
         platform = as_str(raw.get("platform"))
-        extra = {
-            key: raw[key]
-            for key in ("amplitude_id", "app", "platform", "device_type", "device_family",
-                        "language", "version_name", "library", "groups")
-            if raw.get(key) not in (None, "", {}, [])
+        web = platform == "Web"
+        # Amplitude's web SDKs put the browser in os_name and the OS in device_model.
+        os_name = as_str(raw.get("device_model") or raw.get("device_family")) if web else None
+        # Everything else Amplitude sent is kept; the event's own properties win on a clash.
+        properties = {
+            key: value
+            for key, value in raw.items()
+            if key not in _CONSUMED and value not in (None, "", {}, [])
         }
-        return {
+        page_path = as_str(pop_first(props, "[Amplitude] Page Path", "page_path"))
+        page_title = as_str(pop_first(props, "[Amplitude] Page Title", "page_title", "title"))
+        referrer = as_str(pop_first(props, "[Amplitude] Page Referrer", "referrer", "$referrer"))
+        filters = as_filters(props)
+        event: ClickstreamEvent = {
             "source": "amplitude",
             "event_id": str(uuid),
             "event_name": name,
             "event_type": self.map_event_type(name),
-            "event_ts": format_ts(parse_ts(raw.get("event_time") or raw["client_event_time"])),
+            "event_ts": format_ts(parse_ts(happened)),
             "ingested_at": format_ts(parse_ts(raw["server_upload_time"])),
             "user_id": as_str(raw.get("user_id")),
             "anonymous_id": as_str(raw.get("device_id")),
             "session_id": None if session in (None, -1, "-1") else as_str(session),
             "page_url": url,
-            "page_path": as_str(pop_first(props, "[Amplitude] Page Path", "page_path")) or path_of(url),
-            "page_title": as_str(pop_first(props, "[Amplitude] Page Title", "page_title", "title")),
-            "referrer": as_str(pop_first(props, "[Amplitude] Page Referrer", "referrer", "$referrer")),
+            "page_path": page_path or path_of(url),
+            "page_title": page_title,
+            "referrer": referrer,
             "utm_source": as_str(pop_first(props, "utm_source")),
             "utm_medium": as_str(pop_first(props, "utm_medium")),
             "utm_campaign": as_str(pop_first(props, "utm_campaign")),
             "utm_term": as_str(pop_first(props, "utm_term")),
             "utm_content": as_str(pop_first(props, "utm_content")),
             "search_query": as_str(pop_first(props, "query", "search_query", "search_term")),
-            "filters": props.pop("filters", None) if isinstance(props.get("filters"), dict) else None,
+            "filters": filters,
             "items": items_from_properties(props),
             "order_id": order_id,
             "revenue": revenue,
@@ -238,11 +258,12 @@ class _Normaliser:
             "event_count": 1,
             "is_aggregate": False,
             "device_category": _DEVICE_CATEGORIES.get(platform or ""),
-            "os": as_str(raw.get("os_name")),
-            "browser": as_str(raw.get("os_name")) if platform == "Web" else None,
+            "os": os_name if web else as_str(raw.get("os_name")),
+            "browser": as_str(raw.get("os_name")) if web else None,
             "country": as_str(raw.get("country")),
             "region": as_str(raw.get("region")),
             "city": as_str(raw.get("city")),
-            "properties": {**props, **extra},
+            "properties": {**properties, **props},
             "user_properties": dict(raw.get("user_properties") or {}),
         }
+        return event

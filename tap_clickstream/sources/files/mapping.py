@@ -11,6 +11,7 @@ from tap_clickstream.events import (
     Item,
     format_ts,
     parse_ts,
+    snake_case,
     stable_event_id,
 )
 from tap_clickstream.normalize import as_float, as_str
@@ -19,9 +20,7 @@ from tap_clickstream.schema_objects import ITEM_FIELDS
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-_NUMBER_FIELDS = frozenset(
-    {"revenue", "engagement_ms", "scroll_depth_pct", "media_progress_pct"}
-)
+_NUMBER_FIELDS = frozenset({"revenue", "engagement_ms", "scroll_depth_pct", "media_progress_pct"})
 _OBJECT_FIELDS = frozenset({"filters", "properties", "user_properties"})
 
 
@@ -93,9 +92,13 @@ class RowMapper:
                 event[field] = as_str(value)
         event["source"] = as_str(values.get("source")) or self.source
         event["event_name"] = name
-        event["event_type"] = as_str(values.get("event_type")) if not self.fields and values.get(
-            "event_type"
-        ) else self.map_event_type(name)
+        # A row with both a raw name and a type brings its own canonical type; a lone
+        # name or type is a raw name for the crosswalk.
+        given_type = as_str(values.get("event_type"))
+        if given_type and as_str(values.get("event_name")) is not None:
+            event["event_type"] = snake_case(given_type)
+        else:
+            event["event_type"] = self.map_event_type(name)
         event["event_ts"] = event_ts
         event["ingested_at"] = (
             format_ts(parse_ts(values["ingested_at"])) if values.get("ingested_at") else ingested_at
@@ -107,8 +110,13 @@ class RowMapper:
         event["user_properties"] = event["user_properties"] or {}
         if not event["event_id"]:
             event["event_id"] = stable_event_id(
-                event["source"], name, event_ts, event["user_id"], event["anonymous_id"],
-                event["session_id"], *(i["item_id"] for i in event["items"]),
+                event["source"],
+                name,
+                event_ts,
+                event["user_id"],
+                event["anonymous_id"],
+                event["session_id"],
+                *(i["item_id"] for i in event["items"]),
                 *sorted(f"{k}={v}" for k, v in properties.items()),
             )
         return t.cast("ClickstreamEvent", event)

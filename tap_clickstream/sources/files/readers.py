@@ -48,7 +48,7 @@ def _open_text(path: Path) -> t.IO[str]:
 def read_jsonl(path: Path) -> Iterator[tuple[int, Row]]:
     """Yield each JSON object of a JSON-lines file (optionally gzipped)."""
     opener = gzip.open if path.name.lower().endswith(".gz") else Path.open
-    with opener(path, "rb") as lines:  # type: ignore[operator]
+    with opener(path, "rb") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -77,7 +77,10 @@ def read_csv(path: Path, delimiter: str) -> Iterator[tuple[int, Row]]:
                     continue
                 yield number, f"truncated row: {len(row)} of {width} fields"
                 continue
-            yield number, {name: value for name, value in zip(header, row, strict=True) if value != ""}
+            yield (
+                number,
+                {name: value for name, value in zip(header, row, strict=True) if value != ""},
+            )
 
 
 def read_parquet(path: Path) -> Iterator[tuple[int, Row]]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import glob
 import hashlib
 import typing as t
 from pathlib import Path
 
+import pyarrow as pa
 from typing_extensions import override
 
 from tap_clickstream.events import EventTypeMapper
@@ -16,9 +18,13 @@ from tap_clickstream.sources.files.mapping import RowMapper, mtime_iso
 from tap_clickstream.streams import EventStream
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterator
 
     from singer_sdk.helpers.types import Context
+
+
+#: Errors that make a whole file unreadable (bad gzip, bad Parquet, not UTF-8, bad CSV).
+_UNREADABLE = (OSError, EOFError, UnicodeDecodeError, csv.Error, pa.ArrowException)
 
 
 def _sha256(path: Path) -> str:
@@ -50,7 +56,9 @@ class FileEventsStream(EventStream):
             return [SAMPLE_PATH]
         found: dict[Path, None] = {}
         for pattern in self.settings["paths"]:
-            matches = sorted(glob.glob(str(Path(pattern).expanduser()), recursive=True))
+            # glob.glob, not Path.glob: patterns may be absolute and hold ** anywhere.
+            expanded = str(Path(pattern).expanduser())
+            matches = sorted(glob.glob(expanded, recursive=True))  # noqa: PTH207
             if not matches:
                 self.logger.warning("files.paths pattern %r matches no file", pattern)
             for match in matches:
@@ -60,7 +68,7 @@ class FileEventsStream(EventStream):
         return list(found)
 
     @override
-    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+    def read_events(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
         if self.uses_sample:
             event_map = {**SAMPLE_EVENT_MAP, **(self.config.get("event_map") or {})}
             mapper = RowMapper(SAMPLE_MAPPING, EventTypeMapper(event_map))
@@ -68,7 +76,6 @@ class FileEventsStream(EventStream):
             mapper = RowMapper(self.settings.get("mapping") or {}, self.map_event_type)
         state = self.get_context_state(context)
         seen: dict[str, dict[str, t.Any]] = dict(state.get("files") or {})
-        emitted = 0
         newest = self.bookmark(context)
         for path in self.paths():
             key = str(path)
@@ -81,20 +88,31 @@ class FileEventsStream(EventStream):
             digest = _sha256(path)
             if previous and previous.get("sha256") == digest:
                 self.logger.info("Skipping %s: touched but its content is unchanged", path)
+                # Remember the new time, so the next sync need not hash the file again.
                 seen[key] = {**fingerprint, "sha256": digest}
+                if newest is not None:
+                    self.complete_window(context, newest, files=seen)
+                continue
+            try:
+                kind = readers.detect_format(path, self.settings.get("format", "auto"))
+            except ValueError as error:
+                self.skip_bad_record(path.name, f"unknown format: {error}")
                 continue
             self.logger.info("Reading %s", path)
             ingested_at = mtime_iso(stat.st_mtime_ns)
-            for record in self._read_file(path, mapper, ingested_at):
-                emitted += 1
-                yield record
+            try:
+                yield from self._read_file(path, kind, mapper, ingested_at)
+            except _UNREADABLE as error:
+                # Not remembered as read: the next sync tries the file again.
+                self.skip_bad_record(path.name, f"unreadable file: {error}")
+                continue
             seen[key] = {**fingerprint, "sha256": digest}
             newest = max(newest or ingested_at, ingested_at)
             self.complete_window(context, newest, files=seen)
-        self.log_sync_summary(emitted)
 
-    def _read_file(self, path: Path, mapper: RowMapper, ingested_at: str) -> Iterator[dict[str, t.Any]]:
-        kind = readers.detect_format(path, self.settings.get("format", "auto"))
+    def _read_file(
+        self, path: Path, kind: str, mapper: RowMapper, ingested_at: str
+    ) -> Iterator[dict[str, t.Any]]:
         rows: Iterator[tuple[int, readers.Row]]
         if kind == "jsonl":
             rows = readers.read_jsonl(path)
@@ -109,5 +127,5 @@ class FileEventsStream(EventStream):
                 continue
             try:
                 yield t.cast("dict[str, t.Any]", mapper(row, ingested_at))
-            except ValueError as error:
+            except (ValueError, TypeError, OverflowError) as error:
                 self.skip_bad_record(f"{path.name}, {unit} {number}", f"invalid event: {error}")

@@ -13,6 +13,7 @@ from typing_extensions import override
 from tap_clickstream.events import ClickstreamEvent, format_ts, parse_ts, stable_event_id
 from tap_clickstream.exceptions import IncompleteExportError
 from tap_clickstream.normalize import (
+    as_filters,
     as_float,
     as_str,
     items_from_properties,
@@ -30,13 +31,21 @@ if t.TYPE_CHECKING:
 
 _decode = msgspec.json.Decoder().decode
 _TERMINATED_EARLY = b"terminated early"
-#: Errors that mean the export body broke off: the window is read again.
+#: Errors that mean the export body broke off mid-way: the window is read again. (Failed
+#: requests are retried by the SDK's backoff before a body arrives.)
 _BROKEN_OFF = (
-    IncompleteExportError,
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ConnectionError,
     requests.exceptions.ContentDecodingError,
 )
+
+
+def _body_lines(response: requests.Response) -> Iterator[bytes]:
+    """The lines of a streamed body; a body that breaks off raises IncompleteExportError."""
+    try:
+        yield from response.iter_lines(chunk_size=1 << 16)
+    except _BROKEN_OFF as error:
+        raise IncompleteExportError(f"the export broke off: {error}") from error
 
 
 class MixpanelEventsStream(MixpanelStream):
@@ -89,7 +98,7 @@ class MixpanelEventsStream(MixpanelStream):
                 try:
                     yield from self._read_window(window, label, normalise)
                     break
-                except _BROKEN_OFF as error:
+                except IncompleteExportError as error:
                     if attempt == settings.WINDOW_ATTEMPTS:
                         raise IncompleteExportError(
                             f"Mixpanel export for {label} broke off {attempt} times: {error}"
@@ -110,7 +119,7 @@ class MixpanelEventsStream(MixpanelStream):
         with self.fetch(window) as response:
             pending: bytes | None = None
             pending_line = 0
-            for line_no, line in enumerate(response.iter_lines(chunk_size=1 << 16), start=1):
+            for line_no, line in enumerate(_body_lines(response), start=1):
                 if not line.strip():
                     continue
                 if line == _TERMINATED_EARLY:
@@ -167,9 +176,9 @@ class _Normaliser:
     def __call__(self, raw: object) -> ClickstreamEvent:
         if not isinstance(raw, dict):
             raise TypeError("a line is not a JSON object")
-        name = raw["event"]
-        if not isinstance(name, str):
-            raise TypeError("'event' is not a string")
+        name = raw.get("event")
+        if not isinstance(name, str) or not name:
+            raise ValueError("'event' is missing or not a string")
         props = dict(raw.get("properties") or {})
         moment = self.event_time(props.pop("time", None))
         distinct_id = as_str(props.pop("distinct_id", None))
@@ -207,7 +216,7 @@ class _Normaliser:
             "utm_term": as_str(props.pop("utm_term", None)),
             "utm_content": as_str(props.pop("utm_content", None)),
             "search_query": as_str(pop_first(props, "query", "search_query", "search_term")),
-            "filters": _filters(props.pop("filters", None)),
+            "filters": as_filters(props),
             "items": items_from_properties(props),
             "order_id": order_id,
             "revenue": revenue,
@@ -231,11 +240,3 @@ class _Normaliser:
 def _ms(seconds: object) -> float | None:
     value = as_float(seconds)
     return None if value is None else value * 1000.0
-
-
-def _filters(value: object) -> dict[str, t.Any] | None:
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, list):
-        return {"applied": value}
-    return None
