@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import click
 
+from target_personalize.commands.funnel import funnel
+from target_personalize.commands.ranking import evaluate_command, fit, rank, recommend
+from target_personalize.commands.report import report
 from target_personalize.commands.summary import summary
 
 
@@ -14,3 +17,9 @@ def main() -> None:
 
 
 main.add_command(summary)
+main.add_command(funnel)
+main.add_command(report)
+main.add_command(fit)
+main.add_command(recommend)
+main.add_command(rank)
+main.add_command(evaluate_command)

@@ -5,10 +5,12 @@ takes them. The heavy work (ordering events, first occurrences, paths, transitio
 funnel) stays in the database; Python only receives aggregates whose size is bounded by the
 number of event types, steps and requested paths, never by the number of events.
 
-Units and event types get numeric ids early (``units_sql``, ``labels_sql``), so the one sort
-that orders every journey works on fixed-width keys. Where the dialects differ the builders
-take ``dialect``: PostgreSQL sorts text by the database collation, so label ids are assigned
-with ``COLLATE "C"`` there, which is the byte order DuckDB uses already.
+Units and event types get numeric ids early (``units_sql``, and label ids assigned in Python in
+the byte order of the labels), so the one sort that orders every journey works on fixed-width
+keys and ties between paths break the same way on both databases (PostgreSQL would otherwise
+sort text by its collation). Every statement is the same on both dialects: window functions,
+``percentile_cont ... WITHIN GROUP``, ``DISTINCT ON``, ``array_agg ... ORDER BY ... FILTER``
+and ``MATERIALIZED`` CTEs are accepted by DuckDB and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -24,16 +26,15 @@ __all__ = [
     "SIGNALS",
     "TIME_BINS",
     "Chain",
-    "Dialect",
     "Query",
     "SignalSpec",
     "chain_sql",
     "contributions_sql",
     "conversion_types_sql",
+    "event_types_sql",
     "events_sql",
     "funnel_events_sql",
     "journeys_sql",
-    "labels_sql",
     "ordered_funnel_events_sql",
     "overlap_sql",
     "paths_sql",
@@ -46,7 +47,6 @@ __all__ = [
     "walks_sql",
 ]
 
-Dialect = Literal["duckdb", "postgresql"]
 Query = tuple[str, list[Any]]
 
 #: The column that identifies a unit in ``sessionized_events_sql()``.
@@ -128,10 +128,6 @@ def seconds(later: str, earlier: str) -> str:
     return f"CAST(extract(epoch FROM ({later} - {earlier})) AS DOUBLE PRECISION)"
 
 
-def _collate(dialect: Dialect) -> str:
-    return ' COLLATE "C"' if dialect == "postgresql" else ""
-
-
 def _range(since: datetime | None, until: datetime | None) -> Query:
     conditions, params = [], []
     if since is not None:
@@ -147,30 +143,46 @@ def _matches(name: str) -> Query:
     return "(event_type = %s OR event_name = %s)", [name, name]
 
 
+def event_types_sql(since: datetime | None, until: datetime | None) -> Query:
+    """SELECT the distinct event types of the raw events in range."""
+    where, params = _range(since, until)
+    return (
+        "SELECT DISTINCT coalesce(event_type, event_name) FROM events "
+        f"WHERE NOT is_aggregate{where}",
+        params,
+    )
+
+
 def events_sql(
     table: str,
     *,
     conversion: str,
+    labels: Sequence[str],
     unit: str,
     since: datetime | None,
     until: datetime | None,
 ) -> Query:
-    """CREATE the events in range: ``unit, ts, label, is_conv`` and the implicit signals.
+    """CREATE the events in range: ``unit, ts, lid, is_conv`` and the implicit signals.
 
-    ``label`` is the event type, or ``conversion`` for events that match it (``is_conv = 1``).
+    The label of an event is ``conversion`` if it matches it (``is_conv = 1``), else its event
+    type; ``lid`` is the label's 1-based index in ``labels``, which must hold every label.
     """
     column = _UNIT_COLUMN[unit]
     match, match_params = _matches(conversion)
     where, range_params = _range(since, until)
+    index = {label: i for i, label in enumerate(labels, start=1)}
+    cases = " ".join("WHEN %s THEN %s" for _ in labels)
+    case_params: list[Any] = [value for label in labels for value in (label, index[label])]
     sql = f"""
 CREATE TEMP TABLE {table} AS
 SELECT {column} AS unit, event_ts AS ts,
-    CASE WHEN {match} THEN %s ELSE coalesce(event_type, event_name) END AS label,
+    CASE WHEN {match} THEN %s ELSE CASE coalesce(event_type, event_name) {cases} END END AS lid,
     CASE WHEN {match} THEN 1 ELSE 0 END AS is_conv,
     engagement_ms, scroll_depth_pct, media_progress_pct
 FROM ({sessionized_events_sql()}) sessionized
 WHERE {column} IS NOT NULL{where}"""
-    return sql, [*match_params, conversion, *match_params, *range_params]
+    params = [*match_params, index[conversion], *case_params, *match_params, *range_params]
+    return sql, params
 
 
 def units_sql(units: str, events: str) -> Query:
@@ -191,34 +203,22 @@ FROM (
     )
 
 
-def labels_sql(labels: str, events: str, dialect: Dialect) -> Query:
-    """CREATE the labels with numeric ids ``lid`` from 1, in the byte order of the labels.
+def journeys_sql(journeys: str, events: str, units: str) -> Query:
+    """CREATE the events keyed by numeric unit ids, with where each stands in its journey.
 
-    So comparing arrays of ids compares the label sequences.
-    """
-    return (
-        f"""
-CREATE TEMP TABLE {labels} AS
-SELECT label, row_number() OVER (ORDER BY label{_collate(dialect)}) AS lid
-FROM (SELECT DISTINCT label FROM {events}) distinct_labels""",
-        [],
-    )
-
-
-def journeys_sql(journeys: str, events: str, units: str, labels: str) -> Query:
-    """CREATE the events keyed by numeric ids, with the unit's first event and conversion.
-
-    Columns: ``unit`` (the unit's id), ``ts, lid, is_conv, start_ts, conv_ts, in_journey``
-    and the implicit signals. ``in_journey`` marks the unit's journey: events up to its first
-    conversion (events at the same time as it included), or all its events.
+    Columns: ``unit`` (the unit's id), ``ts, lid, is_conv, converted, in_journey`` and the
+    implicit signals. ``converted`` is 1 for every event of a unit that converts;
+    ``in_journey`` marks the unit's journey: events up to its first conversion (events at the
+    same time as it included), or all its events.
     """
     return (
         f"""
 CREATE TEMP TABLE {journeys} AS
-SELECT u.uid AS unit, e.ts, l.lid, e.is_conv, u.start_ts, u.conv_ts,
+SELECT u.uid AS unit, e.ts, e.lid, e.is_conv,
+    CASE WHEN u.conv_ts IS NULL THEN 0 ELSE 1 END AS converted,
     CASE WHEN u.conv_ts IS NULL OR e.ts <= u.conv_ts THEN 1 ELSE 0 END AS in_journey,
     e.engagement_ms, e.scroll_depth_pct, e.media_progress_pct
-FROM {events} e JOIN {units} u ON e.unit = u.unit JOIN {labels} l ON e.label = l.label""",
+FROM {events} e JOIN {units} u ON e.unit = u.unit""",
         [],
     )
 
@@ -228,23 +228,21 @@ def walks_sql(walks: str, journeys: str) -> Query:
 
     Orders each journey by time, then the conversion last, then label; rows that tie on all
     three are interchangeable, so every result is deterministic. Keeps the rows where the
-    label changes (``is_new``) and each journey's last row (``is_last``), with the previous
-    label id: enough for first occurrences, paths and Markov transitions.
+    label changes, with the previous label id (NULL on a journey's first row): enough for
+    first occurrences, paths and Markov transitions. (Each visit of a label ends in the next
+    label, the conversion or the exit, so the exits follow from the other transitions.)
     """
     window = "PARTITION BY unit ORDER BY ts, is_conv, lid"
     return (
         f"""
 CREATE TEMP TABLE {walks} AS
-SELECT unit, ts, lid, is_conv, start_ts, conv_ts, prev_lid,
-    CASE WHEN prev_lid IS NULL OR prev_lid <> lid THEN 1 ELSE 0 END AS is_new, is_last
+SELECT unit, ts, lid, is_conv, converted, prev_lid
 FROM (
-    SELECT unit, ts, lid, is_conv, start_ts, conv_ts,
-        lag(lid) OVER ({window}) AS prev_lid,
-        CASE WHEN lead(ts) OVER ({window}) IS NULL THEN 1 ELSE 0 END AS is_last
+    SELECT unit, ts, lid, is_conv, converted, lag(lid) OVER ({window}) AS prev_lid
     FROM {journeys}
     WHERE in_journey = 1
 ) steps
-WHERE prev_lid IS NULL OR prev_lid <> lid OR is_last = 1""",
+WHERE prev_lid IS NULL OR prev_lid <> lid""",
         [],
     )
 
@@ -287,7 +285,7 @@ FROM {units}""",
     )
 
 
-def contributions_sql(walks: str) -> Query:
+def contributions_sql(walks: str, units: str) -> Query:
     """SELECT, per event type, the units whose journey holds it and how they relate to converting.
 
     A converter's journey ends at its first conversion, so an event type seen only after
@@ -297,24 +295,31 @@ def contributions_sql(walks: str) -> Query:
     the median and p90 seconds from that first occurrence to the conversion.
     """
     position = (
-        "CASE WHEN conv_ts IS NULL THEN NULL WHEN conv_ts > start_ts THEN "
-        f"{seconds('first_ts', 'start_ts')} / {seconds('conv_ts', 'start_ts')} ELSE 0.0 END"
+        "CASE WHEN u.conv_ts > u.start_ts THEN "
+        f"{seconds('f.first_ts', 'u.start_ts')} / {seconds('u.conv_ts', 'u.start_ts')} "
+        "ELSE 0.0 END"
     )
-    delta = seconds("conv_ts", "first_ts")
+    delta = seconds("u.conv_ts", "f.first_ts")
     return (
         f"""
 WITH first_seen AS (
-    SELECT unit, lid, min(ts) AS first_ts, min(start_ts) AS start_ts, min(conv_ts) AS conv_ts
+    SELECT unit, lid, min(ts) AS first_ts, max(converted) AS converted
     FROM {walks}
-    WHERE is_new = 1 AND is_conv = 0
+    WHERE is_conv = 0
     GROUP BY unit, lid
+), counts AS (
+    SELECT lid, count(*) AS units, sum(converted) AS converters FROM first_seen GROUP BY lid
+), timing AS (
+    SELECT f.lid,
+        percentile_cont(0.5) WITHIN GROUP (ORDER BY {position}) AS position,
+        percentile_cont(0.5) WITHIN GROUP (ORDER BY {delta}) AS median,
+        percentile_cont(0.9) WITHIN GROUP (ORDER BY {delta}) AS p90
+    FROM first_seen f JOIN {units} u ON u.uid = f.unit
+    WHERE f.converted = 1
+    GROUP BY f.lid
 )
-SELECT lid, count(*), count(conv_ts),
-    percentile_cont(0.5) WITHIN GROUP (ORDER BY {position}),
-    percentile_cont(0.5) WITHIN GROUP (ORDER BY {delta}),
-    percentile_cont(0.9) WITHIN GROUP (ORDER BY {delta})
-FROM first_seen
-GROUP BY lid""",
+SELECT counts.lid, counts.units, counts.converters, timing.position, timing.median, timing.p90
+FROM counts LEFT JOIN timing ON timing.lid = counts.lid""",
         [],
     )
 
@@ -331,8 +336,8 @@ def paths_sql(walks: str, top: int) -> Query:
     return (
         f"""
 WITH per_unit AS (
-    SELECT unit, CASE WHEN min(conv_ts) IS NULL THEN 0 ELSE 1 END AS converted,
-        array_agg(lid ORDER BY ts, lid) FILTER (WHERE is_new = 1 AND is_conv = 0) AS path
+    SELECT unit, max(converted) AS converted,
+        array_agg(lid ORDER BY ts, lid) FILTER (WHERE is_conv = 0) AS path
     FROM {walks}
     GROUP BY unit
 ), per_path AS (
@@ -355,19 +360,12 @@ SELECT * FROM (
 def transitions_sql(walks: str) -> Query:
     """SELECT the transitions of the collapsed journeys, for the Markov chain.
 
-    Columns: source label id (NULL = the start), target label id (NULL for the conversion or
-    the exit), kind (``'step'``, ``'conversion'`` or ``'exit'``), count.
+    Columns: source label id (NULL = the start), target label id (NULL for the conversion),
+    count. Exits are not listed: they are each label's visits minus its other transitions.
     """
     target = "CASE WHEN is_conv = 1 THEN NULL ELSE lid END"
-    kind = "CASE WHEN is_conv = 1 THEN 'conversion' ELSE 'step' END"
     return (
-        f"""
-SELECT prev_lid, {target}, {kind}, count(*)
-FROM {walks} WHERE is_new = 1
-GROUP BY prev_lid, {target}, {kind}
-UNION ALL
-SELECT lid, NULL, 'exit', count(*) FROM {walks} WHERE is_last = 1 AND conv_ts IS NULL
-GROUP BY lid""",
+        f"SELECT prev_lid, {target}, count(*) FROM {walks} GROUP BY prev_lid, {target}",
         [],
     )
 
@@ -381,7 +379,7 @@ def signal_units_sql(signals_table: str, journeys: str) -> Query:
     return (
         f"""
 CREATE TEMP TABLE {signals_table} AS
-SELECT unit, CASE WHEN min(conv_ts) IS NULL THEN 0 ELSE 1 END AS converted, {columns}
+SELECT unit, max(converted) AS converted, {columns}
 FROM {journeys}
 WHERE in_journey = 1 AND is_conv = 0
 GROUP BY unit""",

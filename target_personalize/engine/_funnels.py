@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, get_args
 
 from target_personalize.engine._exceptions import EngineError
 from target_personalize.engine._funnel_sql import (
@@ -61,10 +61,10 @@ from target_personalize.engine._funnel_sql import (
     chain_sql,
     contributions_sql,
     conversion_types_sql,
+    event_types_sql,
     events_sql,
     funnel_events_sql,
     journeys_sql,
-    labels_sql,
     ordered_funnel_events_sql,
     overlap_sql,
     paths_sql,
@@ -75,7 +75,7 @@ from target_personalize.engine._funnel_sql import (
     units_sql,
     walks_sql,
 )
-from target_personalize.engine._markov import fit_markov_chain
+from target_personalize.engine._markov import Transition, fit_markov_chain
 
 if TYPE_CHECKING:
     from target_personalize.engine._store import EventStore
@@ -445,6 +445,17 @@ def _histogram(counts: Sequence[Any]) -> tuple[TimeBin, ...]:
     )
 
 
+class _TypeStats(NamedTuple):
+    """One event type in the journeys: units with it, converters, and timing over converters."""
+
+    label: str
+    units: int
+    converters: int
+    position: float | None
+    median: float | None
+    p90: float | None
+
+
 class _Run:
     """Temporary tables of one computation, dropped at the end, and progress reports."""
 
@@ -705,22 +716,25 @@ def discover_funnel(
         raise FunnelError("max_steps and top_paths must not be negative")
     if window is not None and window < timedelta(0):
         raise FunnelError(f"the conversion window must not be negative, got {window}")
-    dialect = store.dialect
     with _run(store, 6, progress) as run:
         run.stage("Gathering events into journeys")
+        # Label ids in the byte order of the labels: comparing id arrays compares label paths.
+        labels = sorted(
+            {str(r[0]) for r in store.query(*event_types_sql(start, end))} | {conversion},
+            key=str.encode,
+        )
+        label_of = dict(enumerate(labels, start=1))
         events, units_table = run.table("events"), run.table("units")
-        labels_table, journeys = run.table("labels"), run.table("journeys")
+        journeys = run.table("journeys")
         run.create(
-            events, events_sql(events, conversion=conversion, unit=unit, since=start, until=end)
+            events,
+            events_sql(
+                events, conversion=conversion, labels=labels, unit=unit, since=start, until=end
+            ),
         )
         run.create(units_table, units_sql(units_table, events))
-        run.create(labels_table, labels_sql(labels_table, events, dialect))
-        run.create(journeys, journeys_sql(journeys, events, units_table, labels_table))
+        run.create(journeys, journeys_sql(journeys, events, units_table))
         run.drop(events)
-        label_of = {
-            int(lid): str(label)
-            for label, lid in store.query(f"SELECT label, lid FROM {labels_table}")
-        }
 
         run.stage("Counting units and time to convert")
         units_row = store.query(*time_to_convert_sql(units_table))[0]
@@ -740,31 +754,39 @@ def discover_funnel(
         run.stage("Collapsing journeys into paths")
         walks = run.table("walks")
         run.create(walks, walks_sql(walks, journeys))
-        type_rows = store.query(*contributions_sql(walks))
+        type_rows = store.query(*contributions_sql(walks, units_table))
         path_rows = store.query(*paths_sql(walks, top_paths))
 
         run.stage("Fitting the Markov chain over event types")
         chain = fit_markov_chain(
-            (
-                None if a is None else label_of[int(a)],
-                None if b is None else label_of[int(b)],
-                str(kind),
-                int(n),
+            _with_exits(
+                [
+                    (
+                        None if a is None else label_of[int(a)],
+                        None if b is None else label_of[int(b)],
+                        int(n),
+                    )
+                    for a, b, n in store.query(*transitions_sql(walks))
+                ]
             )
-            for a, b, kind, n in store.query(*transitions_sql(walks))
         )
         run.drop(walks)
 
         types = sorted(
             (
-                (label_of[int(lid)], int(n), int(c), _num(position), _num(median), _num(p90))
+                _TypeStats(
+                    label_of[int(lid)], int(n), int(c), _num(position), _num(median), _num(p90)
+                )
                 for lid, n, c, position, median, p90 in type_rows
             ),
-            key=lambda r: r[0],
+            key=lambda t: t.label,
         )
-        candidates = [t for t in types if converters and t[2] / converters >= min_share]
-        chosen = sorted(candidates, key=lambda t: (-t[2], t[0]))[:max_steps]
-        ordered = sorted(chosen, key=lambda t: (t[3] if t[3] is not None else 1.0, -t[2], t[0]))
+        candidates = [t for t in types if converters and t.converters / converters >= min_share]
+        chosen = sorted(candidates, key=lambda t: (-t.converters, t.label))[:max_steps]
+        ordered = sorted(
+            chosen,
+            key=lambda t: (1.0 if t.position is None else t.position, -t.converters, t.label),
+        )
         lid_of = {label: lid for lid, label in label_of.items()}
 
         run.stage("Following units through the discovered steps")
@@ -773,7 +795,7 @@ def discover_funnel(
         steps_chain = Chain(
             journeys,
             [
-                *(("r.is_conv = 0 AND r.lid = %s", [lid_of[t[0]]]) for t in ordered),
+                *(("r.is_conv = 0 AND r.lid = %s", [lid_of[t.label]]) for t in ordered),
                 ("r.is_conv = 1", []),
             ],
             window=window,
@@ -790,7 +812,7 @@ def discover_funnel(
     steps = []
     for k, (label, n, c, _position, median, p90) in enumerate(ordered):
         here, after = funnel_counts[k], funnel_counts[k + 1]
-        rate = c / n if n else None
+        rate = c / n
         steps.append(
             DiscoveredStep(
                 event_type=label,
@@ -798,7 +820,7 @@ def discover_funnel(
                 converters=c,
                 converter_share=_ratio(c, converters),
                 conversion_rate=rate,
-                lift=None if rate is None or not base_rate else rate / base_rate,
+                lift=rate / base_rate if base_rate else None,
                 median_seconds_to_conversion=median,
                 p90_seconds_to_conversion=p90,
                 funnel_units=here,
@@ -828,7 +850,7 @@ def discover_funnel(
             converter_share=_ratio(c, converters),
             conversion_rate=c / n,
             lift=c / n / base_rate if base_rate else None,
-            removal_effect=round(chain.removal_effects.get(label, 0.0), _ROUND),
+            removal_effect=chain.removal_effects.get(label, 0.0),
             weight=0.0,
         )
         for label, n, c, *_ in types
@@ -847,12 +869,12 @@ def discover_funnel(
     others_total = units - converters
     for group, path, conv_count, other_count in path_rows:
         conv, others = int(conv_count), int(other_count)
-        labels = tuple(label_of[int(lid)] for lid in path or ())
+        sequence = tuple(label_of[int(lid)] for lid in path or ())
         rate = conv / (conv + others)
         if int(group) == 1:
-            converting.append(PathStat(labels, True, conv, conv / converters, rate))
+            converting.append(PathStat(sequence, True, conv, conv / converters, rate))
         else:
-            non_converting.append(PathStat(labels, False, others, others / others_total, rate))
+            non_converting.append(PathStat(sequence, False, others, others / others_total, rate))
 
     return DiscoveredFunnel(
         conversion=conversion,
@@ -869,8 +891,33 @@ def discover_funnel(
         event_weights=weights,
         signals=signals,
         time_to_convert=time_to_convert,
-        conversion_probability=round(chain.conversion_probability, _ROUND),
+        conversion_probability=chain.conversion_probability,
     )
+
+
+def _with_exits(steps: Sequence[tuple[str | None, str | None, int]]) -> list[Transition]:
+    """Markov transitions from collapsed-journey steps, adding each label's exits.
+
+    A step into ``None`` is the conversion. Every visit of a label ends in exactly one step
+    out of it (to another label or the conversion) or in the exit, so the exits are the
+    visits minus the steps out.
+    """
+    visits: dict[str, int] = {}
+    out: dict[str, int] = {}
+    transitions: list[Transition] = []
+    for source, target, count in steps:
+        if target is None:
+            transitions.append((source, None, "conversion", count))
+        else:
+            transitions.append((source, target, "step", count))
+            visits[target] = visits.get(target, 0) + count
+        if source is not None:
+            out[source] = out.get(source, 0) + count
+    for label, n in sorted(visits.items()):
+        exits = n - out.get(label, 0)
+        if exits > 0:
+            transitions.append((label, None, "exit", exits))
+    return transitions
 
 
 def _path_order(path: PathStat) -> tuple[int, tuple[bytes, ...]]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from target_personalize.engine._columns import EVENT_COLUMNS
+
 __all__ = ["DEFAULT_SESSION_GAP_MINUTES", "event_items_sql", "sessionized_events_sql"]
 
 Dialect = Literal["duckdb", "postgresql"]
@@ -20,29 +22,26 @@ def sessionized_events_sql(gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES) -> st
 
     ``visitor``: the known user, else the device or cookie id, else the session id.
     ``session_key``: the source's session id where it has one; otherwise the visitor plus the
-    number of the session derived by ``gap_minutes`` of inactivity (``visitor#n``).
+    number of the session derived by ``gap_minutes`` of inactivity (``visitor#n``). Only events
+    without a session id go through the window functions, which keeps the view cheap for
+    sources that send sessions.
     """
     gap = int(gap_minutes)
-    order = "ORDER BY event_ts, event_id"
-    part = "PARTITION BY visitor, session_id IS NULL"
+    columns = ", ".join([*EVENT_COLUMNS, "loaded_at"])
+    window = "PARTITION BY visitor ORDER BY event_ts, event_id"
+    based = "SELECT events.*, coalesce(user_id, anonymous_id, session_id) AS visitor FROM events"
     return f"""
-SELECT sessionized.* FROM (
-    SELECT flagged.*,
-        coalesce(session_id, visitor || '#' || CAST(
-            sum(new_session) OVER ({part} {order} ROWS UNBOUNDED PRECEDING) AS VARCHAR
-        )) AS session_key
-    FROM (
-        SELECT based.*,
-            CASE WHEN session_id IS NULL AND (
-                lag(event_ts) OVER ({part} {order}) IS NULL
-                OR event_ts - lag(event_ts) OVER ({part} {order}) > INTERVAL '{gap} minutes'
-            ) THEN 1 ELSE 0 END AS new_session
-        FROM (
-            SELECT events.*, coalesce(user_id, anonymous_id, session_id) AS visitor
-            FROM events WHERE NOT is_aggregate
-        ) based
-    ) flagged
-) sessionized"""
+SELECT {columns}, visitor, session_id AS session_key
+FROM ({based} WHERE NOT is_aggregate AND session_id IS NOT NULL) with_session
+UNION ALL
+SELECT {columns}, visitor, visitor || '#' || CAST(
+        sum(new_session) OVER ({window} ROWS UNBOUNDED PRECEDING) AS VARCHAR) AS session_key
+FROM (
+    SELECT based.*, CASE WHEN lag(event_ts) OVER ({window}) IS NULL
+        OR event_ts - lag(event_ts) OVER ({window}) > INTERVAL '{gap} minutes'
+        THEN 1 ELSE 0 END AS new_session
+    FROM ({based} WHERE NOT is_aggregate AND session_id IS NULL) based
+) flagged"""
 
 
 def event_items_sql(dialect: Dialect) -> str:
