@@ -10,3 +10,5 @@ export TARGET_PERSONALIZE_DATABASE_URL="$PERSONALIZE_DATABASE_URL"
 meltano install
 meltano run tap-clickstream target-personalize
 personalize summary
+personalize funnel --conversion purchase
+personalize report --conversion purchase --out report.html
