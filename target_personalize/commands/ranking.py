@@ -107,6 +107,7 @@ def _event_weights(
 @EVENT_WEIGHTS
 @FORMAT
 def fit(
+    *,
     database_url: str,
     conversion: str,
     objective_pairs: tuple[str, ...],
@@ -198,6 +199,7 @@ def _print_items(items: list[ScoredItem], title: str, output_format: str) -> Non
 @OBJECTIVE
 @FORMAT
 def recommend(
+    *,
     database_url: str,
     user_id: str | None,
     session_id: str | None,
@@ -238,6 +240,7 @@ def recommend(
 @OBJECTIVE
 @FORMAT
 def rank(
+    *,
     database_url: str,
     user_id: str | None,
     session_id: str | None,
@@ -301,6 +304,7 @@ def rank(
 )
 @FORMAT
 def evaluate_command(
+    *,
     database_url: str,
     conversion: str,
     k: int,
@@ -371,7 +375,9 @@ def evaluate_command(
     if output_format == "json":
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
-        print_report(report, Console())
+        console = Console()
+        # Piped output gets a width that fits the table rather than the 80-column default.
+        print_report(report, console if console.is_terminal else Console(width=150))
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -394,7 +400,7 @@ def print_report(report: EvaluationReport, console: Console) -> None:
         "ms/pred",
         "p99 ms",
     ):
-        table.add_column(name, justify="left" if name == "model" else "right")
+        table.add_column(name, justify="left" if name == "model" else "right", no_wrap=True)
     for r in report.results:
         table.add_row(
             r.name,

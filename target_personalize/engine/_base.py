@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from target_personalize.engine._exceptions import EngineError
+from target_personalize.engine._index import concat_ranges, top_k
 from target_personalize.engine._interactions import (
     Interactions,
     ItemTable,
@@ -97,6 +98,10 @@ UNKNOWN_EVENT_WEIGHT = 0.2
 CART_TYPES = frozenset({"add_to_cart", "cart"})
 #: Format of saved models.
 MODEL_FORMAT = 1
+#: Pseudo-sessions that pull an item's conversion rate towards its category's.
+_ITEM_PRIOR = 10.0
+#: Pseudo-sessions that pull a category's conversion rate towards the base rate.
+_CATEGORY_PRIOR = 50.0
 _TOKEN = re.compile(r"[0-9a-z]+")
 
 
@@ -376,7 +381,7 @@ class RankerBase(abc.ABC):
         if latest is None or latest <= since:
             return self
         fresh = interactions_from_store(store, min_loaded_at=since)
-        merged = merge_interactions(self._data, fresh)
+        merged = _merge_interactions(self._data, fresh)
         self.loaded_until = latest
         self._fit_all(merged)
         logger.info(
@@ -394,17 +399,47 @@ class RankerBase(abc.ABC):
             weights[name] = float(weight)
         if key_conversion is None:
             given = dict(event_weights or {})
-            key_conversion = max(given, key=lambda n: (given[n], n)) if given else "purchase"
+            top = max(given.values(), default=None)
+            best = sorted(name for name, weight in given.items() if weight == top)
+            key_conversion = "purchase" if not best or "purchase" in best else best[0]
         weights[key_conversion] = 1.0
         self.event_weights = weights
         self.key_conversion = key_conversion
 
     def _fit_all(self, data: Interactions) -> None:
+        previous = self._data
         self._data = data
         self._extra_items = {}
         self._prepare()
         self._fit(data)
         self.fitted_at = time.time()
+        if previous is not None and self._live:
+            self._remap_live(previous.items, previous.event_types)
+
+    def _remap_live(self, previous: ItemTable, event_types: tuple[str, ...]) -> None:
+        """Point live sessions at the new vocabularies (items seen only live are re-added)."""
+        kinds = {old: self._kind_index(name) for old, name in enumerate(event_types)}
+        used = sorted({i for session in self._live.values() for i in session.items})
+        mapping: dict[int, int] = {}
+        for old in used:
+            item_id = str(previous.item_ids[old])
+            found = int(self._lookup([item_id])[0])
+            if found < 0:
+                category, brand = previous.category[old], previous.brand[old]
+                found = self._item_index(
+                    {
+                        "item_id": item_id,
+                        "category": previous.categories[category] if category >= 0 else None,
+                        "brand": previous.brands[brand] if brand >= 0 else None,
+                        "price": None
+                        if math.isnan(previous.price[old])
+                        else float(previous.price[old]),
+                    }
+                )
+            mapping[old] = found
+        for session in self._live.values():
+            session.items = [mapping[i] for i in session.items]
+            session.kinds = [kinds[k] for k in session.kinds]
 
     def _prepare(self) -> None:
         """Per-item statistics every ranker shares: popularity, trend, conversion, value."""
@@ -430,9 +465,21 @@ class RankerBase(abc.ABC):
             conversions = np.zeros(n)
         total_exposure = exposure.sum()
         base_rate = conversions.sum() / total_exposure if total_exposure else 0.0
-        prior = 20.0
+        # Smoothed twice: the category's rate shrinks to the base rate, the item's to its
+        # category's, so rare items get their category's rate rather than a noisy one.
+        codes = np.where(data.items.category >= 0, data.items.category, len(data.items.categories))
+        slots = len(data.items.categories) + 1
+        category_exposure = np.bincount(codes, weights=exposure, minlength=slots)
+        category_conversions = np.bincount(codes, weights=conversions, minlength=slots)
+        category_rate = (category_conversions + _CATEGORY_PRIOR * base_rate) / (
+            category_exposure + _CATEGORY_PRIOR
+        )
+        category_rate[-1] = base_rate
         self._base_rate = base_rate
-        self._conversion = (conversions + prior * base_rate) / (exposure + prior)
+        self._category_rate = category_rate
+        self._conversion = (conversions + _ITEM_PRIOR * category_rate[codes]) / (
+            exposure + _ITEM_PRIOR
+        )
         self._conversion_factor = self._conversion / base_rate if base_rate > 0 else np.ones(n)
         value = data.items.value()
         positive = value[np.isfinite(value) & (value > 0)]
@@ -458,6 +505,9 @@ class RankerBase(abc.ABC):
             self._trend = np.zeros(n)
             self._now = time.time()
         self._has_interactions = exposure > 0
+        self._cold_base = self._popular_and_trending()
+        self._cold_base_max = float(self._cold_base.max(initial=0.0))
+        self._group_items()
         self._session_end = data.session_end_times()
         order = np.argsort(data.session_visitor, kind="stable")
         self._visitor_sessions = order.astype(np.int64)
@@ -466,6 +516,29 @@ class RankerBase(abc.ABC):
         ).astype(np.int64)
         self._category_words = [set(_TOKEN.findall(c.lower())) for c in data.items.categories]
         self._brand_words = [set(_TOKEN.findall(b.lower())) for b in data.items.brands]
+
+    def _group_items(self) -> None:
+        items = self.items
+        self._by_category = _Groups.build(items.category, len(items.categories))
+        self._by_brand = _Groups.build(items.brand, len(items.brands))
+        cold = ~self._has_interactions
+        self._cold_by_category = _Groups.build(
+            np.where(cold, items.category, -1).astype(np.int32), len(items.categories)
+        )
+        self._cold_by_brand = _Groups.build(
+            np.where(cold, items.brand, -1).astype(np.int32), len(items.brands)
+        )
+        self._cold_count = int(np.count_nonzero(cold))
+
+    def _popular_and_trending(self) -> FloatArray:
+        """Half popularity, half trend, each scaled to a maximum of 1, then to a max of 1."""
+        base = np.zeros(self._popularity.size)
+        for counts in (self._popularity, self._trend):
+            top = float(counts.max(initial=0.0))
+            if top > 0:
+                base += 0.5 * counts / top
+        top = float(base.max(initial=0.0))
+        return base / top if top > 0 else base
 
     @abc.abstractmethod
     def _fit(self, data: Interactions) -> None:
@@ -498,62 +571,71 @@ class RankerBase(abc.ABC):
         return score, relevance
 
     def _with_cold_start(self, relevance: FloatArray, query: Query) -> FloatArray:
-        """Reach items without interactions through category and brand; fill with trends."""
-        items = self.items
-        n = len(items)
-        known = np.zeros(n, dtype=np.bool_)
-        known[: self._has_interactions.size] = self._has_interactions
-        if relevance.max(initial=0.0) > 0 and not known.all():
-            boost = np.zeros(n)
-            for codes, size in (
-                (items.category, len(items.categories)),
-                (items.brand, len(items.brands)),
-            ):
-                if size == 0:
-                    continue
-                best = np.zeros(size + 1)
-                np.maximum.at(best, np.where(codes >= 0, codes, size)[known], relevance[known])
-                best[size] = 0.0
-                boost += 0.5 * best[np.where(codes >= 0, codes, size)]
-            relevance = np.where(known, relevance, 0.5 * boost)
-        # Popular and trending, narrowed by what the session showed.
-        base = np.zeros(n)
-        pop, trend = self._popularity, self._trend
-        if pop.max(initial=0.0) > 0:
-            base[: pop.size] += 0.5 * pop / pop.max()
-        if trend.max(initial=0.0) > 0:
-            base[: trend.size] += 0.5 * trend / trend.max()
-        narrow = self._context_match(query)
-        if narrow is not None:
-            base = base * (1.0 + 9.0 * narrow) + 0.05 * narrow
-        top = base.max(initial=0.0)
-        if top > 0:
-            base = base / top
-        # A floor so that every item can fill a list (e.g. a narrow filter).
-        return relevance + 1e-3 * base + 1e-9
+        """Reach items without interactions through category and brand; fill with trends.
 
-    def _context_match(self, query: Query) -> FloatArray | None:
+        An item without interactions scores a quarter of the sum of the best relevance in its
+        category and in its brand. Every item then gets a small share (1e-3 of the best) of
+        its popularity and trend, raised tenfold for the categories (and, half as much, the
+        brands) the session showed or searched for, so that these order the items nothing
+        else tells apart. Work is proportional to the items touched, not to the catalog.
+        """
         items = self.items
-        n = len(items)
-        categories = set(query.categories)
-        brands = set(query.brands)
-        for item in np.concatenate([query.items, query.history_items[-10:]]).tolist():
-            if items.category[item] >= 0:
-                categories.add(int(items.category[item]))
-            if items.brand[item] >= 0:
-                brands.add(int(items.brand[item]))
+        base = self._cold_base
+        share = 1e-3
+        categories, brands = self._context(query)
+        touched = np.zeros(0, dtype=np.int64)
+        boosted = np.zeros(0)
+        if categories.size or brands.size:
+            in_category = self._by_category.members(categories)
+            in_brand = self._by_brand.members(brands)
+            weight = np.concatenate([np.ones(in_category.size), np.full(in_brand.size, 0.5)])
+            touched, at = np.unique(np.concatenate([in_category, in_brand]), return_inverse=True)
+            match = np.bincount(at, weights=weight)
+            boosted = base[touched] * (1.0 + 9.0 * match) + 0.05 * match
+            share = 1e-3 / max(self._cold_base_max, float(boosted.max(initial=0.0)), 1e-12)
+        else:
+            share = 1e-3 / max(self._cold_base_max, 1e-12)
+        scored = np.flatnonzero(relevance > 0)
+        # A floor (1e-9) so that every item can fill a list, e.g. under a narrow filter.
+        out = base * share
+        out += relevance
+        out += 1e-9
+        if touched.size:
+            out[touched] += share * (boosted - base[touched])
+        if scored.size and self._cold_count:
+            best_category, reached_categories = _best_per_group(
+                items.category, len(items.categories), scored, relevance
+            )
+            best_brand, reached_brands = _best_per_group(
+                items.brand, len(items.brands), scored, relevance
+            )
+            # Cold items of the groups reached; an item listed twice is still raised once
+            # (fancy-index ``+=`` applies one update per index).
+            reached = np.concatenate(
+                [
+                    self._cold_by_category.members(reached_categories),
+                    self._cold_by_brand.members(reached_brands),
+                ]
+            )
+            if reached.size:
+                out[reached] += 0.25 * (
+                    best_category[items.category[reached]] + best_brand[items.brand[reached]]
+                )
+        return out
+
+    def _context(self, query: Query) -> tuple[IntArray, IntArray]:
+        """Category and brand codes the session showed, searched or filtered for."""
+        items = self.items
+        seen = np.concatenate([query.items, query.history_items[-10:]])
+        categories = {int(c) for c in items.category[seen] if c >= 0} | set(query.categories)
+        brands = {int(b) for b in items.brand[seen] if b >= 0} | set(query.brands)
         words = set(query.words)
         if words:
             categories |= {i for i, w in enumerate(self._category_words) if w & words}
             brands |= {i for i, w in enumerate(self._brand_words) if w & words}
-        if not categories and not brands:
-            return None
-        match = np.zeros(n)
-        if categories:
-            match += np.isin(items.category, list(categories)).astype(np.float64)
-        if brands:
-            match += 0.5 * np.isin(items.brand, list(brands)).astype(np.float64)
-        return match
+        return np.array(sorted(categories), dtype=np.int64), np.array(
+            sorted(brands), dtype=np.int64
+        )
 
     # Live events
 
@@ -671,15 +753,18 @@ class RankerBase(abc.ABC):
         self._extra_items[item_id] = index
         self._category_words = [set(_TOKEN.findall(c.lower())) for c in table.categories]
         self._brand_words = [set(_TOKEN.findall(b.lower())) for b in table.brands]
-        self._grow_item_arrays(price)
+        self._grow_item_arrays(price, int(table.category[index]))
         return index
 
-    def _grow_item_arrays(self, price: object) -> None:
+    def _grow_item_arrays(self, price: object, category: int) -> None:
         """Extend the per-item statistics by one item without interactions."""
-        base_rate = float(self._base_rate)
+        known = 0 <= category < self._category_rate.size - 1
+        rate = float(self._category_rate[category] if known else self._base_rate)
         value = float(price) if isinstance(price, int | float) else math.nan
-        self._conversion = np.append(self._conversion, base_rate)
-        self._conversion_factor = np.append(self._conversion_factor, 1.0)
+        self._conversion = np.append(self._conversion, rate)
+        self._conversion_factor = np.append(
+            self._conversion_factor, rate / self._base_rate if self._base_rate > 0 else 1.0
+        )
         self._value = np.append(self._value, value)
         self._value_factor = np.append(
             self._value_factor,
@@ -690,6 +775,8 @@ class RankerBase(abc.ABC):
         self._popularity = np.append(self._popularity, 0.0)
         self._trend = np.append(self._trend, 0.0)
         self._has_interactions = np.append(self._has_interactions, False)
+        self._cold_base = np.append(self._cold_base, 0.0)
+        self._group_items()
 
     def _lookup(self, item_ids: Sequence[str]) -> IntArray:
         found = self.items.index(list(item_ids))
@@ -839,14 +926,14 @@ class RankerBase(abc.ABC):
         filters: Mapping[str, Any] | None,
         objectives: Objectives | Mapping[str, float] | None,
     ) -> list[ScoredItem]:
-        from target_personalize.engine._index import top_k  # noqa: PLC0415
-
         goals = self.objectives if objectives is None else Objectives.parse(objectives)
         score, relevance = self._score(query, goals)
-        mask = self._filter_mask(filters)
-        if exclude_seen:
-            mask[query.items] = False
-            mask[query.history_items] = False
+        mask: BoolArray | None = None
+        if filters or exclude_seen or not self.items.available.all():
+            mask = self._filter_mask(filters)
+            if exclude_seen:
+                mask[query.items] = False
+                mask[query.history_items] = False
         chosen = top_k(score, k, mask)
         return [self._scored(int(i), score, relevance) for i in chosen]
 
@@ -1074,7 +1161,7 @@ def _max_loaded_at(store: EventStore) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
 
-def merge_interactions(old: Interactions, new: Interactions) -> Interactions:
+def _merge_interactions(old: Interactions, new: Interactions) -> Interactions:
     """Old interactions with the sessions of ``new`` replaced or added.
 
     Both are re-indexed onto the union of their item vocabularies (``new``'s attributes win).
@@ -1086,10 +1173,7 @@ def merge_interactions(old: Interactions, new: Interactions) -> Interactions:
     old_rows = old_rows.take(~replaced[old_rows.session])
     new_rows = new_rows.with_event_types(old_rows.event_types)
     old_rows = old_rows.with_event_types(new_rows.event_types)
-    from dataclasses import replace as _replace  # noqa: PLC0415
-
-    new_rows = _replace(new_rows, items=old_rows.items)
-    return old_rows.concat(new_rows)
+    return old_rows.concat(dataclasses.replace(new_rows, items=old_rows.items))
 
 
 def _union_items(old: ItemTable, new: ItemTable) -> ItemTable:
@@ -1150,3 +1234,44 @@ def _union_items(old: ItemTable, new: ItemTable) -> ItemTable:
         order_value=floats("order_value"),
         available=available,
     )
+
+
+@dataclass(frozen=True, eq=False)
+class _Groups:
+    """Items by group code (category or brand), as CSR arrays."""
+
+    ptr: IntArray
+    items: IntArray
+
+    @classmethod
+    def build(cls, codes: npt.NDArray[np.int32], size: int) -> _Groups:
+        known = np.flatnonzero(codes >= 0)
+        order = known[np.argsort(codes[known], kind="stable")]
+        counts = np.bincount(codes[known], minlength=size) if size else np.zeros(0, np.int64)
+        return cls(
+            np.concatenate(([0], np.cumsum(counts))).astype(np.int64), order.astype(np.int64)
+        )
+
+    def members(self, groups: IntArray) -> IntArray:
+        return self.items[concat_ranges(self.ptr[groups], self.ptr[groups + 1])]
+
+
+def _best_per_group(
+    codes: npt.NDArray[np.int32], size: int, scored: IntArray, relevance: FloatArray
+) -> tuple[FloatArray, IntArray]:
+    """The best relevance per group code, and the groups with a positive one.
+
+    The array has one more slot, for the unknown group (code -1), kept at 0.
+    """
+    best = np.zeros(size + 1)
+    group_codes = codes[scored]
+    known = group_codes >= 0
+    group_codes, values = group_codes[known], relevance[scored][known]
+    if group_codes.size == 0:
+        return best, np.zeros(0, dtype=np.int64)
+    order = np.argsort(group_codes, kind="stable")
+    group_codes, values = group_codes[order], values[order]
+    starts = np.flatnonzero(np.concatenate(([True], group_codes[1:] != group_codes[:-1])))
+    groups = group_codes[starts].astype(np.int64)
+    best[groups] = np.maximum.reduceat(values, starts)
+    return best, groups

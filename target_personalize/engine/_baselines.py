@@ -255,7 +255,8 @@ class VSKNN(RankerBase):
         last_at = length - 1 - first_in_reversed
         weights = position_weight(self.weighting, np.arange(1, length + 1), length)[last_at]
         steps = (length - last_at).astype(np.int64)
-        sessions, owner, _ = index.postings(unique)
+        recent = self.sample_size if self.sampling == "recent" else 0
+        sessions, owner, _ = index.postings(unique, latest=recent)
         if sessions.size == 0:
             return np.zeros(n)
         candidates = np.unique(sessions)

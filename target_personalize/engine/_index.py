@@ -42,15 +42,21 @@ def top_k(scores: FloatArray, k: int, mask: npt.NDArray[np.bool_] | None = None)
     Returns:
         Item indexes (fewer than ``k`` when fewer items have a positive score).
     """
-    candidates = np.flatnonzero(scores > 0) if mask is None else np.flatnonzero((scores > 0) & mask)
-    if candidates.size > k:
-        values = scores[candidates]
-        # The k-th largest value; everything strictly above it is in, ties resolved by index.
-        kth = np.partition(values, values.size - k)[values.size - k]
-        above = candidates[values > kth]
-        tied = candidates[values == kth][: k - above.size]
-        candidates = np.concatenate([above, tied])
-    order = np.lexsort((candidates, -scores[candidates]))
+    values = scores if mask is None else np.where(mask, scores, 0.0)
+    if k <= 0 or values.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if values.size > k:
+        # The k-th largest value: everything strictly above it is in, ties by index.
+        kth = float(np.partition(values, values.size - k)[values.size - k])
+        if kth > 0:
+            above = np.flatnonzero(values > kth)
+            tied = np.flatnonzero(values == kth)[: k - above.size]
+            candidates = np.concatenate([above, tied])
+        else:
+            candidates = np.flatnonzero(values > 0)
+    else:
+        candidates = np.flatnonzero(values > 0)
+    order = np.lexsort((candidates, -values[candidates]))
     return candidates[order].astype(np.int64)
 
 
@@ -193,12 +199,24 @@ class SessionIndex:
             i_u=by_item.astype(np.int64),
         )
 
-    def postings(self, items: IntArray) -> tuple[IntArray, IntArray, IntArray]:
-        """(session, query entry, ``u_*`` index) for every session holding one of ``items``."""
+    def postings(self, items: IntArray, latest: int = 0) -> tuple[IntArray, IntArray, IntArray]:
+        """(session, query entry, ``u_*`` index) for every session holding one of ``items``.
+
+        Args:
+            items: the query's items (-1 and unknown indexes are skipped).
+            latest: when positive, only each item's ``latest`` most recent sessions. The
+                ``latest`` most recent sessions of the union are always among them, so
+                "most recent" sampling gives the same sample.
+
+        Returns:
+            Parallel arrays, one entry per (session, item) pair.
+        """
         valid = (items >= 0) & (items < self.n_items)
         entries = np.flatnonzero(valid)
         starts = self.i_ptr[items[entries]]
         ends = self.i_ptr[items[entries] + 1]
+        if latest > 0:
+            starts = np.maximum(starts, ends - latest)
         at = concat_ranges(starts, ends)
         owner = np.repeat(entries, ends - starts)
         return self.i_sess[at], owner, self.i_u[at]
@@ -258,6 +276,16 @@ class CoOccurrence:
         at = concat_ranges(starts, ends)
         w = np.repeat(weights, ends - starts) * self.val[at]
         return np.bincount(self.col[at], weights=w, minlength=n_items).astype(np.float64)
+
+    def sparse_scores(self, items: IntArray, weights: FloatArray) -> tuple[IntArray, FloatArray]:
+        """Like :meth:`scores`, as (distinct columns, summed weights)."""
+        valid = (items >= 0) & (items < self.ptr.size - 1)
+        items, weights = items[valid], weights[valid]
+        starts, ends = self.ptr[items], self.ptr[items + 1]
+        at = concat_ranges(starts, ends)
+        w = np.repeat(weights, ends - starts) * self.val[at]
+        columns, inverse = np.unique(self.col[at], return_inverse=True)
+        return columns.astype(np.int64), np.bincount(inverse, weights=w).astype(np.float64)
 
     def arrays(self, prefix: str) -> dict[str, npt.NDArray[np.generic]]:
         """The matrix as named arrays."""

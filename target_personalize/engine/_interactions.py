@@ -376,8 +376,7 @@ class Interactions:
             [self.visitors[self.session_visitor], other.visitors[other.session_visitor]]
         )
         session_keys, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        visitors, v_inverse = np.unique(visitors_all, return_inverse=True)
-        del v_inverse
+        visitors = np.unique(visitors_all)
         session_visitor = np.searchsorted(visitors, visitor_keys[first]).astype(np.int32)
         session = np.concatenate(
             [inverse[self.session], inverse[self.session_keys.size + other.session]]

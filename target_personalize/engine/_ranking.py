@@ -7,11 +7,13 @@ three parts, all computed from numpy CSR arrays in a few milliseconds:
    query, among the ``sample_size`` most recent, weighted by cosine similarity. The query's
    items weigh by position (``exp((pos - len) / lambda_spw)``), by the funnel's weight of the
    event type that touched them (a purchase says more than a view), and history items by
-   ``history_weight`` and age. Neighbours decay with age (``lambda_snh`` days). Each
-   neighbour's items score by similarity, by their distance in the neighbour from the last
-   item it shares with the query (``lambda_inh``), by how recently the query met that
-   neighbour (``lambda_ipw``), by IDF (``lambda_idf``) and by the event type the neighbour
-   gave them (``neighbor_kind_power``: items that neighbours bought count more).
+   ``history_weight`` and age. Neighbours decay with age (``lambda_snh`` days; by default
+   the span of the training data). Each neighbour's items score by similarity, by their
+   distance in the neighbour from the last item it shares with the query (``lambda_inh``),
+   by how recently the query met that neighbour (``lambda_ipw``), by IDF (``lambda_idf``) and
+   by the event type the neighbour gave them (``neighbor_kind_power``: items that neighbours
+   bought count more). The session's own items get a direct boost (``remind_weight``): a
+   quarter of next clicks return to an item already seen.
 2. **Sequential rules**: item-to-item transitions within sessions (``1/gap`` for gaps up to
    ``sr_steps``) from the latest items of the query, added with weight ``sr_weight``.
 3. **Cold start** (from :class:`RankerBase`): popular and trending items narrowed by the
@@ -19,6 +21,9 @@ three parts, all computed from numpy CSR arrays in a few milliseconds:
    their category and brand.
 
 The objectives of :class:`RankerBase` (conversion, margin) then multiply the relevance.
+
+Default parameters were chosen on a validation split carved from the YooChoose-100k training
+data (its last day), never on a test split; see ``docs/ranking.md``.
 """
 
 from __future__ import annotations
@@ -52,7 +57,8 @@ class SessionRanker(RankerBase):
         k: neighbour sessions scored.
         sample_size: candidate sessions (the most recent sharing an item with the query).
         lambda_spw: position decay of the query's items (in events).
-        lambda_snh: age decay of neighbour sessions (in days).
+        lambda_snh: age decay of neighbour sessions, in days (0 = off); by default the time
+            span of the training data, so the oldest sessions count about a third.
         lambda_inh: decay of a neighbour's items by distance from its last shared item.
         lambda_ipw: decay of a neighbour by how far back the query shared an item with it.
         lambda_idf: IDF boost of rare items (0 = off).
@@ -78,7 +84,7 @@ class SessionRanker(RankerBase):
         k: int = 500,
         sample_size: int = 1000,
         lambda_spw: float = 2.0,
-        lambda_snh: float = 5.0,
+        lambda_snh: float | None = None,
         lambda_inh: float = 4.0,
         lambda_ipw: float = 1.0,
         lambda_idf: float = 1.0,
@@ -160,6 +166,13 @@ class SessionRanker(RankerBase):
         sessions = max(index.n_sessions, 1)
         self._idf = np.where(counts > 0, np.log(sessions / np.maximum(counts, 1.0)), 0.0)
         self._sqrt_len = np.sqrt(np.maximum(index.u_len, 1)).astype(np.float64)
+        if self.lambda_snh is not None:
+            self._snh_days = float(self.lambda_snh)
+        elif index.seq_ts.size:
+            span = float(index.seq_ts.max() - index.seq_ts.min()) / _DAY
+            self._snh_days = max(span, 1.0)
+        else:
+            self._snh_days = 1.0
 
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
         index = self._index
@@ -213,15 +226,20 @@ class SessionRanker(RankerBase):
             knn /= top
         if self.sr_weight > 0 and query.items.size:
             latest = _latest_distinct(query.items, self.sr_last)
-            rules = self._rules.scores(latest, 1.0 / np.arange(1, latest.size + 1), n)
-            best = rules.max(initial=0.0)
+            targets, weights = self._rules.sparse_scores(
+                latest, 1.0 / np.arange(1, latest.size + 1)
+            )
+            best = weights.max(initial=0.0)
             if best > 0:
-                knn += self.sr_weight * rules / best
+                np.add.at(knn, targets, (self.sr_weight / best) * weights)
         if self.remind_weight > 0 and query.items.size:
             steps = np.arange(query.items.size, 0, -1, dtype=np.float64)
-            remind = np.zeros(n)
-            np.maximum.at(remind, query.items, np.exp(-(steps - 1.0) / self.remind_decay))
-            knn += self.remind_weight * remind
+            boost = np.exp(-(steps - 1.0) / self.remind_decay)
+            # Per distinct item, the boost of its latest occurrence (the largest).
+            order = np.lexsort((-boost, query.items))
+            first = np.ones(order.size, dtype=np.bool_)
+            first[1:] = query.items[order][1:] != query.items[order][:-1]
+            knn[query.items[order][first]] += self.remind_weight * boost[order][first]
         return knn
 
     def _query_entries(self, query: Query) -> tuple[IntArray, FloatArray, FloatArray, IntArray]:
@@ -260,7 +278,7 @@ class SessionRanker(RankerBase):
         items, weight, steps, _ = self._query_entries(query)
         known = (items >= 0) & (items < index.n_items)
         items, weight, steps = items[known], weight[known], steps[known]
-        sessions, owner, entry = index.postings(items)
+        sessions, owner, entry = index.postings(items, latest=self.sample_size)
         if sessions.size == 0:
             return np.zeros(n)
         candidates = np.unique(sessions)
@@ -272,9 +290,9 @@ class SessionRanker(RankerBase):
         similarity = np.bincount(inverse, weights=weight[owner]) / (
             norm * self._sqrt_len[candidates]
         )
-        if self.lambda_snh > 0:
+        if self._snh_days > 0:
             age = np.maximum(query.now - index.end[candidates], 0.0)
-            similarity *= np.exp(-age / (self.lambda_snh * _DAY))
+            similarity *= np.exp(-age / (self._snh_days * _DAY))
         nearest = np.full(candidates.size, np.inf)
         np.minimum.at(nearest, inverse, steps[owner])
         anchor = np.zeros(candidates.size, dtype=np.int64)
