@@ -12,3 +12,6 @@ meltano run tap-clickstream target-personalize
 personalize summary
 personalize funnel --conversion purchase
 personalize report --conversion purchase --out report.html
+personalize fit --conversion purchase
+# A sample visitor from the bundled data: 7 product views, a cart and a purchase so far.
+personalize recommend --session 192d6074-8b67-4127-92ee-7e8d336f941a -k 10

@@ -8,7 +8,7 @@ from singer_sdk import Target
 from singer_sdk import typing as th
 from typing_extensions import override
 
-from target_personalize.engine import DEFAULT_DATABASE_URL, EventStore
+from target_personalize.engine import DEFAULT_DATABASE_URL, EventStore, refresh_ranker
 from target_personalize.reader import FloatMsgSpecReader
 from target_personalize.sinks import EventsSink, ItemsSink
 
@@ -46,7 +46,24 @@ class TargetPersonalize(Target):
             th.BooleanType,
             default=True,
             title="Refresh after load",
-            description="Refit the engine's models after each load, when it has models.",
+            description=(
+                "Refit the engine's ranking model after each load, incrementally, when one has "
+                "been fitted (personalize fit)."
+            ),
+        ),
+        th.Property(
+            "objectives",
+            th.ObjectType(
+                th.Property("conversion", th.NumberType),
+                th.Property("margin", th.NumberType),
+                additional_properties=False,
+            ),
+            title="Objectives",
+            description=(
+                "Default weights of the ranking objectives besides relevance, e.g. "
+                '{"conversion": 1.0, "margin": 0.5}; all zero ranks by relevance alone. '
+                "Requests can override them."
+            ),
         ),
     ).to_dict()
 
@@ -93,5 +110,18 @@ class TargetPersonalize(Target):
         else:
             self.logger.info("Loaded %d records, no bad records", loaded)
         if self._store is not None:
+            if self.config.get("refresh_after_load", True):
+                self._refresh_models(self._store)
             self._store.close()
             self._store = None
+
+    def _refresh_models(self, store: EventStore) -> None:
+        ranker = refresh_ranker(
+            store,
+            key_conversion=self.config.get("key_conversion"),
+            objectives=self.config.get("objectives"),
+        )
+        if ranker is None:
+            self.logger.info("No ranking model to refresh yet (run `personalize fit` once)")
+        else:
+            self.logger.info("Refreshed the ranking model with the new events")

@@ -10,10 +10,10 @@ __all__ = ["DATABASE_URL", "FORMAT"]
 
 DATABASE_URL = click.option(
     "--database-url",
-    envvar="PERSONALIZEDATABASE_URL",
+    envvar="PERSONALIZE_DATABASE_URL",
     default=DEFAULT_DATABASE_URL,
     show_default=True,
-    help="The engine's store (env PERSONALIZEDATABASE_URL).",
+    help="The engine's store (env PERSONALIZE_DATABASE_URL).",
 )
 FORMAT = click.option(
     "--format",

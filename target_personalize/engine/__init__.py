@@ -1,8 +1,43 @@
-"""The personalization engine: event store, funnel mining and ranking. Never imports singer_sdk."""
+"""The personalization engine: event store, funnel mining and ranking. Never imports singer_sdk.
+
+Store: :class:`EventStore`. Funnels: :func:`discover_funnel`, :func:`explicit_funnel`,
+:func:`write_report`. Ranking: :class:`SessionRanker` (and the baselines),
+:func:`refresh_ranker`, :func:`evaluate_store`. Errors derive from :class:`EngineError`.
+"""
 
 from __future__ import annotations
 
-from target_personalize.engine._columns import EVENT_COLUMNS, ITEM_COLUMNS
+from target_personalize.engine._base import (
+    DEFAULT_EVENT_WEIGHTS,
+    ModelFormatError,
+    ModelNotFittedError,
+    Objectives,
+    RankerBase,
+    RankerError,
+    ScoredItem,
+    check_random_state,
+)
+from target_personalize.engine._baselines import (
+    VSKNN,
+    MostPopular,
+    ViewsItemKNN,
+)
+from target_personalize.engine._columns import (
+    EVENT_COLUMNS,
+    ITEM_COLUMNS,
+)
+from target_personalize.engine._evaluation import (
+    EvaluationReport,
+    ModelResult,
+    SplitInfo,
+    default_rankers,
+    evaluate,
+    evaluate_store,
+    ndcg_at_k,
+    per_user_split,
+    precision_at_k,
+    read_split_file,
+)
 from target_personalize.engine._exceptions import (
     EngineError,
     InvalidEventError,
@@ -27,8 +62,29 @@ from target_personalize.engine._funnels import (
     discover_funnel,
     explicit_funnel,
 )
-from target_personalize.engine._records import coerce_event, coerce_item
-from target_personalize.engine._report import render_report, write_report
+from target_personalize.engine._interactions import (
+    Interactions,
+    ItemTable,
+    interactions_from_store,
+    read_session_file,
+)
+from target_personalize.engine._model_io import (
+    load_ranker,
+    model_path,
+    refresh_ranker,
+    save_ranker,
+)
+from target_personalize.engine._ranking import (
+    SessionRanker,
+)
+from target_personalize.engine._records import (
+    coerce_event,
+    coerce_item,
+)
+from target_personalize.engine._report import (
+    render_report,
+    write_report,
+)
 from target_personalize.engine._store import (
     DEFAULT_DATABASE_URL,
     EventStore,
@@ -40,35 +96,65 @@ from target_personalize.engine._store import (
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
+    "DEFAULT_EVENT_WEIGHTS",
     "DEFAULT_WINDOW",
     "EVENT_COLUMNS",
     "ITEM_COLUMNS",
     "LIFT_PRIOR_UNITS",
+    "VSKNN",
     "Contribution",
     "DiscoveredFunnel",
     "DiscoveredStep",
     "EngineError",
+    "EvaluationReport",
     "EventStore",
     "Funnel",
     "FunnelError",
     "FunnelStep",
     "ImplicitSignal",
+    "Interactions",
     "InvalidEventError",
+    "ItemTable",
     "LoadResult",
+    "ModelFormatError",
+    "ModelNotFittedError",
+    "ModelResult",
+    "MostPopular",
+    "Objectives",
     "PathStat",
+    "RankerBase",
+    "RankerError",
     "Reject",
+    "ScoredItem",
+    "SessionRanker",
     "SignalBucket",
+    "SplitInfo",
     "StoreError",
     "StoreSummary",
     "TimeBin",
     "TimeToConvert",
     "UnsupportedDatabaseError",
+    "ViewsItemKNN",
+    "check_random_state",
     "coerce_event",
     "coerce_item",
     "compute_event_weights",
+    "default_rankers",
     "discover_funnel",
+    "evaluate",
+    "evaluate_store",
     "explicit_funnel",
+    "interactions_from_store",
+    "load_ranker",
+    "model_path",
+    "ndcg_at_k",
+    "per_user_split",
+    "precision_at_k",
     "read_batch_files",
+    "read_session_file",
+    "read_split_file",
+    "refresh_ranker",
     "render_report",
+    "save_ranker",
     "write_report",
 ]

@@ -70,6 +70,9 @@ def test_readme_demo_loads_the_bundled_sample(tmp_path: Path) -> None:
         summary = result.summary()
     assert (summary.events, summary.sessions, summary.items) == (17_429, 5_066, 6_493)
     assert "malformed" in done.stderr  # the sample's truncated last row is reported
+    assert "Discovered funnel" in done.stdout and "add_to_cart" in done.stdout
+    assert (ROOT / "report.html").stat().st_size > 5_000
+    assert "Top 10 for session 192d6074" in done.stdout
 
 
 def test_meltano_run_reads_mixpanel_and_amplitude_into_the_store(tmp_path: Path) -> None:
