@@ -1,0 +1,1 @@
+"""The item catalog (stream ``items``), from a SQL table or a file."""

@@ -1,0 +1,1 @@
+"""Snowplow atomic events read from a SQL warehouse (Postgres, Redshift, Snowflake, BigQuery)."""
