@@ -6,8 +6,11 @@ import enum
 import typing as t
 
 from tap_clickstream.sources.amplitude.streams import AmplitudeEventsStream
+from tap_clickstream.sources.catalog.streams import ItemsStream
 from tap_clickstream.sources.files.streams import FileEventsStream
+from tap_clickstream.sources.ga4.streams import GA4EventsStream, GA4ReportRowsStream
 from tap_clickstream.sources.mixpanel.streams import MixpanelEventsStream
+from tap_clickstream.sources.snowplow.streams import SnowplowEventsStream
 
 if t.TYPE_CHECKING:
     from tap_clickstream.streams import EventStream
@@ -20,7 +23,10 @@ class Provider(enum.Enum):
 
     MIXPANEL = "mixpanel", (MixpanelEventsStream,)
     AMPLITUDE = "amplitude", (AmplitudeEventsStream,)
+    GA4 = "ga4", (GA4EventsStream, GA4ReportRowsStream)
+    SNOWPLOW = "snowplow", (SnowplowEventsStream,)
     FILES = "files", (FileEventsStream,)
+    CATALOG = "catalog", (ItemsStream,)
 
     def __init__(self, key: str, streams: tuple[type[EventStream], ...]) -> None:
         self.key = key

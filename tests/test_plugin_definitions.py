@@ -69,7 +69,14 @@ def test_committed_hub_definition_matches_the_plugin(name: str) -> None:
 
 
 def test_every_secret_is_marked_sensitive_everywhere() -> None:
-    secrets = {"mixpanel.secret", "amplitude.secret_key"}
+    secrets = {
+        "mixpanel.secret",
+        "amplitude.secret_key",
+        "ga4.export_url",
+        "ga4.credentials_json",
+        "snowplow.sqlalchemy_url",
+        "catalog.sqlalchemy_url",
+    }
     hub = yaml.safe_load(definitions.path_of("tap-clickstream").read_text())
     assert {s["name"] for s in hub["settings"] if s.get("sensitive")} == secrets
     assert {

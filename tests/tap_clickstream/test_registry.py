@@ -39,7 +39,9 @@ def test_active_providers_and_discovered_streams(
 
 
 def test_every_provider_names_its_settings_block() -> None:
-    assert {p.key for p in Provider} == {"mixpanel", "amplitude", "files"}
+    assert {p.key for p in Provider} == {
+        "mixpanel", "amplitude", "ga4", "snowplow", "files", "catalog",
+    }  # fmt: skip
     for provider in Provider:
         for stream_class in provider.streams:
             assert stream_class.settings_key == provider.key
