@@ -7,6 +7,7 @@ import click
 from target_personalize.commands.funnel import funnel
 from target_personalize.commands.ranking import evaluate_command, fit, rank, recommend
 from target_personalize.commands.report import report
+from target_personalize.commands.serve import keys, serve
 from target_personalize.commands.summary import summary
 
 
@@ -23,3 +24,5 @@ main.add_command(fit)
 main.add_command(recommend)
 main.add_command(rank)
 main.add_command(evaluate_command)
+main.add_command(serve)
+main.add_command(keys)

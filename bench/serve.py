@@ -1,0 +1,388 @@
+"""Load test of ``personalize serve`` on loopback: concurrent ingest and recommendations.
+
+Usage::
+
+    .venv/bin/python bench/serve.py                      # 500 requests/s for 60 s
+    .venv/bin/python bench/serve.py --rate 300 --duration 20 --events 200000
+
+What it does:
+
+1. generates the shop of ``bench/ranking.py`` (``--events``, ``--items``; seeded) into a temporary
+   directory, or copies ``--database-url``'s DuckDB file there, and starts ``personalize serve``
+   on it as a child process on a free loopback port (the server fits and saves the ranker
+   when none is saved; that start is not timed);
+2. sends an open-loop schedule of ``--rate`` requests per second for ``--duration`` seconds
+   (evenly spaced, so a slow answer does not slow the schedule down: latency counts from the
+   moment a request was due, not when it went out) over ``--connections`` keep-alive
+   connections (at most that many requests in flight): ``--ingest-share`` of them
+   ``POST /v1/events`` with one new product view of a simulated visitor, the rest
+   ``GET /v1/recommendations`` for one of those visitors (k=20) or, one in five,
+   ``POST /v1/rank`` of 20 candidates;
+3. reports throughput, p50/p90/p99/max latency per endpoint and overall, errors, the server's
+   CPU time and the load average, then stops the server and checks that the store holds
+   exactly the events that were acknowledged (no more, no fewer).
+
+The client is a minimal asyncio HTTP/1.1 client (keep-alive, Content-Length), so it costs
+the two shared cores as little as possible. Exits non-zero on errors or lost events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        self.writer.write(head.encode() + b"\r\n" + (body or b""))
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("connection closed")
+        status = int(status_line.split()[1])
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def prepare_store(args: argparse.Namespace, directory: Path) -> str:
+    if args.database_url:
+        source = Path(args.database_url.removeprefix("duckdb:///"))
+        shutil.copy(source, directory / "shop.duckdb")
+        return f"duckdb:///{directory / 'shop.duckdb'}"
+    from bench.ranking import make_shop  # noqa: PLC0415 - needs ROOT on sys.path
+
+    return make_shop(directory, args.events, args.items)
+
+
+def start_server(
+    url: str, port: int, ack: str, flush_ms: float | None = None
+) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable,
+        "-c",
+        "from target_personalize.cli import main; main()",
+        "serve",
+        "--database-url",
+        url,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--ack",
+        ack,
+        *([] if flush_ms is None else ["--flush-ms", str(flush_ms)]),
+    ]
+    env = {**os.environ, "PERSONALIZE_API_KEYS": "", "PERSONALIZE_API_KEYS_FILE": ""}
+    env.pop("PERSONALIZE_API_KEYS_FILE")
+    return subprocess.Popen(command, cwd=ROOT, env=env)
+
+
+async def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            connection = Connection("127.0.0.1", port)
+            status, _ = await connection.request("GET", "/healthz")
+            connection.close()
+            if status == 200:
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the server did not start in time")
+
+
+async def sample_items(port: int) -> list[str]:
+    """Item ids to use: the recommendations for a few stored sessions, else generated ids."""
+    connection = Connection("127.0.0.1", port)
+    _, body = await connection.request("GET", "/v1/model")
+    model = json.loads(body)
+    items: list[str] = []
+    if model.get("sample_session"):
+        _, body = await connection.request(
+            "GET", f"/v1/recommendations?session_id={model['sample_session']}&k=200"
+        )
+        items = [item["item_id"] for item in json.loads(body)["items"]]
+    connection.close()
+    return items or [f"i{n:06d}" for n in range(1000)]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.latencies: dict[str, list[float]] = {}
+        self.errors: dict[str, int] = {}
+        self.error_samples: list[str] = []
+        self.acknowledged: set[str] = set()
+        self.sent_events: set[str] = set()
+
+    def add(self, kind: str, seconds: float, ok: bool, detail: str = "") -> None:
+        self.latencies.setdefault(kind, []).append(seconds * 1000)
+        if not ok:
+            self.errors[kind] = self.errors.get(kind, 0) + 1
+            if len(self.error_samples) < 5:
+                self.error_samples.append(f"{kind}: {detail[:200]}")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    at = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[at]
+
+
+async def run_load(args: argparse.Namespace, port: int, recorder: Recorder, run: str) -> float:
+    items = await sample_items(port)
+    rng = random.Random(11)
+    visitors = [f"{run}-s{n}" for n in range(args.visitors)]
+    pool: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(args.connections):
+        pool.put_nowait(Connection("127.0.0.1", port))
+    total = int(args.rate * args.duration)
+    interval = 1.0 / args.rate
+    counter = 0
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(due: float, request: tuple[str, str, str, bytes | None, str]) -> None:
+        kind, method, path, body, eid = request
+        connection = await pool.get()
+        try:
+            status, answer = await connection.request(method, path, body)
+            ok = status == 200
+            detail = f"{status} {answer[:200]!r}"
+        except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError) as error:
+            ok, detail = False, repr(error)
+            connection.close()
+            connection = Connection("127.0.0.1", port)
+        finally:
+            pool.put_nowait(connection)
+        recorder.add(kind, time.perf_counter() - due, ok, detail)
+        if ok and eid:
+            recorder.acknowledged.add(eid)
+
+    started = time.perf_counter()
+    for n in range(total):
+        due = started + n * interval
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        visitor = rng.choice(visitors)
+        if rng.random() < args.ingest_share:
+            counter += 1
+            eid = f"{run}-{counter}"
+            event = {
+                "source": "bench",
+                "event_id": eid,
+                "event_name": "Product Viewed",
+                "event_ts": "2024-06-01T12:00:00Z",
+                "session_id": visitor,
+                "items": [{"item_id": rng.choice(items)}],
+            }
+            recorder.sent_events.add(eid)
+            request = ("ingest", "POST", "/v1/events", json.dumps(event).encode(), eid)
+        elif rng.random() < 0.2:
+            body = {"session_id": visitor, "items": rng.sample(items, min(20, len(items)))}
+            request = ("rank", "POST", "/v1/rank", json.dumps(body).encode(), "")
+        else:
+            request = (
+                "recommend",
+                "GET",
+                f"/v1/recommendations?session_id={visitor}&k=20",
+                None,
+                "",
+            )
+        task = asyncio.create_task(one(due, request))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - started
+    while not pool.empty():
+        pool.get_nowait().close()
+    return elapsed
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=500.0, help="requests per second")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds (at most 600)")
+    parser.add_argument("--connections", type=int, default=64, help="most requests in flight")
+    parser.add_argument("--ingest-share", type=float, default=0.5)
+    parser.add_argument("--visitors", type=int, default=5000)
+    parser.add_argument("--events", type=int, default=200_000, help="generated store size")
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--database-url", help="a DuckDB store to copy instead of generating")
+    parser.add_argument(
+        "--ack",
+        choices=["commit", "journal"],
+        default="commit",
+        help="the server's --ack: answer ingest after the store commit or after the journal",
+    )
+    parser.add_argument("--flush-ms", type=float, help="the server's --flush-ms")
+    parser.add_argument("--json", type=Path, help="write the figures here too")
+    args = parser.parse_args(argv)
+    args.duration = min(args.duration, 600.0)
+
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        directory = Path(tmp)
+        url = prepare_store(args, directory)
+        port = free_port()
+        began = time.perf_counter()
+        process = start_server(url, port, args.ack, args.flush_ms)
+        try:
+            asyncio.run(wait_ready(port, process, timeout=300))
+            startup = time.perf_counter() - began
+            server = psutil.Process(process.pid)
+            cpu_before = cpu_seconds(server)
+            load_before = os.getloadavg()
+            recorder = Recorder()
+            run = f"run{int(time.time())}"
+            elapsed = asyncio.run(run_load(args, port, recorder, run))
+            cpu_used = cpu_seconds(server) - cpu_before
+            load_after = os.getloadavg()
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        from target_personalize.engine import EventStore  # noqa: PLC0415
+
+        with EventStore(url) as store:
+            stored = store.query(
+                "SELECT count(*), count(DISTINCT event_id) FROM events WHERE source = 'bench' "
+                "AND event_id LIKE %s",
+                [f"{run}-%"],
+            )[0]
+            stored_ids = {
+                row[0]
+                for row in store.query(
+                    "SELECT event_id FROM events WHERE source = 'bench' AND event_id LIKE %s",
+                    [f"{run}-%"],
+                )
+            }
+
+    everything = [v for values in recorder.latencies.values() for v in values]
+    requests = len(everything)
+    errors = sum(recorder.errors.values())
+    lost = len(recorder.acknowledged - stored_ids)
+    unexpected = len(stored_ids - recorder.sent_events)
+    rows = []
+    for kind, values in [*sorted(recorder.latencies.items()), ("all", everything)]:
+        rows.append(
+            {
+                "endpoint": kind,
+                "requests": len(values),
+                "p50_ms": round(percentile(values, 50), 2),
+                "p90_ms": round(percentile(values, 90), 2),
+                "p99_ms": round(percentile(values, 99), 2),
+                "max_ms": round(max(values), 2) if values else None,
+                "mean_ms": round(statistics.fmean(values), 2) if values else None,
+                "errors": recorder.errors.get(kind, 0) if kind != "all" else errors,
+            }
+        )
+    figures = {
+        "target_rate": args.rate,
+        "duration_s": round(elapsed, 1),
+        "throughput_rps": round(requests / elapsed, 1),
+        "connections": args.connections,
+        "ingest_share": args.ingest_share,
+        "ack": args.ack,
+        "flush_ms": args.flush_ms,
+        "server_startup_s": round(startup, 1),
+        "server_cpu_s": round(cpu_used, 1),
+        "server_cpu_share_of_one_core": round(cpu_used / elapsed, 2),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in load_after],
+        "cpus": os.cpu_count(),
+        "events_sent": len(recorder.sent_events),
+        "events_acknowledged": len(recorder.acknowledged),
+        "events_stored": int(stored[0]),
+        "events_stored_distinct": int(stored[1]),
+        "events_lost": lost,
+        "events_unexpected": unexpected,
+        "errors": errors,
+        "error_samples": recorder.error_samples,
+        "latency": rows,
+    }
+    print(
+        f"{'endpoint':<10} {'requests':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}"
+    )
+    for row in rows:
+        print(
+            f"{row['endpoint']:<10} {row['requests']:>9} {row['p50_ms']:>8} {row['p90_ms']:>8} "
+            f"{row['p99_ms']:>8} {row['max_ms']:>8} {row['errors']:>7}"
+        )
+    print(
+        f"throughput {figures['throughput_rps']} req/s over {figures['duration_s']} s "
+        f"(target {args.rate}, ack={args.ack}); server CPU {figures['server_cpu_share_of_one_core']} of a core; "
+        f"load average {figures['load_average_before']} -> {figures['load_average_after']} on "
+        f"{figures['cpus']} CPUs"
+    )
+    print(
+        f"events: sent {figures['events_sent']}, acknowledged {figures['events_acknowledged']}, "
+        f"stored {figures['events_stored']} ({figures['events_stored_distinct']} distinct), "
+        f"lost {lost}, unexpected {unexpected}; errors {errors}"
+    )
+    for sample in recorder.error_samples:
+        print("  error:", sample)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    exact = figures["events_stored"] == figures["events_acknowledged"] == figures["events_sent"]
+    return 0 if errors == 0 and lost == 0 and unexpected == 0 and exact else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""``personalize serve`` (the HTTP API and dashboard) and ``personalize keys`` (its API keys)."""
+
+from __future__ import annotations
+
+import sys
+import typing as t
+from pathlib import Path
+
+import click
+
+from target_personalize.commands._options import DATABASE_URL
+from target_personalize.engine import DEFAULT_DATABASE_URL, EngineError
+
+__all__ = ["keys", "serve"]
+
+
+def _objective_pairs(pairs: t.Sequence[str]) -> dict[str, float] | None:
+    if not pairs:
+        return None
+    parsed: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, weight = pair.partition("=")
+        try:
+            parsed[name.strip()] = float(weight)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise click.BadParameter(f"{pair!r}: expected NAME=WEIGHT", param_hint="--objective")
+    return parsed
+
+
+@click.command()
+@DATABASE_URL
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The target's config JSON: database_url, key_conversion, objectives (and the tap's "
+    "event_map) are read from it; options given here win.",
+)
+@click.option("--conversion", help="The key conversion (default: the config's, else purchase).")
+@click.option(
+    "--objective",
+    "objective_pairs",
+    multiple=True,
+    metavar="NAME=WEIGHT",
+    help="A default objective weight, e.g. conversion=1.0 (repeatable).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--api-keys-file",
+    envvar="PERSONALIZE_API_KEYS_FILE",
+    type=click.Path(dir_okay=False),
+    help="Hashed API keys (personalize keys add); PERSONALIZE_API_KEYS adds more. Required "
+    "to bind anything but loopback.",
+)
+@click.option(
+    "--ack",
+    type=click.Choice(["commit", "journal"]),
+    default="commit",
+    show_default=True,
+    help="Answer POST /v1/events once the events are committed in the store, or once they are "
+    "flushed to the write-ahead journal (faster; the store gets them within --flush-ms).",
+)
+@click.option("--journal-dir", type=click.Path(file_okay=False), help="The journal's directory.")
+@click.option(
+    "--flush-ms",
+    type=click.FloatRange(min=0),
+    help="How long the writer gathers events into one store commit (default 0, journal 250).",
+)
+@click.option("--log-level", default="info", show_default=True, help="uvicorn's log level.")
+def serve(
+    *,
+    database_url: str,
+    config_file: str | None,
+    conversion: str | None,
+    objective_pairs: tuple[str, ...],
+    host: str,
+    port: int,
+    api_keys_file: str | None,
+    ack: str,
+    journal_dir: str | None,
+    flush_ms: float | None,
+    log_level: str,
+) -> None:
+    """Serve the HTTP API (events in, rankings out) and the dashboard at /."""
+    import uvicorn  # noqa: PLC0415
+
+    from target_personalize.serve import ServeConfigError, ServeSettings, create_app  # noqa: PLC0415
+
+    overrides: dict[str, t.Any] = {
+        "key_conversion": conversion,
+        "objectives": _objective_pairs(objective_pairs),
+        "host": host,
+        "api_keys_file": api_keys_file,
+        "ack": ack,
+        "journal_dir": journal_dir,
+        "flush_ms": flush_ms,
+    }
+    url_given = click.get_current_context().get_parameter_source("database_url")
+    if config_file is None or url_given != click.core.ParameterSource.DEFAULT:
+        overrides["database_url"] = database_url
+    try:
+        if config_file is not None:
+            settings = ServeSettings.from_target_config(config_file, **overrides)
+        else:
+            settings = ServeSettings(
+                **{k: v for k, v in overrides.items() if v is not None}
+                | {"database_url": database_url or DEFAULT_DATABASE_URL}
+            )
+        app = create_app(settings)
+    except (ServeConfigError, EngineError, ValueError, OSError) as error:
+        raise click.ClickException(str(error)) from error
+    # The store and journal threads share the GIL with the event loop: hand it over every
+    # millisecond rather than every 5, so a commit in progress delays a ranking less.
+    sys.setswitchinterval(0.001)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+@click.group()
+def keys() -> None:
+    """API keys of `personalize serve` (stored hashed)."""
+
+
+@keys.command("add")
+@click.option("--role", type=click.Choice(["read", "write"]), required=True)
+@click.option(
+    "--file",
+    "key_file",
+    envvar="PERSONALIZE_API_KEYS_FILE",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The key file to append the hashed record to (created mode 0600).",
+)
+def add(*, role: t.Literal["read", "write"], key_file: str) -> None:
+    """Create a key: print it once, store only its salted scrypt hash."""
+    from target_personalize.serve.auth import add_key  # noqa: PLC0415
+
+    key, record = add_key(key_file, role)
+    click.echo(key)
+    click.echo(
+        f"{role} key {record.key_id} added to {Path(key_file)}; it is shown only now.", err=True
+    )
+
+
+@keys.command("list")
+@click.option(
+    "--file",
+    "key_file",
+    envvar="PERSONALIZE_API_KEYS_FILE",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+)
+def list_keys(*, key_file: str) -> None:
+    """List key ids and roles."""
+    from target_personalize.serve.auth import parse_records  # noqa: PLC0415
+
+    for record in parse_records(Path(key_file).read_text(encoding="utf-8"), key_file):
+        click.echo(f"{record.key_id}\t{record.role}")

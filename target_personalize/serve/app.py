@@ -1,0 +1,480 @@
+"""The HTTP API and the dashboard: ``create_app(settings)`` gives an ASGI app (FastAPI).
+
+Endpoints (the OpenAPI document is at ``/openapi.json``, browsable at ``/docs``):
+
+* ``POST /v1/events`` (write): canonical events or Segment ``track``/``page`` calls, one or a
+  batch; stored (idempotent on ``(source, event_id)``) and applied to live sessions.
+* ``GET /v1/recommendations``, ``POST /v1/rank`` (read): rankings from the in-memory ranker.
+* ``GET /v1/funnel``, ``GET /v1/model``, ``GET /v1/stats``, ``GET /v1/objectives`` (read);
+  ``PUT /v1/objectives`` (write).
+* ``GET /healthz`` (open) and ``GET /`` (the dashboard page, open; its data calls need a key
+  when keys are on).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio.to_thread
+import msgspec
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+
+from target_personalize.engine import EngineError, Objectives, RankerError, coerce_event
+from target_personalize.serve.auth import KeyRing, Role
+from target_personalize.serve.models import (
+    CanonicalEvent,
+    EventError,
+    IngestResult,
+    ObjectivesBody,
+    Ranking,
+    RankRequest,
+    SegmentPage,
+    SegmentTrack,
+)
+from target_personalize.serve.segment import from_segment, mapper
+from target_personalize.serve.service import ServingState
+from target_personalize.serve.settings import ServeSettings, is_loopback
+
+__all__ = ["ServeConfigError", "create_app"]
+
+STATIC = Path(__file__).parent / "static"
+MAX_BATCH = 10_000
+_SEGMENT_EVENTS: dict[str, type[SegmentTrack] | type[SegmentPage]] = {
+    "track": SegmentTrack,
+    "page": SegmentPage,
+    "screen": SegmentPage,
+}
+_SEGMENT_SKIPPED = {"identify", "group", "alias"}
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+
+class ServeConfigError(Exception):
+    """The server cannot start with these settings (e.g. no API keys on a public address)."""
+
+
+def _event_request_schema() -> dict[str, Any]:
+    canonical = {"$ref": "#/components/schemas/CanonicalEvent"}
+    track = {"$ref": "#/components/schemas/SegmentTrack"}
+    page = {"$ref": "#/components/schemas/SegmentPage"}
+    one = {"anyOf": [canonical, track, page]}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [
+                            one,
+                            {"type": "array", "items": one, "maxItems": MAX_BATCH},
+                            {
+                                "type": "object",
+                                "properties": {"batch": {"type": "array", "items": one}},
+                                "required": ["batch"],
+                            },
+                        ]
+                    }
+                }
+            },
+        }
+    }
+
+
+def _parse_objectives(text: str | None) -> dict[str, float] | None:
+    """``conversion:1,margin:0.5`` (``=`` works too) as a dict; raises 422 on a bad one."""
+    if not text:
+        return None
+    parsed: dict[str, float] = {}
+    for pair in text.split(","):
+        name, sep, weight = pair.replace("=", ":").partition(":")
+        try:
+            parsed[name.strip()] = float(weight)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise _unprocessable(["query", "objectives"], f"{pair!r}: expected NAME:WEIGHT")
+    _check_objectives(parsed, ["query", "objectives"])
+    return parsed
+
+
+def _check_objectives(value: dict[str, float], loc: list[str | int]) -> None:
+    try:
+        Objectives.parse(value)
+    except RankerError as error:
+        raise _unprocessable(loc, str(error)) from None
+
+
+def _unprocessable(loc: list[str | int], msg: str) -> HTTPException:
+    return HTTPException(422, [{"loc": loc, "msg": msg, "type": "value_error"}])
+
+
+def _errors(error: ValidationError, index: int, prefix: list[str | int]) -> list[EventError]:
+    return [
+        EventError(
+            index=index,
+            loc=[*prefix, *detail["loc"]],
+            msg=detail["msg"],
+            type=detail["type"],
+        )
+        for detail in error.errors(include_url=False)
+    ]
+
+
+def _naive_utc(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+class _Normaliser:
+    """Turns the body of POST /v1/events into canonical records, or errors with field paths."""
+
+    def __init__(self, event_map: dict[str, str]) -> None:
+        self.event_type_of = mapper(event_map)
+
+    def one(
+        self, raw: object, index: int, prefix: list[str | int]
+    ) -> tuple[dict[str, Any] | None, list[EventError]]:
+        """One element: its canonical record (``None`` when it holds no event) and errors."""
+        if not isinstance(raw, dict):
+            return None, [
+                EventError(index=index, loc=prefix, msg="expected an object", type="dict_type")
+            ]
+        kind = raw.get("type")
+        if kind in _SEGMENT_SKIPPED:
+            return None, []
+        try:
+            if kind is not None:
+                model = _SEGMENT_EVENTS.get(kind) if isinstance(kind, str) else None
+                if model is None:
+                    msg = f"unsupported Segment call type {kind!r}: use track or page"
+                    return None, [
+                        EventError(index=index, loc=[*prefix, "type"], msg=msg, type="value_error")
+                    ]
+                call = model.model_validate(raw)
+                mapped = from_segment(call, self.event_type_of)
+                prefix = [*prefix, "(mapped)"]
+                event = CanonicalEvent.model_validate(mapped)
+            else:
+                event = CanonicalEvent.model_validate(raw)
+        except ValidationError as error:
+            return None, _errors(error, index, prefix)
+        record = event.model_dump()
+        if not record["event_type"]:
+            record["event_type"] = self.event_type_of(record["event_name"] or "unknown")
+        if not record["event_name"]:
+            record["event_name"] = record["event_type"]
+        record["event_ts"] = _naive_utc(record["event_ts"])
+        record["ingested_at"] = _naive_utc(record["ingested_at"])
+        try:
+            coerce_event(record)
+        except EngineError as error:
+            field = getattr(error, "field", "event")
+            return None, [
+                EventError(index=index, loc=[*prefix, field], msg=str(error), type="value_error")
+            ]
+        return record, []
+
+    def batch(self, body: object) -> tuple[list[dict[str, Any]], list[EventError], int]:
+        """All elements: records, errors, and how many Segment calls held no event."""
+        if isinstance(body, list):
+            elements, prefix = body, ["body"]
+        elif isinstance(body, dict) and isinstance(body.get("batch"), list):
+            elements, prefix = body["batch"], ["body", "batch"]
+        else:
+            elements, prefix = [body], []
+        if len(elements) > MAX_BATCH:
+            raise _unprocessable(["body"], f"at most {MAX_BATCH} events per request")
+        records: list[dict[str, Any]] = []
+        errors: list[EventError] = []
+        skipped = 0
+        single = not prefix
+        for index, raw in enumerate(elements):
+            where: list[str | int] = ["body"] if single else [*prefix, index]
+            record, problems = self.one(raw, index, where)
+            errors += problems
+            if record is not None:
+                records.append(record)
+            elif not problems:
+                skipped += 1
+        return records, errors, skipped
+
+
+def _json(content: dict[str, Any], status: int = 200) -> Response:
+    # Encoded directly (the response models document the shape): a ranking answer is on the
+    # hot path, and validating it again would cost more than computing it.
+    return Response(_encode(content), status_code=status, media_type="application/json")
+
+
+def _ranking(
+    items: list[Any], user_id: str | None, session_id: str | None, goals: Objectives, started: float
+) -> Response:
+    return _json(
+        {
+            "user_id": user_id,
+            "session_id": session_id,
+            "objectives": goals.as_dict(),
+            "items": [item.as_dict() for item in items],
+            "took_ms": round((time.perf_counter() - started) * 1000, 3),
+        }
+    )
+
+
+def _state(request: Request) -> ServingState:
+    serving: ServingState = request.app.state.serving
+    return serving
+
+
+State = Annotated[ServingState, Depends(_state)]
+
+
+def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
+    """The ASGI app over the engine and the store named in ``settings``.
+
+    The store is opened, and the ranker loaded (or fitted and saved when none is saved), when
+    the app starts (its lifespan), and closed when it stops.
+
+    Args:
+        settings: the server's settings.
+        keys: the accepted API keys; by default from ``settings.api_keys_file`` and the
+            ``PERSONALIZE_API_KEYS`` variable.
+
+    Raises:
+        ServeConfigError: when the server binds a non-loopback address without any API key.
+    """
+    ring = keys if keys is not None else KeyRing.load(settings.api_keys_file)
+    if not len(ring) and not is_loopback(settings.host):
+        msg = (
+            f"binding {settings.host} needs API keys: add one with `personalize keys add "
+            "--role write --file KEYFILE` and pass --api-keys-file KEYFILE (or set "
+            "PERSONALIZE_API_KEYS)"
+        )
+        raise ServeConfigError(msg)
+    normaliser = _Normaliser(settings.event_map)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.serving = ServingState(settings)
+        # The ranker's arrays and vocabularies live as long as the server: keep them out of
+        # the garbage collector's generations, so collections stay short under load.
+        gc.collect()
+        gc.freeze()
+        try:
+            yield
+        finally:
+            app.state.serving.close()
+
+    app = FastAPI(
+        title="personalize",
+        summary="Clickstream events in, conversion-aware rankings out.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    def role(needed: Role) -> Callable[[Request], Coroutine[Any, Any, None]]:
+        async def check(request: Request) -> None:
+            if not len(ring):
+                return
+            presented = request.headers.get("x-api-key")
+            auth = request.headers.get("authorization", "")
+            if presented is None and auth[:7].lower() == "bearer ":
+                presented = auth[7:].strip()
+            if not presented:
+                raise HTTPException(
+                    401,
+                    "an API key is required (X-API-Key or Authorization: Bearer)",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            found = ring.cached_role(presented)
+            if found is None:
+                # First sight of this key: scrypt runs in a worker thread, not on the loop.
+                found = await anyio.to_thread.run_sync(ring.role_of, presented)
+            if found is None:
+                raise HTTPException(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
+            if needed == "write" and found != "write":
+                raise HTTPException(403, "this API key is read-only")
+
+        return check
+
+    read = [Depends(role("read"))]
+    write = [Depends(role("write"))]
+
+    @app.get("/healthz", tags=["service"])
+    async def healthz(serving: State) -> dict[str, Any]:
+        """Liveness: the ranker is loaded and the store thread runs."""
+        return {
+            "status": "ok",
+            "ranker": serving.ranker.name,
+            "key_conversion": serving.ranker.key_conversion,
+            "auth": bool(len(ring)),
+        }
+
+    @app.post(
+        "/v1/events",
+        tags=["events"],
+        dependencies=write,
+        response_model=IngestResult,
+        openapi_extra=_event_request_schema(),
+        responses={422: {"description": "Invalid events; `detail` lists index, loc, msg, type."}},
+    )
+    async def post_events(
+        request: Request,
+        serving: State,
+        partial: Annotated[
+            bool, Query(description="Store the valid events of a batch that has invalid ones.")
+        ] = False,
+    ) -> Any:
+        """Store events and apply them to their live sessions at once.
+
+        The body is one event, a JSON array of events, or Segment's ``{"batch": [...]}``; each
+        event is a canonical event or a Segment ``track``/``page`` call. An invalid event makes
+        the whole request fail with 422 (nothing stored) unless ``partial=true``. The answer
+        comes once the events are committed.
+        """
+        try:
+            body = _decode(await request.body())
+        except msgspec.DecodeError as error:
+            raise _unprocessable(["body"], f"invalid JSON: {error}") from None
+        records, errors, skipped = normaliser.batch(body)
+        if errors and not partial:
+            return _json({"detail": [error.model_dump() for error in errors]}, 422)
+        try:
+            await serving.store_events(records)
+        except (EngineError, OSError) as error:
+            raise HTTPException(503, f"the events could not be stored: {error}") from None
+        duplicates = serving.observe(records)
+        return _json(
+            {
+                "accepted": len(records),
+                "duplicates": duplicates,
+                "skipped": skipped,
+                "rejected": [error.model_dump() for error in errors],
+            }
+        )
+
+    @app.get("/v1/recommendations", tags=["rankings"], dependencies=read, response_model=Ranking)
+    async def recommendations(
+        *,
+        serving: State,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        k: Annotated[int, Query(ge=1, le=1000)] = 20,
+        objectives: Annotated[
+            str | None, Query(description="e.g. conversion:1,margin:0.5; default: the server's.")
+        ] = None,
+        exclude_seen: bool = False,
+        category: str | None = None,
+        brand: str | None = None,
+    ) -> Response:
+        """The ``k`` best items for a session or a user (live events included)."""
+        started = time.perf_counter()
+        if user_id is None and session_id is None:
+            raise _unprocessable(["query", "session_id"], "give user_id or session_id")
+        weights = _parse_objectives(objectives)
+        goals = serving.ranker.objectives if weights is None else Objectives.parse(weights)
+        filters = {
+            name: value for name, value in (("category", category), ("brand", brand)) if value
+        }
+        items = serving.ranker.recommend(
+            user_id, session_id, k, exclude_seen=exclude_seen, filters=filters, objectives=goals
+        )
+        return _ranking(items, user_id, session_id, goals, started)
+
+    @app.post("/v1/rank", tags=["rankings"], dependencies=read, response_model=Ranking)
+    async def rank(body: RankRequest, serving: State) -> Response:
+        """Re-rank candidate items (e.g. search results) for a session or a user."""
+        started = time.perf_counter()
+        if body.user_id is None and body.session_id is None:
+            raise _unprocessable(["body", "session_id"], "give user_id or session_id")
+        if body.objectives is not None:
+            _check_objectives(body.objectives, ["body", "objectives"])
+        goals = (
+            serving.ranker.objectives
+            if body.objectives is None
+            else Objectives.parse(body.objectives)
+        )
+        items = serving.ranker.rank(body.items, body.user_id, body.session_id, objectives=goals)
+        return _ranking(items, body.user_id, body.session_id, goals, started)
+
+    @app.get("/v1/funnel", tags=["funnel"], dependencies=read)
+    async def funnel(
+        serving: State, conversion: str | None = None, refresh: bool = False
+    ) -> dict[str, Any]:
+        """The funnel mined from the store for the key conversion, with its event weights.
+
+        Mined again when older than the server's funnel TTL, or with ``refresh=true``.
+        """
+        try:
+            return await serving.funnel(conversion, refresh=refresh)
+        except EngineError as error:
+            raise HTTPException(422, str(error)) from None
+
+    @app.get("/v1/model", tags=["rankings"], dependencies=read)
+    async def model(serving: State) -> dict[str, Any]:
+        """The ranker in memory: its event weights, key conversion and objectives."""
+        ranker = serving.ranker
+        return {
+            "ranker": ranker.name,
+            "key_conversion": ranker.key_conversion,
+            "objectives": ranker.objectives.as_dict(),
+            "event_weights": dict(sorted(ranker.event_weights.items(), key=lambda kv: -kv[1])),
+            "items": len(ranker.items),
+            "sessions": int(ranker.data.n_sessions),
+            "sample_session": serving.sample_session(),
+        }
+
+    @app.get("/v1/objectives", tags=["rankings"], dependencies=read)
+    async def get_objectives(serving: State) -> ObjectivesBody:
+        """The default objective weights."""
+        return ObjectivesBody(**serving.ranker.objectives.as_dict())
+
+    @app.put("/v1/objectives", tags=["rankings"], dependencies=write)
+    async def put_objectives(body: ObjectivesBody, serving: State) -> ObjectivesBody:
+        """Change the default objective weights (in memory, until the server stops)."""
+        return ObjectivesBody(**serving.set_objectives(body.model_dump()).as_dict())
+
+    @app.get("/v1/stats", tags=["service"], dependencies=read)
+    async def stats(serving: State, fresh: bool = False) -> dict[str, Any]:
+        """Event counters: in the store, received and stored by this server, last minute.
+
+        The store's count is at most two seconds old, or counted now with ``fresh=true``.
+        """
+        return await serving.stats(fresh=fresh)
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(STATIC / "dashboard.html")
+
+    @app.exception_handler(RankerError)
+    async def ranker_error(request: Request, error: RankerError) -> JSONResponse:
+        return JSONResponse(
+            status_code=422,
+            content={"detail": [{"loc": ["query"], "msg": str(error), "type": "value_error"}]},
+        )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            for model in (CanonicalEvent, SegmentTrack, SegmentPage):
+                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(schema.pop("$defs", {}))
+                schemas[model.__name__] = schema
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,171 @@
+"""API keys: random tokens, stored only as salted scrypt hashes, each with a role.
+
+A key looks like ``pk_<id>_<secret>``: ``id`` (8 hex digits) names its record, ``secret`` is
+32 random bytes (URL-safe base64). What is stored (a key file, one record per line, or the
+``PERSONALIZE_API_KEYS`` variable, records separated by commas or spaces) is::
+
+    <id>:<role>:scrypt:<salt hex>:<hash hex>
+
+so a leaked file or environment gives no key. Roles: ``read`` (rankings, funnel, stats) and
+``write`` (also events and objectives). A presented key is looked up by its id and checked with
+scrypt once; the server then remembers its SHA-256 (in memory only), so the cost is paid once
+per key, not per request. Unknown ids are refused without hashing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+__all__ = [
+    "ENV_VAR",
+    "ApiKey",
+    "KeyRing",
+    "Role",
+    "add_key",
+    "hash_key",
+    "new_key",
+    "parse_records",
+]
+
+Role = Literal["read", "write"]
+ENV_VAR = "PERSONALIZE_API_KEYS"
+ROLES: tuple[Role, ...] = ("read", "write")
+# scrypt cost: 2**14 x 8 x 1 takes ~16 MB and tens of milliseconds, once per key per process.
+_N, _R, _P = 2**14, 8, 1
+_KEY = re.compile(r"^pk_([0-9a-f]{8})_([A-Za-z0-9_-]{20,})$")
+_RECORD = re.compile(r"^([0-9a-f]{8}):(read|write):scrypt:([0-9a-f]{32}):([0-9a-f]{64})$")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One stored key: its id, role, salt and scrypt hash (never the key itself)."""
+
+    key_id: str
+    role: Role
+    salt: bytes
+    digest: bytes
+
+    def record(self) -> str:
+        """The stored line."""
+        return f"{self.key_id}:{self.role}:scrypt:{self.salt.hex()}:{self.digest.hex()}"
+
+
+def _scrypt(secret: str, salt: bytes) -> bytes:
+    return hashlib.scrypt(secret.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
+
+
+def hash_key(key: str, role: Role) -> ApiKey:
+    """The stored record of ``key`` with a fresh salt.
+
+    Raises:
+        ValueError: when ``key`` is not of the ``pk_<id>_<secret>`` form or the role is unknown.
+    """
+    match = _KEY.match(key)
+    if match is None:
+        msg = "an API key looks like pk_<8 hex digits>_<secret>"
+        raise ValueError(msg)
+    if role not in ROLES:
+        msg = f"role must be read or write, not {role!r}"
+        raise ValueError(msg)
+    salt = secrets.token_bytes(16)
+    return ApiKey(match.group(1), role, salt, _scrypt(match.group(2), salt))
+
+
+def new_key(role: Role) -> tuple[str, ApiKey]:
+    """A new random key and its stored record."""
+    key = f"pk_{secrets.token_hex(4)}_{secrets.token_urlsafe(32)}"
+    return key, hash_key(key, role)
+
+
+def parse_records(text: str, origin: str = "keys") -> list[ApiKey]:
+    """Stored records from a file's text or the environment variable.
+
+    Blank lines and ``#`` comments are skipped.
+
+    Raises:
+        ValueError: naming the first malformed record.
+    """
+    keys: list[ApiKey] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        for token in line.split("#", 1)[0].replace(",", " ").split():
+            match = _RECORD.match(token)
+            if match is None:
+                msg = (
+                    f"{origin}, line {number}: not a key record (<id>:<role>:scrypt:<salt>:<hash>)"
+                )
+                raise ValueError(msg)
+            key_id, role, salt, digest = match.groups()
+            keys.append(ApiKey(key_id, role, bytes.fromhex(salt), bytes.fromhex(digest)))  # type: ignore[arg-type]
+    return keys
+
+
+def add_key(path: str | Path, role: Role) -> tuple[str, ApiKey]:
+    """Create a key, append its record to the key file (created with mode 0600), return both."""
+    key, record = new_key(role)
+    target = Path(path).expanduser()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
+        handle.write(record.record() + "\n")
+    return key, record
+
+
+class KeyRing:
+    """The keys a server accepts, and the check of a presented key.
+
+    Args:
+        keys: stored records.
+    """
+
+    def __init__(self, keys: list[ApiKey]) -> None:
+        self._keys = {key.key_id: key for key in keys}
+        self._verified: dict[bytes, Role] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, environ: dict[str, str] | None = None) -> KeyRing:
+        """Keys from the file at ``path`` (if given) and the ``PERSONALIZE_API_KEYS`` variable."""
+        env = os.environ if environ is None else environ
+        keys: list[ApiKey] = []
+        if path is not None:
+            keys += parse_records(Path(path).expanduser().read_text(encoding="utf-8"), str(path))
+        if env.get(ENV_VAR):
+            keys += parse_records(env[ENV_VAR], ENV_VAR)
+        return cls(keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def cached_role(self, presented: str) -> Role | None:
+        """The role of a key already verified by this process (no scrypt), else ``None``."""
+        return self._verified.get(hashlib.sha256(presented.encode()).digest())
+
+    def role_of(self, presented: str) -> Role | None:
+        """The role of a presented key, or ``None`` when it is not one of ours.
+
+        Runs scrypt the first time a key with a known id is seen (tens of milliseconds; call
+        it off the event loop).
+        """
+        fingerprint = hashlib.sha256(presented.encode()).digest()
+        known = self._verified.get(fingerprint)
+        if known is not None:
+            return known
+        match = _KEY.match(presented)
+        if match is None:
+            return None
+        stored = self._keys.get(match.group(1))
+        if stored is None:
+            return None
+        if not hmac.compare_digest(_scrypt(match.group(2), stored.salt), stored.digest):
+            return None
+        with self._lock:
+            self._verified[fingerprint] = stored.role
+        return stored.role

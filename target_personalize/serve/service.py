@@ -1,0 +1,325 @@
+"""The server's state: one store connection behind one writer thread, the ranker in memory.
+
+DuckDB allows one writing process, and a connection is not shared between threads here, so
+every store access (event loads, funnel mining, counts) runs on a single thread, in order.
+Events are group-committed: the writer takes every load waiting in its queue (gathering for
+``flush_ms`` more), stores them with one ``EventStore.load_events`` call (one transaction), and
+only then resolves the requests' futures, so an answer of 200 means the events are committed.
+
+The ranker lives on the event loop's thread: ``observe``, ``recommend`` and ``rank`` are
+called there only, so they never run concurrently with each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import numpy as np
+
+from target_personalize.engine import (
+    EventStore,
+    Objectives,
+    RankerBase,
+    discover_funnel,
+    refresh_ranker,
+)
+from target_personalize.serve.journal import Journal
+from target_personalize.serve.settings import ServeSettings
+
+__all__ = ["ServingState"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+#: Event keys remembered to tell re-sent events from new ones (applied to sessions once).
+_RECENT_KEYS = 200_000
+_STOP = object()
+
+
+class _Load:
+    __slots__ = ("durable", "future", "records", "segment")
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.records = records
+        self.future: Future[int] = Future()  # committed in the store
+        self.durable: Future[int] = Future()  # flushed to the journal
+        self.segment = -1
+
+
+class _Call:
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Callable[[EventStore], Any]) -> None:
+        self.fn = fn
+        self.future: Future[Any] = Future()
+
+
+class ServingState:
+    """The store, its writer thread, the ranker and the counters of a running server.
+
+    Args:
+        settings: the server's settings.
+    """
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.store = EventStore(settings.database_url)
+        self.journal: Journal | None = None
+        self._failed_commits = 0
+        if settings.ack == "journal":
+            self.journal = Journal(settings.journal_path(), "events")
+            for segment, records in self.journal.leftovers():
+                result = self.store.load_events(records, stream="api")
+                logger.info("Replayed %d journaled events of segment %d", result.loaded, segment)
+                self.journal.drop(segment)
+        ranker = refresh_ranker(
+            self.store,
+            create=True,
+            key_conversion=settings.key_conversion,
+            objectives=settings.objectives,
+        )
+        if ranker is None:  # pragma: no cover - create=True always returns a ranker
+            msg = "no ranker"
+            raise RuntimeError(msg)
+        self.ranker: RankerBase = ranker
+        self.started = time.time()
+        self.events_received = 0
+        self.events_stored = 0
+        self.commits = 0
+        self.last_session: str | None = None
+        self._recent_keys: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._arrivals: deque[tuple[float, int]] = deque()
+        self._store_count = (0.0, self._count(self.store))
+        self._funnel: tuple[float, str, dict[str, Any]] | None = None
+        self._queue: queue.Queue[object] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="personalize-store", daemon=True)
+        self._thread.start()
+        self._journal_queue: queue.Queue[object] = queue.Queue()
+        self._journal_thread: threading.Thread | None = None
+        if self.journal is not None:
+            self._journal_thread = threading.Thread(
+                target=self._write_journal, name="personalize-journal", daemon=True
+            )
+            self._journal_thread.start()
+
+    # The journal thread (ack="journal")
+
+    def _write_journal(self) -> None:
+        journal = self.journal
+        assert journal is not None
+        while True:
+            job = self._journal_queue.get()
+            stop = job is _STOP
+            loads = [] if stop else [job]
+            while not stop:
+                try:
+                    more = self._journal_queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stop = True
+                else:
+                    loads.append(more)
+            if loads:
+                try:
+                    segment = journal.append([load.records for load in loads])  # type: ignore[attr-defined]
+                except OSError as error:
+                    for load in loads:
+                        load.durable.set_exception(error)  # type: ignore[attr-defined]
+                else:
+                    for load in loads:
+                        load.segment = segment  # type: ignore[attr-defined]
+                        self._queue.put(load)
+                        load.durable.set_result(len(load.records))  # type: ignore[attr-defined]
+            if stop:
+                break
+
+    # The store thread
+
+    def _run(self) -> None:
+        flush = (self.settings.flush_ms or 0.0) / 1000
+        while True:
+            job = self._queue.get()
+            if job is _STOP:
+                break
+            if isinstance(job, _Call):
+                self._call(job)
+                continue
+            loads = [job]
+            # Gather what arrives in the next few milliseconds into the same commit.
+            deadline = time.perf_counter() + flush
+            stop = False
+            calls: list[_Call] = []
+            while True:
+                remaining = deadline - time.perf_counter()
+                try:
+                    more = (
+                        self._queue.get(timeout=remaining)
+                        if remaining > 0
+                        else (self._queue.get_nowait())
+                    )
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stop = True
+                    break
+                if isinstance(more, _Call):
+                    calls.append(more)
+                else:
+                    loads.append(more)
+            self._commit(loads)  # type: ignore[arg-type]
+            for call in calls:
+                self._call(call)
+            if stop:
+                break
+        self.store.close()
+
+    def _commit(self, loads: list[_Load]) -> None:
+        records = [record for load in loads for record in load.records]
+        try:
+            result = self.store.load_events(records, stream="api")
+        except Exception as error:
+            self._failed_commits += 1
+            if self.journal is not None:  # the events stay in the journal, replayed at start
+                logger.exception("Could not store %d journaled events", len(records))
+            for load in loads:
+                load.future.set_exception(error)
+            return
+        self.commits += 1
+        if self.journal is not None:
+            for load in loads:
+                self.journal.stored(load.segment, len(load.records))
+        if result.rejects:  # validated before, so this should not happen
+            logger.warning("%d events went to rejects", result.rejected)
+        for load in loads:
+            load.future.set_result(len(load.records))
+
+    def _call(self, call: _Call) -> None:
+        try:
+            call.future.set_result(call.fn(self.store))
+        except Exception as error:
+            call.future.set_exception(error)
+
+    async def run_in_store(self, fn: Callable[[EventStore], T]) -> T:
+        """Run ``fn(store)`` on the store thread, after the work queued before it."""
+        call = _Call(fn)
+        self._queue.put(call)
+        result: T = await asyncio.wrap_future(call.future)
+        return result
+
+    async def store_events(self, records: list[dict[str, Any]]) -> None:
+        """Store canonical events; returns once they are committed.
+
+        Raises:
+            EngineError: when the store cannot write them.
+        """
+        if not records:
+            return
+        self.events_received += len(records)
+        load = _Load(records)
+        if self.journal is None:
+            self._queue.put(load)
+            await asyncio.wrap_future(load.future)
+        else:
+            self._journal_queue.put(load)
+            await asyncio.wrap_future(load.durable)
+        self.events_stored += len(records)
+        now = time.time()
+        self._arrivals.append((now, len(records)))
+        while self._arrivals and self._arrivals[0][0] < now - 300:
+            self._arrivals.popleft()
+
+    def close(self) -> None:
+        """Finish the queued work (journal, then store) and close the store."""
+        if self._journal_thread is not None and self._journal_thread.is_alive():
+            self._journal_queue.put(_STOP)
+            self._journal_thread.join(timeout=30)
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout=60)
+        if self.journal is not None:
+            self.journal.close(everything_stored=self._failed_commits == 0)
+
+    # Ranking (event loop thread only)
+
+    def observe(self, records: Sequence[Mapping[str, Any]]) -> int:
+        """Apply stored events to their live sessions; returns how many were seen before."""
+        duplicates = 0
+        for record in records:
+            key = (str(record["source"]), str(record["event_id"]))
+            if key in self._recent_keys:
+                duplicates += 1
+                self._recent_keys.move_to_end(key)
+                continue
+            self._recent_keys[key] = None
+            if len(self._recent_keys) > _RECENT_KEYS:
+                self._recent_keys.popitem(last=False)
+            self.ranker.observe(record)
+            if record.get("session_id"):
+                self.last_session = str(record["session_id"])
+        return duplicates
+
+    def sample_session(self) -> str | None:
+        """A session to show on the dashboard: the latest live one, else the latest stored."""
+        if self.last_session is not None:
+            return self.last_session
+        data = self.ranker.data
+        if not len(data):
+            return None
+        return str(data.session_keys[int(data.session[int(np.argmax(data.ts))])])
+
+    def set_objectives(self, objectives: Mapping[str, float]) -> Objectives:
+        """Change the default objective weights of requests that give none."""
+        self.ranker.objectives = Objectives.parse(objectives)
+        return self.ranker.objectives
+
+    # Funnel, counts
+
+    async def funnel(self, conversion: str | None, *, refresh: bool = False) -> dict[str, Any]:
+        """The mined funnel (cached for ``funnel_ttl_seconds``), as a JSON-friendly dict."""
+        wanted = conversion or self.settings.key_conversion
+        cached = self._funnel
+        if (
+            not refresh
+            and cached is not None
+            and cached[1] == wanted
+            and time.time() - cached[0] < self.settings.funnel_ttl_seconds
+        ):
+            return cached[2]
+
+        def mine(store: EventStore) -> dict[str, Any]:
+            found = discover_funnel(store, wanted)
+            return {**found.as_dict(), "event_weights": dict(found.event_weights)}
+
+        result = await self.run_in_store(mine)
+        self._funnel = (time.time(), wanted, result)
+        return result
+
+    @staticmethod
+    def _count(store: EventStore) -> int:
+        return int(store.query("SELECT count(*) FROM events")[0][0])
+
+    async def stats(self, *, fresh: bool = False) -> dict[str, Any]:
+        """Counters for the dashboard: events in the store, received and stored recently."""
+        at, count = self._store_count
+        if fresh or time.time() - at > 2:
+            count = await self.run_in_store(self._count)
+            self._store_count = (time.time(), count)
+        now = time.time()
+        last_minute = sum(n for moment, n in self._arrivals if moment >= now - 60)
+        return {
+            "store_events": count,
+            "events_received": self.events_received,
+            "events_stored": self.events_stored,
+            "events_last_minute": last_minute,
+            "commits": self.commits,
+            "uptime_seconds": round(now - self.started, 1),
+        }

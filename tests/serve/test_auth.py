@@ -1,0 +1,111 @@
+"""API keys: hashed at rest, roles, and required off loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from target_personalize.cli import main
+from target_personalize.serve import KeyRing, ServeConfigError, ServeSettings, create_app
+from target_personalize.serve.auth import ENV_VAR, add_key, hash_key, new_key, parse_records
+from target_personalize.serve.settings import is_loopback
+from tests.serve.conftest import running, seed_store
+
+EVENT = {"event_id": "auth-1", "event_ts": "2024-05-02T10:00:00Z", "event_name": "page_view"}
+
+
+def test_keys_are_stored_hashed_and_verified(tmp_path: Path) -> None:
+    key_file = tmp_path / "keys"
+    read_key, read_record = add_key(key_file, "read")
+    write_key, _ = add_key(key_file, "write")
+    text = key_file.read_text()
+    assert read_key.split("_")[2] not in text and write_key.split("_")[2] not in text
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    ring = KeyRing.load(key_file, environ={})
+    assert len(ring) == 2
+    assert ring.role_of(read_key) == "read"
+    assert ring.role_of(read_key) == "read"  # cached the second time
+    assert ring.role_of(write_key) == "write"
+    assert ring.role_of(read_key + "x") is None
+    assert ring.role_of(f"pk_{read_record.key_id}_{'A' * 43}") is None
+    assert ring.role_of("pk_00000000_" + "A" * 43) is None
+    assert ring.role_of("nonsense") is None
+    # Two hashes of the same key differ (salted).
+    assert hash_key(read_key, "read").digest != read_record.digest
+
+
+def test_environment_variable_and_bad_records() -> None:
+    key, record = new_key("write")
+    ring = KeyRing.load(None, environ={ENV_VAR: f"{record.record()}, "})
+    assert ring.role_of(key) == "write"
+    with pytest.raises(ValueError, match="line 1"):
+        parse_records("abc:read:scrypt:00:00")
+
+
+def test_keys_are_required_off_loopback(tmp_path: Path) -> None:
+    settings = ServeSettings(database_url=f"duckdb:///{tmp_path / 's.duckdb'}", host="0.0.0.0")
+    with pytest.raises(ServeConfigError, match="needs API keys"):
+        create_app(settings, keys=KeyRing([]))
+    _, record = new_key("read")
+    create_app(settings, keys=KeyRing([record]))
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
+
+
+def test_requests_without_a_key_are_refused(tmp_path: Path) -> None:
+    read_key, read_record = new_key("read")
+    write_key, write_record = new_key("write")
+    url = seed_store(tmp_path / "store.duckdb")
+    with running(
+        ServeSettings(database_url=url), keys=KeyRing([read_record, write_record])
+    ) as server:
+        client = server.client
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/").status_code == 200
+        refused = client.get("/v1/recommendations", params={"session_id": "seed-s1"})
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == "Bearer"
+        assert client.post("/v1/events", json=EVENT).status_code == 401
+        wrong = {"X-API-Key": write_key[:-2] + "zz"}
+        assert client.get("/v1/stats", headers=wrong).status_code == 401
+        read = {"Authorization": f"Bearer {read_key}"}
+        assert (
+            client.get(
+                "/v1/recommendations", params={"session_id": "seed-s1"}, headers=read
+            ).status_code
+            == 200
+        )
+        assert (
+            client.post(
+                "/v1/rank", json={"session_id": "seed-s1", "items": ["a"]}, headers=read
+            ).status_code
+            == 200
+        )
+        assert client.post("/v1/events", json=EVENT, headers=read).status_code == 403
+        assert client.put("/v1/objectives", json={"margin": 1}, headers=read).status_code == 403
+        write = {"X-API-Key": write_key}
+        assert client.post("/v1/events", json=EVENT, headers=write).status_code == 200
+        assert client.put("/v1/objectives", json={"margin": 1}, headers=write).status_code == 200
+
+
+def test_keys_command(tmp_path: Path) -> None:
+    key_file = tmp_path / "keys"
+    runner = CliRunner()
+    added = runner.invoke(main, ["keys", "add", "--role", "read", "--file", str(key_file)])
+    assert added.exit_code == 0, added.output
+    key = added.stdout.strip().splitlines()[0]
+    assert KeyRing.load(key_file, environ={}).role_of(key) == "read"
+    listed = runner.invoke(main, ["keys", "list", "--file", str(key_file)])
+    assert listed.stdout.strip().endswith("\tread")
+
+
+def test_serve_command_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["serve", "--database-url", f"duckdb:///{tmp_path / 's.duckdb'}", "--host", "0.0.0.0"],
+        env={ENV_VAR: "", "PERSONALIZE_API_KEYS_FILE": ""},
+    )
+    assert result.exit_code != 0
+    assert "needs API keys" in result.output

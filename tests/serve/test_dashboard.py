@@ -1,0 +1,98 @@
+"""The dashboard in a real browser: Playwright driving Debian's Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from target_personalize.serve import KeyRing, ServeSettings
+from tests.serve.conftest import Server, running, seed_store
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _missing() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401, PLC0415
+    except ImportError:
+        return "the playwright Python package is not installed (pip install playwright)"
+    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    return None
+
+
+@pytest.fixture
+def browser_page() -> Iterator[Any]:
+    reason = _missing()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs the browser test: {reason}")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def dashboard_server(tmp_path: Path) -> Iterator[Server]:
+    url = seed_store(tmp_path / "store.duckdb")
+    with running(ServeSettings(database_url=url), keys=KeyRing([])) as server:
+        # A visitor who viewed "a": relevance ranks "cheap" first, the margin objective "pricey".
+        server.client.post(
+            "/v1/events",
+            json={
+                "event_id": "dash-1",
+                "event_name": "Product Viewed",
+                "event_ts": "2024-05-02T10:00:00Z",
+                "session_id": "dash-visitor",
+                "items": [{"item_id": "a"}],
+            },
+        ).raise_for_status()
+        yield server
+
+
+def test_slider_changes_the_ranking_shown(browser_page: Any, dashboard_server: Server) -> None:
+    page = browser_page
+    page.goto(dashboard_server.url + "/")
+    first_row = page.locator("#ranking tr").first
+    first_row.wait_for(timeout=15_000)
+    # The sample visitor is the latest live session: the one above.
+    assert page.locator("#visitor").input_value() == "dash-visitor"
+    before = [row.get_attribute("data-item") for row in page.locator("#ranking tr").all()]
+    assert before[:2] == ["a", "cheap"]
+
+    page.locator("#w-margin").fill("3")
+    page.wait_for_function(
+        "document.getElementById('ranking').dataset.objectives === '0,3'", timeout=15_000
+    )
+    after = [row.get_attribute("data-item") for row in page.locator("#ranking tr").all()]
+    assert after != before
+    assert after.index("pricey") < after.index("cheap")
+
+    # The funnel chart, the weights and the counter are drawn too.
+    page.wait_for_function(
+        "document.querySelectorAll('#funnel-chart rect').length >= 2", timeout=15_000
+    )
+    assert page.locator("#weights tbody tr").count() > 3
+    page.wait_for_function(
+        "document.getElementById('counter').textContent.trim() !== '-'", timeout=15_000
+    )
+    assert int(page.locator("#counter").text_content().replace(",", "")) == 101
+    assert page.locator("#error").text_content() == ""

@@ -1,0 +1,163 @@
+"""ack="journal", settings shared with the target, and the Segment mapping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from target_personalize.engine import EventStore, RankerError
+from target_personalize.serve import KeyRing, ServeSettings
+from target_personalize.serve.models import SegmentPage, SegmentTrack
+from target_personalize.serve.segment import from_segment, mapper
+from tests.serve.conftest import running, seed_store
+
+
+def _event(n: int) -> dict[str, object]:
+    return {
+        "source": "journal-test",
+        "event_id": f"j{n}",
+        "event_name": "Product Viewed",
+        "event_ts": "2024-05-02T10:00:00Z",
+        "session_id": "journal-session",
+        "items": [{"item_id": "a"}],
+    }
+
+
+def _stored(url: str) -> int:
+    with EventStore(url) as store:
+        return int(store.query("SELECT count(*) FROM events WHERE source = 'journal-test'")[0][0])
+
+
+def test_journal_ack_stores_everything_by_shutdown(tmp_path: Path) -> None:
+    url = seed_store(tmp_path / "store.duckdb")
+    journal = tmp_path / "journal"
+    settings = ServeSettings(database_url=url, ack="journal", journal_dir=str(journal))
+    assert settings.flush_ms == 250.0
+    with running(settings, keys=KeyRing([])) as server:
+        for n in range(5):
+            answer = server.client.post("/v1/events", json=[_event(n), _event(n + 100)])
+            assert answer.status_code == 200
+        server.client.post("/v1/events", json=_event(0)).raise_for_status()  # a duplicate
+        # Acknowledged events are on disk before the store has them.
+        lines = b"".join(p.read_bytes() for p in journal.glob("*.jsonl")).splitlines()
+        assert len(lines) == 11
+        ranked = server.client.post(
+            "/v1/rank", json={"session_id": "journal-session", "items": ["cheap", "a"]}
+        ).json()
+        assert ranked["items"][0]["item_id"] == "a"
+    assert _stored(url) == 10
+    assert list(journal.glob("*.jsonl")) == []
+
+
+def test_leftover_journal_is_replayed_at_start(tmp_path: Path) -> None:
+    url = seed_store(tmp_path / "store.duckdb")
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    lines = [msgspec.json.encode(_event(n)) for n in range(3)] + [b'{"torn']
+    (journal / "events.0.jsonl").write_bytes(b"\n".join(lines))
+    settings = ServeSettings(database_url=url, ack="journal", journal_dir=str(journal))
+    with running(settings, keys=KeyRing([])) as server:
+        stats = server.client.get("/v1/stats", params={"fresh": "true"}).json()
+        assert stats["store_events"] == 103
+        assert not (journal / "events.0.jsonl").exists()
+    assert _stored(url) == 3
+
+
+def test_settings_from_the_target_config(tmp_path: Path) -> None:
+    config = tmp_path / "target.json"
+    config.write_text(
+        json.dumps(
+            {
+                "database_url": "duckdb:///x.duckdb",
+                "key_conversion": "add_to_cart",
+                "objectives": {"conversion": 1, "margin": 0.5},
+                "refresh_after_load": True,
+            }
+        )
+    )
+    settings = ServeSettings.from_target_config(config, host="127.0.0.1", key_conversion=None)
+    assert settings.database_url == "duckdb:///x.duckdb"
+    assert settings.key_conversion == "add_to_cart"
+    assert settings.objectives == {"conversion": 1, "margin": 0.5}
+    assert settings.journal_path() == Path("x.journal")
+    overridden = ServeSettings.from_target_config(config, key_conversion="purchase")
+    assert overridden.key_conversion == "purchase"
+    with pytest.raises(RankerError):
+        ServeSettings(objectives={"clicks": 1})
+    with pytest.raises(ValueError, match="ack"):
+        ServeSettings(ack="never")  # type: ignore[arg-type]
+
+
+def test_segment_ecommerce_mapping() -> None:
+    to_type = mapper({"Checkout Done": "purchase"})
+    track = SegmentTrack.model_validate(
+        {
+            "type": "track",
+            "event": "Order Completed",
+            "userId": 42,
+            "anonymousId": "anon",
+            "messageId": "m1",
+            "timestamp": "2024-05-02T10:00:00+02:00",
+            "properties": {
+                "order_id": "o1",
+                "revenue": 25.5,
+                "currency": "EUR",
+                "coupon": "SPRING",
+                "products": [
+                    {"product_id": "p1", "price": 10, "quantity": 2, "brand": "acme"},
+                    {"sku": "p2", "price": 5.5},
+                    {"name": "no id"},
+                ],
+            },
+            "context": {
+                "page": {"url": "https://shop.example/checkout", "path": "/checkout"},
+                "campaign": {"source": "news", "medium": "email", "name": "spring"},
+                "location": {"country": "DE"},
+                "traits": {"plan": "pro"},
+                "sessionId": "sess-9",
+            },
+        }
+    )
+    event = from_segment(track, to_type)
+    assert event["source"] == "segment" and event["event_id"] == "m1"
+    assert event["event_type"] == "purchase" and event["event_name"] == "Order Completed"
+    assert event["user_id"] == "42" and event["session_id"] == "sess-9"
+    assert [item["item_id"] for item in event["items"]] == ["p1", "p2"]
+    assert event["items"][0] == {"item_id": "p1", "price": 10, "quantity": 2, "brand": "acme"}
+    assert (event["order_id"], event["revenue"], event["currency"]) == ("o1", 25.5, "EUR")
+    assert (event["utm_source"], event["utm_medium"], event["utm_campaign"]) == (
+        "news",
+        "email",
+        "spring",
+    )
+    assert event["page_path"] == "/checkout" and event["country"] == "DE"
+    assert event["properties"] == {"coupon": "SPRING"}
+    assert event["user_properties"] == {"plan": "pro"}
+    custom = from_segment(
+        SegmentTrack.model_validate({"type": "track", "event": "Checkout Done", "userId": "u"}),
+        to_type,
+    )
+    assert custom["event_type"] == "purchase"
+    assert len(custom["event_id"]) == 32  # hashed from the call when there is no messageId
+    page = from_segment(
+        SegmentPage.model_validate(
+            {"type": "page", "anonymousId": "a", "properties": {"path": "/", "title": "Home"}}
+        ),
+        to_type,
+    )
+    assert page["event_type"] == "page_view" and page["page_title"] == "Home"
+    filtered = from_segment(
+        SegmentTrack.model_validate(
+            {
+                "type": "track",
+                "event": "Product List Filtered",
+                "userId": "u",
+                "properties": {"filters": [{"type": "brand", "value": "acme"}]},
+            }
+        ),
+        to_type,
+    )
+    assert filtered["filters"] == {"brand": "acme"}
