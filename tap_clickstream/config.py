@@ -372,8 +372,7 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         GA4,
         title="Google Analytics 4",
         description=(
-            "GA4 BigQuery export (stream ga4_events) and Data API reports "
-            "(stream ga4_report_rows)."
+            "GA4 BigQuery export (stream ga4_events) and Data API reports (stream ga4_report_rows)."
         ),
     ),
     th.Property(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import typing as t
 
 from singer_sdk import Tap
-from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.plugin_base import JSONSchemaValidator
 from typing_extensions import override
 
 from tap_clickstream.config import CONFIG_SCHEMA, format_schema_errors, validate_config
 from tap_clickstream.exceptions import ClickstreamConfigError
 from tap_clickstream.registry import active_providers
+from tap_clickstream.writer import EventMessageWriter
 
 if t.TYPE_CHECKING:
     from tap_clickstream.streams import EventStream
@@ -23,7 +23,7 @@ class TapClickstream(Tap):
     name = "tap-clickstream"
     package_name = "clickstream-personalize"
     config_jsonschema = CONFIG_SCHEMA
-    message_writer_class = MsgSpecWriter
+    message_writer_class = EventMessageWriter
 
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:

@@ -29,6 +29,9 @@ __all__ = ["Backend", "open_backend"]
 
 logger = logging.getLogger(__name__)
 
+#: DuckDB's memory bound while loading (see :meth:`Backend.bounded_memory`).
+LOAD_MEMORY_LIMIT = "256MB"
+
 _ITEM_ARROW = {"str": pa.string(), "float": pa.float64(), "int": pa.int64()}
 _ARROW: dict[Kind, pa.DataType] = {
     "str": pa.string(),
@@ -69,6 +72,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Close the connection."""
+
+    def bounded_memory(self) -> contextlib.AbstractContextManager[None]:
+        """A block during which the database keeps its memory to :data:`LOAD_MEMORY_LIMIT`."""
+        return contextlib.nullcontext()
 
     def column_ddl(self, columns: dict[str, Kind]) -> str:
         """The column list of a CREATE TABLE for ``columns``."""
@@ -120,6 +127,9 @@ class DuckDBBackend(Backend):
             self.connection = duckdb.connect(database or ":memory:")
         except duckdb.Error as error:
             raise StoreError(f"cannot open the DuckDB store {database!r}: {error}") from error
+        # Times without an offset are UTC, in SQL as in Python (coerce_event), whatever the
+        # machine's time zone.
+        self.connection.execute("SET TimeZone = 'UTC'")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one statement and return its rows, if any."""
@@ -150,6 +160,21 @@ class DuckDBBackend(Backend):
             self.connection.execute("ROLLBACK")
             raise
         self.connection.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def bounded_memory(self) -> Iterator[None]:
+        """Keep DuckDB to :data:`LOAD_MEMORY_LIMIT` for the block, then restore its limit.
+
+        DuckDB caches the blocks of the tables it reads or writes, up to 80% of the RAM by
+        default: a load scans the stored events' keys, so without a bound the process grows
+        with the store. Stored blocks are dropped from the cache when the bound is lowered.
+        (The store sets no limit of its own: afterwards DuckDB's default applies again.)
+        """
+        self.connection.execute(f"SET memory_limit = '{LOAD_MEMORY_LIMIT}'")
+        try:
+            yield
+        finally:
+            self.connection.execute("RESET memory_limit")
 
     def close(self) -> None:
         """Close the connection (checkpointing the file)."""
@@ -185,7 +210,7 @@ class PostgresBackend(Backend):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one statement and return its rows, if any."""
         with self.connection.cursor() as cursor:
-            cursor.execute(sql, list(params) or None)  # type: ignore[arg-type]
+            cursor.execute(sql, list(params) or None)
             return cursor.fetchall() if cursor.description else []
 
     def stage(self, table: str, columns: dict[str, Kind], rows: Sequence[tuple[Any, ...]]) -> None:

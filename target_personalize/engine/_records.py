@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import msgspec
+
 from target_personalize.engine._columns import EVENT_COLUMNS, ITEM_COLUMNS, ITEM_FIELDS, Kind
 from target_personalize.engine._exceptions import InvalidEventError
 
@@ -23,6 +25,15 @@ def parse_timestamp(value: object) -> datetime:
     Raises:
         ValueError: if the value is not a timestamp.
     """
+    if type(value) is str and value[-1:] == "Z":
+        # The canonical form (``...Z``): naive already once the ``Z`` is dropped.
+        try:
+            moment = datetime.fromisoformat(value[:-1])
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is None:
+                return moment
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, str) and value:
@@ -81,6 +92,19 @@ def _ts(value: object) -> datetime | None:
     return parse_timestamp(value)
 
 
+_encode_json = msgspec.json.Encoder().encode
+_PLAIN_SCALARS = (str, int, float, bool, type(None))
+
+
+def _plain(value: object) -> bool:
+    """Whether ``value`` holds JSON values only (as decoded from JSON), at any depth."""
+    if isinstance(value, dict):
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return isinstance(value, _PLAIN_SCALARS)
+
+
 def _json(value: object) -> str | None:
     if value is None:
         return None
@@ -89,6 +113,9 @@ def _json(value: object) -> str | None:
         return value
     if not isinstance(value, dict | list):
         raise ValueError(f"expected an object, got {type(value).__name__}")
+    if _plain(value):
+        # msgspec writes what json.dumps would (non-ASCII unescaped, NaN as null), faster.
+        return _encode_json(value).decode()
     return json.dumps(value, default=_json_default, separators=(",", ":"))
 
 
@@ -112,9 +139,14 @@ def _items(value: object) -> list[dict[str, Any]]:
         if not isinstance(raw, Mapping):
             raise ValueError(f"item {position} is not an object")
         item = {}
-        for field, kind in ITEM_FIELDS.items():
+        get = raw.get
+        for field, native, convert in _ITEM_PLAN:
+            field_value = get(field)
+            if field_value is None or type(field_value) is native:
+                item[field] = field_value
+                continue
             try:
-                item[field] = _SCALARS[kind](raw.get(field))
+                item[field] = convert(field_value)
             except ValueError as error:
                 raise ValueError(f"item {position}, {field}: {error}") from None
         if not item["item_id"]:
@@ -122,6 +154,9 @@ def _items(value: object) -> list[dict[str, Any]]:
         items.append(item)
     return items
 
+
+# Per column: its name, the Python type that needs no conversion, and the converter.
+_NATIVE: dict[Kind, type] = {"str": str, "float": float, "int": int, "bool": bool}
 
 _SCALARS: dict[Kind, Callable[[object], Any]] = {
     "str": _str,
@@ -132,11 +167,15 @@ _SCALARS: dict[Kind, Callable[[object], Any]] = {
     "json": _json,
     "items": _items,
 }
-_EVENT_CONVERTERS = [(name, _SCALARS[kind]) for name, kind in EVENT_COLUMNS.items()]
+_ITEM_PLAN = [(name, _NATIVE.get(kind), _SCALARS[kind]) for name, kind in ITEM_FIELDS.items()]
 _ITEM_CONVERTERS = [(name, _SCALARS[kind]) for name, kind in ITEM_COLUMNS.items()]
 _REQUIRED = ("source", "event_id", "event_ts")
 _AT = {name: index for index, name in enumerate(EVENT_COLUMNS)}
 _DEFAULTS = {"event_count": 1, "is_aggregate": False, "properties": "{}", "user_properties": "{}"}
+_EVENT_PLAN = [(name, _NATIVE.get(kind), _SCALARS[kind]) for name, kind in EVENT_COLUMNS.items()]
+_ITEMS_AT = _AT["items"]
+_NAME_AT, _TYPE_AT = _AT["event_name"], _AT["event_type"]
+_DEFAULTS_AT = [(_AT[name], default) for name, default in _DEFAULTS.items()]
 
 
 def coerce_event(record: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -145,27 +184,34 @@ def coerce_event(record: Mapping[str, Any]) -> tuple[Any, ...]:
     Raises:
         InvalidEventError: naming the first field that is missing or of the wrong type.
     """
+    get = record.get
     row: list[Any] = []
-    for name, convert in _EVENT_CONVERTERS:
-        value = record.get(name)
+    append = row.append
+    for name, native, convert in _EVENT_PLAN:
+        value = get(name)
+        # Values of the column's own type (the usual case) need no conversion.
+        if value is None or type(value) is native:
+            append(value)
+            continue
         try:
-            row.append(convert(value))
+            append(convert(value))
         except (ValueError, TypeError) as error:
             raise InvalidEventError(name, str(error)) from None
-    values = dict(zip(EVENT_COLUMNS, row, strict=True))
+    if row[_ITEMS_AT] is None:
+        row[_ITEMS_AT] = []
     for name in _REQUIRED:
-        if values[name] in (None, ""):
+        if row[_AT[name]] in (None, ""):
             raise InvalidEventError(name, "is missing")
-    name, kind = values["event_name"], values["event_type"]
+    name, kind = row[_NAME_AT], row[_TYPE_AT]
     if not name and not kind:
         raise InvalidEventError("event_name", "is missing (and so is event_type)")
     if not name:
-        row[_AT["event_name"]] = kind
+        row[_NAME_AT] = kind
     if not kind:
-        row[_AT["event_type"]] = _SNAKE.sub("_", str(name).lower()).strip("_") or "unknown"
-    for field, default in _DEFAULTS.items():
-        if values[field] is None:
-            row[_AT[field]] = default
+        row[_TYPE_AT] = _SNAKE.sub("_", str(name).lower()).strip("_") or "unknown"
+    for at, default in _DEFAULTS_AT:
+        if row[at] is None:
+            row[at] = default
     return tuple(row)
 
 

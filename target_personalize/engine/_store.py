@@ -159,7 +159,7 @@ class EventStore:
                 rows.append(coerce_event(record))
             except InvalidEventError as error:
                 rejects.append(Reject(stream, _key(record), error.field, error.reason, record))
-        with self._lock, self.backend.transaction():
+        with self._lock, self.backend.bounded_memory(), self.backend.transaction():
             if rows:
                 self.backend.stage("staged_events", EVENT_COLUMNS, rows)
                 self._merge_events()
@@ -220,14 +220,21 @@ class EventStore:
             rejects.extend(result.rejects)
         return LoadResult(loaded, rejects)
 
-    def _merge_events(self) -> None:
+    def _merge_events(self, staged: str = "staged_events", columns: str = _EVENT_LIST) -> None:
+        """Replace stored events by the staged ones, the last staged version of each key.
+
+        Args:
+            staged: the staging table (or a query in parentheses) with ``_seq``.
+            columns: the SELECT list that gives the event columns from ``staged``.
+        """
         self.backend.execute(
-            "DELETE FROM events WHERE EXISTS (SELECT 1 FROM staged_events s "
+            f"DELETE FROM events WHERE EXISTS (SELECT 1 FROM {staged} s "
             "WHERE s.source = events.source AND s.event_id = events.event_id)"
         )
+        # The last version of each key, found by a hash aggregate (no sort of the batch).
         self.backend.execute(
-            f"INSERT INTO events ({_EVENT_LIST}, loaded_at) SELECT DISTINCT ON (source, event_id) "
-            f"{_EVENT_LIST}, %s FROM staged_events ORDER BY source, event_id, _seq DESC",
+            f"INSERT INTO events ({_EVENT_LIST}, loaded_at) SELECT {columns}, %s FROM {staged} "
+            f"WHERE _seq IN (SELECT max(_seq) FROM {staged} GROUP BY source, event_id)",
             [_now()],
         )
 
@@ -246,74 +253,94 @@ class EventStore:
     def _load_files_in_duckdb(
         self, paths: Sequence[str], file_format: str, gzipped: bool, stream: str
     ) -> LoadResult:
+        """Type and check the files' rows in SQL, then merge the good ones in one transaction.
+
+        Columns the files already hold in the store's type (as the tap's Parquet batches do)
+        are taken as they are; others are cast, and a value that does not cast is a reject.
+        """
         assert isinstance(self.backend, DuckDBBackend)
-        files = [str(Path(p)) for p in paths]
-        with self._lock, self.backend.transaction():
-            self.backend.execute(
-                "CREATE OR REPLACE TEMP TABLE raw_batch AS SELECT row_number() OVER () AS _seq, * "
-                f"FROM ({self._raw_batch_sql(files, file_format, gzipped)})"
-            )
-            typed = ", ".join(
-                f"{_typed(name, kind)} AS {name}" for name, kind in EVENT_COLUMNS.items()
-            )
-            raw = ", ".join(f"r.{name} AS raw_{name}" for name in EVENT_COLUMNS)
-            self.backend.execute(
-                f"CREATE OR REPLACE TEMP TABLE checked_batch AS SELECT t.*, {_problem_case()} AS _problem "
-                f"FROM (SELECT r._seq, {typed}, {raw} FROM raw_batch r) t"
-            )
-            bad = self.backend.execute(
-                "SELECT to_json(r), c._problem FROM checked_batch c JOIN raw_batch r USING (_seq) "
-                "WHERE c._problem IS NOT NULL ORDER BY _seq"
-            )
+        sources = [
+            self._raw_file_sql(number, str(Path(path)), file_format, gzipped)
+            for number, path in enumerate(paths)
+        ]
+        checked = " UNION ALL ".join(_checked_sql(raw, types) for raw, types in sources)
+        # Parquet is read column by column: a pass for the checks, then the load reads the
+        # files again (cheaper than holding the batch in a table). JSON lines are parsed whole
+        # at each read: those are checked into a table once.
+        direct = file_format == "parquet"
+        with self._lock, self.backend.bounded_memory(), self.backend.transaction():
+            if direct:
+                found = self.backend.execute(
+                    f"SELECT _seq, _problem FROM ({checked}) WHERE _problem IS NOT NULL"
+                )
+            else:
+                self.backend.execute(f"CREATE OR REPLACE TEMP TABLE checked_batch AS {checked}")
+                found = self.backend.execute(
+                    "SELECT _seq, _problem FROM checked_batch WHERE _problem IS NOT NULL"
+                )
+            problems = dict(found)
             rejects = []
-            for raw_json, problem_text in bad:
-                record = {k: v for k, v in json.loads(raw_json).items() if k != "_seq"}
-                field_name, _, reason = str(problem_text).partition(": ")
-                rejects.append(Reject(stream, _key(record), field_name, reason, record))
-            self.backend.execute(
-                f"CREATE OR REPLACE TEMP TABLE staged_events AS SELECT {_defaults_select()}, _seq "
-                "FROM checked_batch WHERE _problem IS NULL"
-            )
-            loaded = self.backend.execute("SELECT count(*) FROM staged_events")[0][0]
-            self._merge_events()
+            if problems:
+                wanted = ", ".join(str(int(seq)) for seq in problems)
+                raw_rows = " UNION ALL ".join(
+                    f"SELECT _seq, to_json(struct_pack({', '.join(_raw_json(n, k, types.get(n)) for n, k in EVENT_COLUMNS.items())})) "
+                    f"FROM ({raw}) WHERE _seq IN ({wanted})"
+                    for raw, types in sources
+                )
+                for seq, raw_json in self.backend.execute(f"{raw_rows} ORDER BY _seq"):
+                    record = json.loads(raw_json)
+                    field_name, _, reason = str(problems[seq]).partition(": ")
+                    rejects.append(Reject(stream, _key(record), field_name, reason, record))
+            if direct:
+                typed = " UNION ALL ".join(_typed_sql(raw, types) for raw, types in sources)
+                if problems:
+                    self.backend.stage("rejected_batch", {"seq": "int"}, [(s,) for s in problems])
+                    typed = f"SELECT * FROM ({typed}) WHERE _seq NOT IN (SELECT seq FROM rejected_batch)"
+                good = f"({typed})"
+                # Parquet row counts come from the files' metadata.
+                listed = ", ".join("'" + str(Path(p)).replace("'", "''") + "'" for p in paths)
+                total = self.backend.execute(f"SELECT count(*) FROM read_parquet([{listed}])")
+                loaded = int(total[0][0]) - len(problems)
+            else:
+                good = "(SELECT * FROM checked_batch WHERE _problem IS NULL)"
+                loaded = self.backend.execute(f"SELECT count(*) FROM {good}")[0][0]
+            if loaded:
+                self._merge_events(good, _defaults_select())
             self._store_rejects(rejects)
-            for table in ("raw_batch", "checked_batch", "staged_events"):
+            for table in ("checked_batch", "rejected_batch"):
                 self.backend.execute(f"DROP TABLE IF EXISTS {table}")
         return LoadResult(int(loaded), rejects)
 
-    def _raw_batch_sql(self, files: list[str], file_format: str, gzipped: bool) -> str:
-        """A SELECT of the files' canonical columns as text (objects and items as JSON)."""
-        listed = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+    def _raw_file_sql(
+        self, number: int, path: str, file_format: str, gzipped: bool
+    ) -> tuple[str, dict[str, str]]:
+        """A SELECT of one file's canonical columns and ``_seq``, and their DuckDB types.
+
+        ``_seq`` orders rows by file, then line: the later of two versions of an event wins.
+        """
+        quoted = "'" + path.replace("'", "''") + "'"
+        base = number << 40
         if file_format == "jsonl":
-            columns = ", ".join(
-                f"{name}: '{'JSON' if kind in {'json', 'items'} else 'VARCHAR'}'"
+            types = {
+                name: "JSON" if kind in {"json", "items"} else "VARCHAR"
                 for name, kind in EVENT_COLUMNS.items()
-            )
+            }
+            columns = ", ".join(f"{name}: '{kind}'" for name, kind in types.items())
             compression = "gzip" if gzipped else "none"
             return (
-                f"SELECT {_EVENT_LIST} FROM read_json({listed}, format = 'newline_delimited', "
-                f"compression = '{compression}', columns = {{{columns}}})"
+                f"SELECT {base} + row_number() OVER () AS _seq, {_EVENT_LIST} FROM read_json("
+                f"{quoted}, format = 'newline_delimited', compression = '{compression}', "
+                f"columns = {{{columns}}})",
+                types,
             )
-        relation = f"read_parquet({listed}, union_by_name = true)"
+        relation = f"read_parquet({quoted}, file_row_number = true)"
         present = {
-            str(name): str(kind).upper()
+            str(name): str(kind)
             for name, kind, *_ in self.backend.execute(f"DESCRIBE SELECT * FROM {relation}")
         }
-        selects = []
-        for name, kind in EVENT_COLUMNS.items():
-            actual = present.get(name)
-            if kind in {"json", "items"}:
-                if actual is None:
-                    selects.append(f"CAST(NULL AS JSON) AS {name}")
-                elif actual in {"VARCHAR", "JSON"}:
-                    selects.append(f"CAST(to_json({name}) AS JSON) AS {name}")
-                else:
-                    selects.append(f"to_json({name}) AS {name}")
-            else:
-                selects.append(
-                    f"{'NULL' if actual is None else f'CAST({name} AS VARCHAR)'} AS {name}"
-                )
-        return f"SELECT {', '.join(selects)} FROM {relation}"
+        types = {name: present[name] for name in EVENT_COLUMNS if name in present}
+        listed = ", ".join(types) or "NULL AS _none"
+        return f"SELECT {base} + file_row_number AS _seq, {listed} FROM {relation}", types
 
     # Reading
 
@@ -383,16 +410,31 @@ def read_batch_files(
                     yield json.loads(line)
 
 
-# SQL that types batch columns (text, or JSON for objects) inside DuckDB.
+# SQL that types batch columns inside DuckDB: columns already of the store's type pass as
+# they are, text and JSON are cast, and a value that does not cast names the problem.
 
-_DUCK_CAST = {"float": "DOUBLE", "int": "BIGINT", "bool": "BOOLEAN"}
+_STORE_TYPES = {
+    "str": "VARCHAR",
+    "ts": "TIMESTAMP",
+    "float": "DOUBLE",
+    "int": "BIGINT",
+    "bool": "BOOLEAN",
+    "json": "JSON",
+    "items": DuckDBBackend.types["items"],
+}
+_NUMERIC = frozenset(
+    {"DOUBLE", "FLOAT", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT"}
+    | {"UINTEGER", "USMALLINT", "UTINYINT"}
+)
+_INTEGER = _NUMERIC - {"DOUBLE", "FLOAT"}
+_EMPTY = "''"
 _ITEM_SHAPE = json.dumps(
     [{n: {"str": "VARCHAR", "float": "DOUBLE", "int": "BIGINT"}[k] for n, k in ITEM_FIELDS.items()}]
 )
 
 
 def _json_value(column: str) -> str:
-    # Objects arrive as JSON, or as JSON text inside a string (Parquet batch files).
+    # Objects arrive as JSON, or as JSON text inside a JSON string.
     return (
         f"(CASE WHEN json_type({column}) IN ('OBJECT', 'ARRAY') THEN {column} "
         f"WHEN json_type({column}) = 'VARCHAR' AND json_valid({column} ->> '$') "
@@ -400,55 +442,142 @@ def _json_value(column: str) -> str:
     )
 
 
-def _typed(name: str, kind: Kind) -> str:
-    column = f"r.{name}"
-    if kind == "str":
-        return column
-    if kind == "ts":
-        return f"CAST(TRY_CAST({column} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP)"
-    if kind in _DUCK_CAST:
-        return f"TRY_CAST({column} AS {_DUCK_CAST[kind]})"
-    if kind == "json":
+def _as_json(column: str, source: str) -> str:
+    """JSON for a file column: text columns hold JSON text, nested columns become JSON."""
+    if source == "VARCHAR":
+        return f"(CASE WHEN json_valid({column}) THEN CAST({column} AS JSON) END)"
+    if source == "JSON":
         return _json_value(column)
-    return f"from_json({_json_value(column)}, '{_ITEM_SHAPE}')"
+    return f"to_json({column})"
 
 
-def _problem_case() -> str:
+def _typed(name: str, kind: Kind, source: str | None) -> tuple[str, str | None]:
+    """The store value of a file column, and the raw text that must give one (None: no check).
+
+    Args:
+        name: the column.
+        kind: its kind in the store.
+        source: its DuckDB type in the file (None when the file lacks it).
+    """
+    if source is None:
+        return f"CAST(NULL AS {_STORE_TYPES[kind]})", None
+    if source == _STORE_TYPES[kind] and kind not in {"json"}:
+        return name, None
+    text = name if source == "VARCHAR" else f"CAST({name} AS VARCHAR)"
+    if kind == "str":
+        return text, None
+    if kind == "json":
+        return _as_json(name, source), "" if source == "VARCHAR" else None
+    if kind == "items":
+        return f"from_json({_as_json(name, source)}, '{_ITEM_SHAPE}')", None
+    if kind == "ts":
+        if source.startswith("TIMESTAMP"):
+            zoned = name if "TIME ZONE" in source else f"CAST({name} AS TIMESTAMPTZ)"
+            return f"({zoned} AT TIME ZONE 'UTC')", None
+        # Naive text is UTC (the connection's time zone), as in coerce_event.
+        return f"(TRY_CAST(nullif({text}, '') AS TIMESTAMPTZ) AT TIME ZONE 'UTC')", text
+    if kind == "float":
+        if source in _NUMERIC or source.startswith("DECIMAL"):
+            return f"CAST({name} AS DOUBLE)", None
+        return f"TRY_CAST(nullif({text}, '') AS DOUBLE)", text
+    if kind == "int":
+        if source in _INTEGER:
+            return f"TRY_CAST({name} AS BIGINT)", text
+        # A whole number, as coerce_event wants (a cast to BIGINT would round 2.5).
+        number = f"TRY_CAST(nullif({text}, '') AS DOUBLE)"
+        return (
+            f"(CASE WHEN isfinite({number}) AND {number} = trunc({number}) "
+            f"THEN TRY_CAST({number} AS BIGINT) END)",
+            text,
+        )
+    return f"TRY_CAST({text} AS BOOLEAN)", text
+
+
+def _checked_sql(raw: str, types: dict[str, str]) -> str:
+    """SELECT ``_seq``, the typed event columns and ``_problem`` (NULL for a good row)."""
+    typed: list[str] = []
+    raws: list[str] = []
     checks = [
-        f"WHEN {name} IS NULL OR {name} = '' THEN '{name}: is missing'"
+        f"WHEN nullif({name}, '') IS NULL THEN '{name}: is missing'"
         for name in ("source", "event_id")
     ]
-    checks.append("WHEN raw_event_ts IS NULL THEN 'event_ts: is missing'")
+    checks.append("WHEN event_ts IS NULL AND _raw_event_ts IS NULL THEN 'event_ts: is missing'")
     checks.append(
-        "WHEN coalesce(event_name, event_type) IS NULL "
+        "WHEN coalesce(nullif(event_name, ''), nullif(event_type, '')) IS NULL "
         "THEN 'event_name: is missing (and so is event_type)'"
     )
     for name, kind in EVENT_COLUMNS.items():
-        raw = f"raw_{name}"
-        if kind in {"ts", *_DUCK_CAST}:
-            what = "timestamp" if kind == "ts" else kind
+        source = types.get(name)
+        expression, check = _typed(name, kind, source)
+        typed.append(f"{expression} AS {name}")
+        if name == "event_ts":
+            present = "NULL" if source is None else f"nullif(CAST({name} AS VARCHAR), '')"
+            raws.append(f"{present} AS _raw_event_ts")
+        if check is None:
+            continue
+        if kind == "json":
             checks.append(
-                f"WHEN {name} IS NULL AND {raw} IS NOT NULL "
-                f"THEN '{name}: not a {what}: ' || CAST({raw} AS VARCHAR)"
+                f"WHEN {name} IS NULL AND _raw_{name} IS NOT NULL THEN '{name}: expected an object'"
             )
-        elif kind in {"json", "items"}:
-            what = "a list of items" if kind == "items" else "an object"
+            raws.append(f"{name if source == 'VARCHAR' else 'NULL'} AS _raw_{name}")
+            continue
+        what = "timestamp" if kind == "ts" else kind
+        # Empty text is no value (coerce_event's view), except for a boolean.
+        raws.append(f"{check if kind == 'bool' else f'nullif({check}, {_EMPTY})'} AS _raw_{name}")
+        checks.append(
+            f"WHEN {name} IS NULL AND _raw_{name} IS NOT NULL "
+            f"THEN '{name}: not a {what}: ' || _raw_{name}"
+        )
+    for name, kind in EVENT_COLUMNS.items():
+        source = types.get(name)
+        if kind == "json" and source not in {None, "VARCHAR"}:
+            # JSON or nested columns: a value that is not an object or a list.
+            raw_json = name if source == "JSON" else f"to_json({name})"
             checks.append(
-                f"WHEN {name} IS NULL AND {raw} IS NOT NULL AND json_type({raw}) <> 'NULL' "
-                f"THEN '{name}: expected {what}'"
+                f"WHEN {name} IS NULL AND _json_{name} IS NOT NULL AND json_type(_json_{name}) <> 'NULL' "
+                f"THEN '{name}: expected an object'"
             )
+            raws.append(f"{raw_json} AS _json_{name}")
+        elif kind == "items" and source is not None and source != _STORE_TYPES["items"]:
+            raw_json = name if source == "JSON" else f"to_json({name})"
+            checks.append(
+                f"WHEN {name} IS NULL AND _json_{name} IS NOT NULL AND json_type(_json_{name}) <> 'NULL' "
+                f"THEN '{name}: expected a list of items'"
+            )
+            raws.append(f"{raw_json} AS _json_{name}")
     checks.append(
-        "WHEN len(list_filter(items, lambda i: i.item_id IS NULL)) > 0 "
+        "WHEN len(list_filter(items, lambda i: nullif(i.item_id, '') IS NULL)) > 0 "
         "THEN 'items: an item has no item_id'"
     )
-    return "CASE " + " ".join(checks) + " END"
+    problem = "CASE " + " ".join(checks) + " END"
+    columns = ", ".join(EVENT_COLUMNS)
+    inner = f"SELECT _seq, {', '.join(typed)}, {', '.join(raws)} FROM ({raw})"
+    return f"SELECT _seq, {columns}, {problem} AS _problem FROM ({inner})"
+
+
+def _typed_sql(raw: str, types: dict[str, str]) -> str:
+    """SELECT ``_seq`` and the typed event columns (no checks: those ran before)."""
+    typed = ", ".join(
+        f"{_typed(name, kind, types.get(name))[0]} AS {name}"
+        for name, kind in EVENT_COLUMNS.items()
+    )
+    return f"SELECT _seq, {typed} FROM ({raw})"
+
+
+def _raw_json(name: str, kind: Kind, source: str | None) -> str:
+    """The value of a file column as it goes into a reject's ``record``."""
+    if source is None:
+        return f"{name} := NULL"
+    if kind in {"json", "items"}:
+        return f"{name} := {name if source == 'JSON' else f'to_json({name})'}"
+    return f"{name} := CAST({name} AS VARCHAR)"
 
 
 def _defaults_select() -> str:
     defaults = {
-        "event_name": "coalesce(event_name, event_type)",
-        "event_type": "coalesce(event_type, coalesce(nullif(trim(regexp_replace(lower(event_name), "
-        "'[^0-9a-z]+', '_', 'g'), '_'), ''), 'unknown'))",
+        "event_name": "coalesce(nullif(event_name, ''), event_type)",
+        "event_type": "coalesce(nullif(event_type, ''), coalesce(nullif(trim(regexp_replace("
+        "lower(event_name), '[^0-9a-z]+', '_', 'g'), '_'), ''), 'unknown'))",
         "items": "coalesce(items, [])",
         "event_count": "coalesce(event_count, 1)",
         "is_aggregate": "coalesce(is_aggregate, false)",

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from target_personalize.engine import EventStore, UnsupportedDatabaseError
@@ -128,3 +131,41 @@ def test_summary_counts_users_sessions_items_and_span(store_url: str) -> None:
 def test_an_unsupported_database_url_says_which_urls_work() -> None:
     with pytest.raises(UnsupportedDatabaseError, match="duckdb:///FILE"):
         EventStore("mysql://root@127.0.0.1/test")
+
+
+@pytest.mark.parametrize("file_format", ["parquet", "jsonl"])
+def test_batch_files_are_checked_as_records_are(tmp_path: Path, file_format: str) -> None:
+    # Text columns typed as coerce_event types them: a naive time is UTC, whatever the
+    # machine's time zone; a count must be a whole number (2.5 is refused, not rounded); an
+    # empty name counts as missing; an item needs a non-empty item_id.
+    records = [
+        event(1, event_ts="2024-03-01 12:00:00", event_count="3.0"),
+        event(2, event_count="2.5"),
+        event(3, event_name="", event_type=""),
+        event(4, items=[{"item_id": "", "price": 1.0}]),
+        event(5, event_ts="2024-03-01T12:00:00+02:00"),
+    ]
+    path = tmp_path / f"batch.{file_format}"
+    if file_format == "parquet":
+        flat = [{**r, "properties": json.dumps(r["properties"])} for r in records]
+        pq.write_table(pa.Table.from_pylist(flat), path)
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with EventStore(f"duckdb:///{tmp_path / 'store.duckdb'}") as store:
+        result = store.load_event_files([str(path)], file_format, gzipped=False)
+        via_records = EventStore(f"duckdb:///{tmp_path / 'records.duckdb'}")
+        expected = via_records.load_events(records)
+        assert result.loaded == expected.loaded == 2
+        assert sorted((r.event_key, r.field) for r in result.rejects) == sorted(
+            (r.event_key, r.field) for r in expected.rejects
+        )
+        rows = "SELECT event_id, event_ts, event_count FROM events ORDER BY event_id"
+        assert (
+            store.query(rows)
+            == via_records.query(rows)
+            == [
+                ("e1", datetime(2024, 3, 1, 12, 0), 3),
+                ("e5", datetime(2024, 3, 1, 10, 0), 1),
+            ]
+        )
+        via_records.close()

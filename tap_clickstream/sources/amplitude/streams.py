@@ -26,6 +26,7 @@ from tap_clickstream.normalize import (
 )
 from tap_clickstream.sources.amplitude import settings
 from tap_clickstream.sources.amplitude.client import AmplitudeStream
+from tap_clickstream.streams import PLAIN_RECORDS
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -66,6 +67,7 @@ class AmplitudeEventsStream(AmplitudeStream):
 
     name = "amplitude_events"
     replication_key = "ingested_at"
+    TYPE_CONFORMANCE_LEVEL = PLAIN_RECORDS  # the normaliser's records are JSON-ready
 
     def windows(self, context: Context | None) -> list[tuple[datetime, datetime]]:
         """Return the ``[start, end)`` hour-aligned windows of upload time this sync reads."""

@@ -9,6 +9,7 @@ import typing as t
 from pathlib import Path
 
 import msgspec
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tap_clickstream.sources.files import settings
@@ -18,6 +19,8 @@ if t.TYPE_CHECKING:
 
 #: A row, or the reason it could not be read.
 Row = dict[str, t.Any] | str
+#: Errors that make the rest of a file unreadable (bad gzip, bad Parquet, not UTF-8, bad CSV).
+UNREADABLE = (OSError, EOFError, UnicodeDecodeError, csv.Error, pa.ArrowException)
 
 _decode = msgspec.json.Decoder().decode
 
@@ -39,10 +42,22 @@ def detect_format(path: Path, configured: str) -> str:
     )
 
 
-def _open_text(path: Path) -> t.IO[str]:
+def open_text(path: Path) -> t.IO[str]:
+    """Open a text file (UTF-8, optionally gzipped) for the csv module."""
     if path.name.lower().endswith(".gz"):
         return io.TextIOWrapper(gzip.open(path), encoding="utf-8", newline="")
     return path.open(encoding="utf-8", newline="")
+
+
+def decode_jsonl_line(line: bytes) -> Row | None:
+    """The object of one JSON line, the reason it is not one, or None for a blank line."""
+    if not line.strip():
+        return None
+    try:
+        row = _decode(line)
+    except msgspec.DecodeError as error:
+        return f"malformed JSON: {error}"
+    return row if isinstance(row, dict) else "malformed JSON: not an object"
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, Row]]:
@@ -50,21 +65,16 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, Row]]:
     opener = gzip.open if path.name.lower().endswith(".gz") else Path.open
     with opener(path, "rb") as lines:
         for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = _decode(line)
-            except msgspec.DecodeError as error:
-                yield number, f"malformed JSON: {error}"
-                continue
-            yield number, row if isinstance(row, dict) else "malformed JSON: not an object"
+            row = decode_jsonl_line(line)
+            if row is not None:
+                yield number, row
 
 
 def read_csv(path: Path, delimiter: str) -> Iterator[tuple[int, Row]]:
     """Yield each row of a CSV file as a dict; rows with the wrong field count are errors."""
     if path.name.lower().endswith((".tsv", ".tsv.gz")):
         delimiter = "\t"
-    with _open_text(path) as handle:
+    with open_text(path) as handle:
         reader = csv.reader(handle, delimiter=delimiter)
         header = next(reader, None)
         if header is None:

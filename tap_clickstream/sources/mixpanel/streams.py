@@ -23,6 +23,7 @@ from tap_clickstream.normalize import (
 )
 from tap_clickstream.sources.mixpanel import settings
 from tap_clickstream.sources.mixpanel.client import MixpanelStream
+from tap_clickstream.streams import PLAIN_RECORDS
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -53,6 +54,7 @@ class MixpanelEventsStream(MixpanelStream):
 
     name = "mixpanel_events"
     replication_key = "event_ts"
+    TYPE_CONFORMANCE_LEVEL = PLAIN_RECORDS  # the normaliser's records are JSON-ready
 
     @property
     def timezone(self) -> ZoneInfo:

@@ -239,3 +239,13 @@ def test_csv_delimiters(tmp_path: Path, delimiter: str) -> None:
     assert [(r["event_type"], r["event_ts"]) for r in records] == [
         ("search", "2024-03-01T00:00:00.000000Z")
     ]
+
+
+def test_stream_maps_still_apply_to_records(tmp_path: Path) -> None:
+    # Records skip the SDK's conformance walk; a configured stream map still transforms them.
+    path = shutil.copy(FIXTURES / "files" / "canonical.jsonl", tmp_path / "events.jsonl")
+    config = files_config(path)
+    config["stream_maps"] = {STREAM: {"page_url": None, "event_label": "event_name.upper()"}}
+    records = run_tap(config).records(STREAM)
+    assert [r["event_label"] for r in records] == ["PAGE_VIEW", "PRODUCT VIEWED", "PURCHASE"]
+    assert all("page_url" not in r for r in records)
