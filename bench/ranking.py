@@ -71,7 +71,8 @@ from target_personalize.engine._interactions import interactions_from_store, rea
 from target_personalize.engine._ranking import SessionRanker
 from target_personalize.engine._store import EventStore
 
-DATA = Path("/work/shared/data")
+# The shared data set lies beside the repository (../shared/data).
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REES46 = DATA / "rees46-2019-Oct-head-sample.csv"
 YOOCHOOSE = (
     DATA / "yoochoose-clicks-100k-train_full.txt",

@@ -28,7 +28,8 @@ from target_personalize.engine._ranking import SessionRanker
 
 from .contract import session_events, store_with
 
-DATA = Path("/work/shared/data")
+# The shared data set lies beside the repository (../shared/data).
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 YOOCHOOSE_TRAIN = DATA / "yoochoose-clicks-100k-train_full.txt"
 YOOCHOOSE_TEST = DATA / "yoochoose-clicks-100k-test.txt"
 
