@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from target_personalize.commands._options import DATABASE_URL, FORMAT
+from target_personalize.commands._options import DATABASE_URL, FORMAT, parse_objectives
 from target_personalize.engine import EngineError, EventStore
-from target_personalize.engine._base import Objectives, RankerBase, RankerError
+from target_personalize.engine._base import RankerBase
 from target_personalize.engine._evaluation import (
     EvaluationReport,
     default_rankers,
@@ -57,25 +57,6 @@ EVENT_WEIGHTS = click.option(
 )
 
 
-def _objectives(pairs: t.Sequence[str]) -> dict[str, float] | None:
-    if not pairs:
-        return None
-    parsed: dict[str, float] = {}
-    for pair in pairs:
-        name, sep, weight = pair.partition("=")
-        try:
-            parsed[name.strip()] = float(weight)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise click.BadParameter(f"{pair!r}: expected NAME=WEIGHT", param_hint="--objective")
-    try:
-        Objectives.parse(parsed)
-    except RankerError as error:
-        raise click.BadParameter(str(error), param_hint="--objective") from None
-    return parsed
-
-
 def _event_weights(
     choice: str, store: EventStore | None, conversion: str
 ) -> dict[str, float] | None:
@@ -115,7 +96,7 @@ def fit(
     output_format: str,
 ) -> None:
     """Fit the ranker on the store and save it next to the store."""
-    objectives = _objectives(objective_pairs)
+    objectives = parse_objectives(objective_pairs)
     try:
         with EventStore(database_url) as store:
             weights = _event_weights(event_weights, store, conversion)
@@ -213,7 +194,7 @@ def recommend(
     """The best items for a user (--user) or a session (--session)."""
     if (user_id is None) == (session_id is None):
         raise click.UsageError("give exactly one of --user and --session")
-    objectives = _objectives(objective_pairs)
+    objectives = parse_objectives(objective_pairs)
     filters = {key: value for key, value in (("category", category), ("brand", brand)) if value}
     try:
         with EventStore(database_url) as store:
@@ -252,7 +233,7 @@ def rank(
     if (user_id is None) == (session_id is None):
         raise click.UsageError("give exactly one of --user and --session")
     candidates = [item.strip() for item in item_list.split(",") if item.strip()]
-    objectives = _objectives(objective_pairs)
+    objectives = parse_objectives(objective_pairs)
     try:
         with EventStore(database_url) as store:
             ranker = _ranker(store)
@@ -325,7 +306,7 @@ def evaluate_command(
     """
     if (train_file is None) != (test_file is None):
         raise click.UsageError("--train and --test go together")
-    objectives = _objectives(objective_pairs)
+    objectives = parse_objectives(objective_pairs)
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),

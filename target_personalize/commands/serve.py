@@ -8,25 +8,10 @@ from pathlib import Path
 
 import click
 
-from target_personalize.commands._options import DATABASE_URL
+from target_personalize.commands._options import DATABASE_URL, parse_objectives
 from target_personalize.engine import DEFAULT_DATABASE_URL, EngineError
 
 __all__ = ["keys", "serve"]
-
-
-def _objective_pairs(pairs: t.Sequence[str]) -> dict[str, float] | None:
-    if not pairs:
-        return None
-    parsed: dict[str, float] = {}
-    for pair in pairs:
-        name, sep, weight = pair.partition("=")
-        try:
-            parsed[name.strip()] = float(weight)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise click.BadParameter(f"{pair!r}: expected NAME=WEIGHT", param_hint="--objective")
-    return parsed
 
 
 @click.command()
@@ -91,7 +76,7 @@ def serve(
 
     overrides: dict[str, t.Any] = {
         "key_conversion": conversion,
-        "objectives": _objective_pairs(objective_pairs),
+        "objectives": parse_objectives(objective_pairs),
         "host": host,
         "api_keys_file": api_keys_file,
         "ack": ack,
