@@ -7,10 +7,14 @@ spec's property names (``product_id``, ``products``, ``order_id``, ``revenue``..
 
 from __future__ import annotations
 
+import math
 import typing as t
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
 from urllib.parse import urlsplit
 
-from tap_clickstream.events import Item
+from tap_clickstream.events import Item, format_ts
 
 __all__ = [
     "as_filters",
@@ -149,3 +153,28 @@ def order_fields(props: dict[str, t.Any]) -> tuple[str | None, float | None, str
     revenue = as_float(pop_first(props, "revenue", "$revenue", "total", "value"))
     currency = as_str(pop_first(props, "currency", "$currency"))
     return order_id, revenue, currency
+
+
+def json_ready(value: object, *, rstrip: bool = False) -> t.Any:
+    """A warehouse value as JSON-ready Python.
+
+    Timestamps become canonical strings, decimals floats, non-finite floats None; ``rstrip``
+    trims padded CHAR columns (Redshift).
+    """
+    if isinstance(value, datetime):
+        return format_ts(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if rstrip and isinstance(value, str):
+        return value.rstrip()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, uuid.UUID | bytes):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): json_ready(v, rstrip=rstrip) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v, rstrip=rstrip) for v in value]
+    return value

@@ -7,8 +7,7 @@ import json
 import logging
 import math
 import typing as t
-import uuid
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from singer_sdk import typing as th
 from typing_extensions import override
 
 from tap_clickstream.events import format_ts, parse_ts
-from tap_clickstream.normalize import as_float, as_str
+from tap_clickstream.normalize import as_float, as_str, json_ready
 from tap_clickstream.sources.catalog import settings
 from tap_clickstream.streams import EventStream
 
@@ -42,24 +41,6 @@ ITEM_SCHEMA: dict[str, t.Any] = th.PropertiesList(
     th.Property("updated_at", th.DateTimeType, description="When the item last changed (UTC)"),
     th.Property("properties", th.ObjectType(additional_properties=True)),
 ).to_dict()
-
-
-def _plain(value: object) -> t.Any:
-    if isinstance(value, datetime):
-        return format_ts(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, uuid.UUID | bytes):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _available(value: object) -> bool | None:
@@ -104,7 +85,7 @@ def to_item(row: t.Mapping[str, t.Any], mapping: t.Mapping[str, str]) -> dict[st
     record["updated_at"] = None if updated in (None, "") else format_ts(parse_ts(updated))
     used = set(columns.values())
     record["properties"] = {
-        str(k): _plain(v) for k, v in row.items() if k not in used and v is not None
+        str(k): json_ready(v) for k, v in row.items() if k not in used and v is not None
     }
     return record
 

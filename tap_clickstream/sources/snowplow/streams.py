@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 import math
 import typing as t
-import uuid
 from collections import defaultdict
-from datetime import date, datetime, timedelta
-from decimal import Decimal
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from singer_sdk.exceptions import FatalAPIError
 from typing_extensions import override
 
 from tap_clickstream.events import ClickstreamEvent, Item, format_ts, parse_ts, snake_case
-from tap_clickstream.normalize import as_float, path_of
+from tap_clickstream.normalize import as_float, json_ready, path_of
 from tap_clickstream.normalize import as_str as _as_str
 from tap_clickstream.sources.snowplow import settings
 from tap_clickstream.sources.snowplow.connector import SnowplowWarehouse
@@ -48,24 +46,7 @@ def as_str(value: object) -> str | None:
 
 
 def _plain(value: object) -> t.Any:
-    """A warehouse value as JSON-ready Python (timestamps as canonical strings)."""
-    if isinstance(value, datetime):
-        return format_ts(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, str):
-        return value.rstrip()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, uuid.UUID | bytes):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
+    return json_ready(value, rstrip=True)
 
 
 def _get(data: t.Mapping[str, t.Any], name: str) -> t.Any:
