@@ -704,17 +704,7 @@ class RankerBase(abc.ABC):
         data = self.data
         if name not in data.event_types:
             types = (*data.event_types, name)
-            self._data = Interactions(
-                session=data.session,
-                item=data.item,
-                kind=data.kind,
-                ts=data.ts,
-                session_keys=data.session_keys,
-                session_visitor=data.session_visitor,
-                visitors=data.visitors,
-                event_types=types,
-                items=data.items,
-            )
+            self._data = dataclasses.replace(data, event_types=types)
             self._kind_weight = np.append(
                 self._kind_weight, self.event_weights.get(name, UNKNOWN_EVENT_WEIGHT)
             )
@@ -739,17 +729,7 @@ class RankerBase(abc.ABC):
             price=float(price) if isinstance(price, int | float) else None,
         )
         data = self.data
-        self._data = Interactions(
-            session=data.session,
-            item=data.item,
-            kind=data.kind,
-            ts=data.ts,
-            session_keys=data.session_keys,
-            session_visitor=data.session_visitor,
-            visitors=data.visitors,
-            event_types=data.event_types,
-            items=table,
-        )
+        self._data = dataclasses.replace(data, items=table)
         self._extra_items[item_id] = index
         self._category_words = [set(_TOKEN.findall(c.lower())) for c in table.categories]
         self._brand_words = [set(_TOKEN.findall(b.lower())) for b in table.brands]
