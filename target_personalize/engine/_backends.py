@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 from sqlalchemy.engine import URL, make_url
 
@@ -138,17 +140,32 @@ class DuckDBBackend(Backend):
 
     def stage(self, table: str, columns: dict[str, Kind], rows: Sequence[tuple[Any, ...]]) -> None:
         """Stage ``rows`` through an Arrow table."""
-        names = list(columns)
-        data = {name: [row[i] for row in rows] for i, name in enumerate(names)}
-        data["_seq"] = list(range(len(rows)))
-        arrow = pa.Table.from_pydict(data, schema=arrow_schema(columns))
-        self.connection.register("_incoming", arrow)
-        try:
+        with self.registered("_incoming", columns, rows):
             self.connection.execute(
                 f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _incoming"
             )
+
+    @contextlib.contextmanager
+    def registered(
+        self, name: str, columns: dict[str, Kind], rows: Sequence[tuple[Any, ...]]
+    ) -> Iterator[None]:
+        """Make ``rows`` (and their ``_seq``) readable as the view ``name`` during the block.
+
+        No table is created: cheaper than :meth:`stage` for a few rows read once.
+        """
+        names = list(columns)
+        data = {column: [row[i] for row in rows] for i, column in enumerate(names)}
+        data["_seq"] = list(range(len(rows)))
+        self.connection.register(name, pa.Table.from_pydict(data, schema=arrow_schema(columns)))
+        try:
+            yield
         finally:
-            self.connection.unregister("_incoming")
+            self.connection.unregister(name)
+
+    def key_hashes(self, sql: str, params: Sequence[Any] = ()) -> npt.NDArray[np.uint64]:
+        """The key hashes a statement returns (one UBIGINT column, such as ``hash(...)``)."""
+        found = self.connection.execute(sql.replace("%s", "?"), list(params)).fetchnumpy()
+        return np.asarray(next(iter(found.values())), dtype=np.uint64)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

@@ -2,7 +2,8 @@
 
 Loads are idempotent on ``(source, event_id)``: each batch goes to a staging table, duplicates
 inside it keep their latest version, and the matching stored events are replaced, all in one
-transaction. Bad records never stop a load: they go to ``rejects`` with the field at fault.
+transaction (a long-running writer can skip that work for small batches of new events: see
+:meth:`EventStore.track_keys`). Bad records never stop a load: they go to ``rejects`` with the field at fault.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow.parquet as pq
 
 from target_personalize.engine._backends import Backend, DuckDBBackend, open_backend
@@ -28,10 +31,12 @@ from target_personalize.engine._columns import (
     Kind,
 )
 from target_personalize.engine._exceptions import InvalidEventError
+from target_personalize.engine._keys import KeyFilter
 from target_personalize.engine._records import coerce_event, coerce_item
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
+    "SMALL_LOAD_ROWS",
     "EventStore",
     "LoadResult",
     "Reject",
@@ -42,10 +47,15 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "duckdb:///personalize.duckdb"
+#: Most events a load may hold to be appended without a scan (see :meth:`EventStore.track_keys`).
+SMALL_LOAD_ROWS = 1_000
 #: Rows per staged chunk when batch files are read in Python.
 _FILE_CHUNK_ROWS = 100_000
 _EVENT_LIST = ", ".join(EVENT_COLUMNS)
 _ITEM_LIST = ", ".join(ITEM_COLUMNS)
+_KEY_HASHES = "SELECT hash(source, event_id) FROM {}"
+_SOURCE_AT = list(EVENT_COLUMNS).index("source")
+_EVENT_ID_AT = list(EVENT_COLUMNS).index("event_id")
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,8 @@ class EventStore:
         self.backend.create_tables()
         # One connection serves every sink; loads from parallel drains take turns.
         self._lock = threading.RLock()
+        self._tracking = False
+        self._keys: KeyFilter | None = None
 
     def __enter__(self) -> EventStore:
         return self
@@ -159,12 +171,57 @@ class EventStore:
                 rows.append(coerce_event(record))
             except InvalidEventError as error:
                 rejects.append(Reject(stream, _key(record), error.field, error.reason, record))
-        with self._lock, self.backend.bounded_memory(), self.backend.transaction():
-            if rows:
-                self.backend.stage("staged_events", EVENT_COLUMNS, rows)
-                self._merge_events()
-            self._store_rejects(rejects)
+        with self._lock:
+            if self._tracking and 0 < len(rows) <= SMALL_LOAD_ROWS:
+                self._load_few_events(rows, rejects)
+                return LoadResult(len(rows), rejects)
+            with self.backend.bounded_memory(), self.backend.transaction():
+                if rows:
+                    self.backend.stage("staged_events", EVENT_COLUMNS, rows)
+                    self._merge_events()
+                    if self._keys is not None:
+                        self._keys.add(self._hashes("staged_events"))
+                self._store_rejects(rejects)
         return LoadResult(len(rows), rejects)
+
+    def track_keys(self) -> None:
+        """Keep the stored events' key hashes in memory, so small loads of new events are cheap.
+
+        For a long-running writer that stores a few events at a time (``personalize serve``):
+        from then on, a load of at most :data:`SMALL_LOAD_ROWS` events none of which is stored
+        yet is appended (a few milliseconds whatever the store's size) instead of replacing
+        events by key, which scans the stored keys. Costs 8 bytes per stored event. Only DuckDB
+        needs it (PostgreSQL finds keys through its primary key); this store must then be the
+        database's only writer, as DuckDB makes it for a file anyway.
+        """
+        self._tracking = isinstance(self.backend, DuckDBBackend)
+
+    def _hashes(self, relation: str) -> npt.NDArray[np.uint64]:
+        assert isinstance(self.backend, DuckDBBackend)
+        return self.backend.key_hashes(_KEY_HASHES.format(relation))
+
+    def _load_few_events(self, rows: list[tuple[Any, ...]], rejects: list[Reject]) -> None:
+        """Append a few events; replace by key when the key filter says one may be stored."""
+        assert isinstance(self.backend, DuckDBBackend)
+        if self._keys is None:
+            self._keys = KeyFilter(self._hashes("events"))
+        # Inside the batch, the last version of a key wins (as in _merge_events).
+        latest = list({(row[_SOURCE_AT], row[_EVENT_ID_AT]): row for row in rows}.values())
+        with (
+            self.backend.transaction(),
+            self.backend.registered("few_events", EVENT_COLUMNS, latest),
+        ):
+            hashes = self.backend.key_hashes(
+                f"INSERT INTO events ({_EVENT_LIST}, loaded_at) "
+                f"SELECT {_EVENT_LIST}, %s FROM few_events RETURNING hash(source, event_id)",
+                [_now()],
+            )
+            if self._keys.any_of(hashes):
+                # A key may be stored already (a re-sent event, or a hash collision): replace
+                # by key, which also deletes the rows just inserted.
+                self._merge_events("few_events")
+            self._store_rejects(rejects)
+        self._keys.add(hashes)
 
     def load_items(
         self, records: Iterable[Mapping[str, Any]], *, stream: str = "items"
@@ -210,6 +267,7 @@ class EventStore:
         if gzipped is None:
             gzipped = all(p.endswith(".gz") for p in paths)
         if isinstance(self.backend, DuckDBBackend):
+            self._keys = None  # rebuilt from the table at the next small load
             return self._load_files_in_duckdb(paths, file_format, gzipped, stream)
         loaded, rejects = 0, []
         for chunk in _chunks(

@@ -80,6 +80,7 @@ class ServingState:
                 result = self.store.load_events(records, stream="api")
                 logger.info("Replayed %d journaled events of segment %d", result.loaded, segment)
                 self.journal.drop(segment)
+        self.store.track_keys()  # the writer's loads are small: append new events, no scan
         ranker = refresh_ranker(
             self.store,
             create=True,
