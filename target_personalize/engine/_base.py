@@ -826,8 +826,10 @@ class RankerBase(abc.ABC):
 
     def _session_rows(self, session: int) -> IntArray:
         data = self.data
-        start = int(np.searchsorted(data.session, session, side="left"))
-        end = int(np.searchsorted(data.session, session, side="right"))
+        # A needle of the array's own type: a Python int would copy the array to int64.
+        needle = data.session.dtype.type(session)
+        start = int(np.searchsorted(data.session, needle, side="left"))
+        end = int(np.searchsorted(data.session, needle, side="right"))
         return np.arange(start, end, dtype=np.int64)
 
     def _history_rows(self, visitor: str, exclude: int = -1) -> IntArray:
@@ -1129,7 +1131,9 @@ def _registry() -> dict[str, type[RankerBase]]:
 
 
 def _find(sorted_keys: npt.NDArray[np.str_], key: str) -> int:
-    if sorted_keys.size == 0:
+    # A key longer than the array's strings is not there; searching for it would copy the
+    # whole array to a wider string type first.
+    if sorted_keys.size == 0 or len(key) > sorted_keys.dtype.itemsize // 4:
         return -1
     at = int(np.searchsorted(sorted_keys, key))
     return at if at < sorted_keys.size and sorted_keys[at] == key else -1

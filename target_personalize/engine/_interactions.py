@@ -109,9 +109,13 @@ class ItemTable:
         wanted = np.asarray(item_ids, dtype=np.str_)
         if wanted.size == 0 or self.item_ids.size == 0:
             return np.full(wanted.size, -1, dtype=np.int64)
+        # Ids longer than the vocabulary's are unknown; searching with a wider string type
+        # would copy the whole vocabulary first.
+        too_long = np.char.str_len(wanted) > self.item_ids.dtype.itemsize // 4
+        wanted = np.where(too_long, "", wanted).astype(self.item_ids.dtype)
         at = np.searchsorted(self.item_ids, wanted)
         at = np.minimum(at, self.item_ids.size - 1)
-        return np.where(self.item_ids[at] == wanted, at, -1).astype(np.int64)
+        return np.where((self.item_ids[at] == wanted) & ~too_long, at, -1).astype(np.int64)
 
     def value(self) -> FloatArray:
         """Business value per item: margin, else price, else order value; ``nan`` if none."""
