@@ -230,7 +230,8 @@ def _ranking(
     )
 
 
-def _state(request: Request) -> ServingState:
+async def _state(request: Request) -> ServingState:
+    # async: FastAPI would run a plain function in a worker thread, at every request.
     serving: ServingState = request.app.state.serving
     return serving
 
