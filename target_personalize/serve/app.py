@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from target_personalize.engine import EngineError, Objectives, RankerError, coerce_event
-from target_personalize.serve.auth import KeyRing, Role
+from target_personalize.serve.auth import FailureLimiter, KeyRing, Role
 from target_personalize.serve.models import (
     CanonicalEvent,
     EventError,
@@ -262,6 +263,7 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
         )
         raise ServeConfigError(msg)
     normaliser = _Normaliser(settings.event_map)
+    limiter = FailureLimiter(settings.max_key_failures, settings.key_failure_window_seconds)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -299,8 +301,20 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
                 )
             found = ring.cached_role(presented)
             if found is None:
-                # First sight of this key: scrypt runs in a worker thread, not on the loop.
+                # A key not verified yet: refused outright while its client is blocked.
+                client = request.client.host if request.client else "unknown"
+                wait = limiter.retry_after(client)
+                if wait is not None:
+                    seconds = str(math.ceil(wait))
+                    raise HTTPException(
+                        429,
+                        f"too many wrong API keys from {client}: retry in {seconds} s",
+                        headers={"Retry-After": seconds},
+                    )
+                # scrypt runs in a worker thread, not on the loop.
                 found = await anyio.to_thread.run_sync(ring.role_of, presented)
+                if found is None:
+                    limiter.failed(client)
             if found is None:
                 raise HTTPException(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
             if needed == "write" and found != "write":

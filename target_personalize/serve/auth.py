@@ -9,7 +9,8 @@ A key looks like ``pk_<id>_<secret>``: ``id`` (8 hex digits) names its record, `
 so a leaked file or environment gives no key. Roles: ``read`` (rankings, funnel, stats) and
 ``write`` (also events and objectives). A presented key is looked up by its id and checked with
 scrypt once; the server then remembers its SHA-256 (in memory only), so the cost is paid once
-per key, not per request. Unknown ids are refused without hashing.
+per key, not per request. Unknown ids are refused without hashing, and a client that presents
+too many wrong keys is refused for a while (:class:`FailureLimiter`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import os
 import re
 import secrets
 import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -27,6 +31,7 @@ from typing import Literal
 __all__ = [
     "ENV_VAR",
     "ApiKey",
+    "FailureLimiter",
     "KeyRing",
     "Role",
     "add_key",
@@ -169,3 +174,64 @@ class KeyRing:
         with self._lock:
             self._verified[fingerprint] = stored.role
         return stored.role
+
+
+class FailureLimiter:
+    """Refuses, for a while, a client that presented too many wrong keys.
+
+    Each client (its address) may present ``max_failures`` unknown keys within
+    ``window_seconds``; then it is refused (429) until its oldest failure leaves the window,
+    whatever key it sends. This bounds guessing, and the scrypt work a known key id with wrong
+    secrets costs the server. Used on the event loop only.
+
+    Args:
+        max_failures: wrong keys allowed per client within the window (0: no limit).
+        window_seconds: how long a failure counts.
+        clock: seconds, monotonic (for tests).
+    """
+
+    #: Clients remembered at most; the least recently failing are forgotten first.
+    MAX_CLIENTS = 10_000
+
+    def __init__(
+        self,
+        max_failures: int = 10,
+        window_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_failures = max_failures
+        self.window_seconds = window_seconds
+        self._clock = clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def _recent(self, client: str) -> deque[float] | None:
+        times = self._failures.get(client)
+        if times is None:
+            return None
+        horizon = self._clock() - self.window_seconds
+        while times and times[0] <= horizon:
+            times.popleft()
+        if not times:
+            del self._failures[client]
+            return None
+        return times
+
+    def retry_after(self, client: str) -> float | None:
+        """Seconds ``client`` must wait before it may present a key again; ``None``: it may."""
+        if self.max_failures <= 0:
+            return None
+        times = self._recent(client)
+        if times is None or len(times) < self.max_failures:
+            return None
+        return max(times[0] + self.window_seconds - self._clock(), 0.0)
+
+    def failed(self, client: str) -> None:
+        """Count a wrong key presented by ``client``."""
+        if self.max_failures <= 0:
+            return
+        times = self._recent(client) or deque()
+        times.append(self._clock())
+        self._failures[client] = times
+        self._failures.move_to_end(client)
+        while len(self._failures) > self.MAX_CLIENTS:
+            self._failures.popitem(last=False)

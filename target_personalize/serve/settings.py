@@ -49,6 +49,9 @@ class ServeSettings:
         flush_ms: how long the writer waits for more events to join a commit (default 0 with
             ``ack="commit"``: it takes what is queued, and events arriving during a commit join
             the next one; 250 with ``ack="journal"``).
+        max_key_failures: wrong API keys a client (address) may present within
+            ``key_failure_window_seconds`` before it is refused with 429 until the oldest
+            leaves the window (0: no limit). Keys the server has verified still pass.
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -61,6 +64,8 @@ class ServeSettings:
     ack: Literal["commit", "journal"] = "commit"
     journal_dir: str | None = None
     flush_ms: float | None = None
+    max_key_failures: int = 10
+    key_failure_window_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if self.ack not in ("commit", "journal"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,14 @@ from click.testing import CliRunner
 
 from target_personalize.cli import main
 from target_personalize.serve import KeyRing, ServeConfigError, ServeSettings, create_app
-from target_personalize.serve.auth import ENV_VAR, add_key, hash_key, new_key, parse_records
+from target_personalize.serve.auth import (
+    ENV_VAR,
+    FailureLimiter,
+    add_key,
+    hash_key,
+    new_key,
+    parse_records,
+)
 from target_personalize.serve.settings import is_loopback
 from tests.serve.conftest import running, seed_store
 
@@ -88,6 +96,41 @@ def test_requests_without_a_key_are_refused(tmp_path: Path) -> None:
         write = {"X-API-Key": write_key}
         assert client.post("/v1/events", json=EVENT, headers=write).status_code == 200
         assert client.put("/v1/objectives", json={"margin": 1}, headers=write).status_code == 200
+
+
+def test_failures_block_a_client_until_they_leave_the_window() -> None:
+    now = [100.0]
+    limiter = FailureLimiter(max_failures=3, window_seconds=60, clock=lambda: now[0])
+    for _ in range(3):
+        assert limiter.retry_after("10.0.0.1") is None
+        limiter.failed("10.0.0.1")
+        now[0] += 10
+    assert limiter.retry_after("10.0.0.1") == pytest.approx(30)  # first failure at 100, now 130
+    assert limiter.retry_after("10.0.0.2") is None  # other clients are not affected
+    now[0] = 160.5  # the first failure has left the window
+    assert limiter.retry_after("10.0.0.1") is None
+    limiter.failed("10.0.0.1")
+    assert limiter.retry_after("10.0.0.1") == pytest.approx(9.5)  # failures at 110, 120, 160.5
+    assert FailureLimiter(max_failures=0).retry_after("10.0.0.1") is None
+
+
+def test_a_client_guessing_keys_gets_429_but_known_keys_still_pass(tmp_path: Path) -> None:
+    read_key, read_record = new_key("read")
+    url = seed_store(tmp_path / "store.duckdb")
+    settings = ServeSettings(database_url=url, max_key_failures=3, key_failure_window_seconds=2)
+    with running(settings, keys=KeyRing([read_record])) as server:
+        client = server.client
+        good = {"X-API-Key": read_key}
+        assert client.get("/v1/stats", headers=good).status_code == 200  # verified, remembered
+        guess = {"X-API-Key": f"pk_{read_record.key_id}_{'A' * 43}"}
+        assert [client.get("/v1/stats", headers=guess).status_code for _ in range(3)] == [401] * 3
+        blocked = client.get("/v1/stats", headers=guess)
+        assert blocked.status_code == 429
+        assert 1 <= int(blocked.headers["retry-after"]) <= 2
+        assert "too many wrong API keys" in blocked.json()["detail"]
+        assert client.get("/v1/stats", headers=good).status_code == 200
+        time.sleep(2.1)
+        assert client.get("/v1/stats", headers=guess).status_code == 401
 
 
 def test_keys_command(tmp_path: Path) -> None:
