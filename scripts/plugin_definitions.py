@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 REPO = "https://github.com/clickstream-personalize/clickstream-personalize"
 
-PLUGINS = {
+PLUGINS: dict[str, dict[str, Any]] = {
     "tap-clickstream": {
         "kind": "extractors",
         "namespace": "tap_clickstream",
@@ -32,6 +32,14 @@ PLUGINS = {
         "label": "Personalize",
         "description": "Personalization engine: conversion funnels and multi-objective rankings from clickstream",
         "keywords": ["meltano_sdk", "personalization", "recommendations", "funnel", "duckdb"],
+        "commands": {
+            "serve": {
+                "executable": "personalize",
+                "args": "serve",
+                "description": "Serve the HTTP API and dashboard over the target's store, with "
+                "its settings.",
+            }
+        },
     },
 }
 
@@ -44,7 +52,8 @@ def about(executable: str) -> dict[str, Any]:
         text=True,
         check=True,
     ).stdout
-    return json.loads(out)
+    found: dict[str, Any] = json.loads(out)
+    return found
 
 
 def _kind(schema: dict[str, Any]) -> str:
@@ -103,6 +112,7 @@ def definition(executable: str) -> dict[str, Any]:
         "capabilities": sorted(info["capabilities"]),
         "supported_python_versions": info["supported_python_versions"],
         "settings": settings(info["settings"]),
+        **({"commands": meta["commands"]} if "commands" in meta else {}),
     }
 
 
@@ -135,7 +145,7 @@ def readme_with_settings(text: str) -> str:
 
 def path_of(executable: str) -> Path:
     """Where the definition is committed."""
-    return ROOT / "hub" / PLUGINS[executable]["kind"] / f"{executable}.yml"
+    return ROOT / "hub" / str(PLUGINS[executable]["kind"]) / f"{executable}.yml"
 
 
 if __name__ == "__main__":
