@@ -19,7 +19,8 @@ What it does:
    ``GET /v1/recommendations`` for one of those visitors (k=20) or, one in five,
    ``POST /v1/rank`` of 20 candidates;
 3. reports throughput, p50/p90/p99/max latency per endpoint and overall, errors, the server's
-   CPU time and the load average, then stops the server and checks that the store holds
+   CPU time and the load average, then stops the server (with ``--crash``: kills it with
+   SIGKILL and starts it again, which replays its journal) and checks that the store holds
    exactly the events that were acknowledged (no more, no fewer).
 
 The client is a minimal asyncio HTTP/1.1 client (keep-alive, Content-Length), so it costs
@@ -101,7 +102,7 @@ def prepare_store(args: argparse.Namespace, directory: Path) -> str:
 
 
 def start_server(
-    url: str, port: int, ack: str, flush_ms: float | None = None
+    url: str, port: int, ack: str | None, flush_ms: float | None = None
 ) -> subprocess.Popen[bytes]:
     command = [
         sys.executable,
@@ -114,13 +115,25 @@ def start_server(
         str(port),
         "--log-level",
         "warning",
-        "--ack",
-        ack,
+        *([] if ack is None else ["--ack", ack]),
         *([] if flush_ms is None else ["--flush-ms", str(flush_ms)]),
     ]
     env = {**os.environ, "PERSONALIZE_API_KEYS": "", "PERSONALIZE_API_KEYS_FILE": ""}
     env.pop("PERSONALIZE_API_KEYS_FILE")
     return subprocess.Popen(command, cwd=ROOT, env=env)
+
+
+def stop(process: subprocess.Popen[bytes], *, crash: bool) -> None:
+    """Stop the server: SIGINT (it finishes its work), or SIGKILL with ``crash``."""
+    if crash:
+        process.kill()
+        process.wait()
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 async def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -227,7 +240,13 @@ async def run_load(args: argparse.Namespace, port: int, recorder: Recorder, run:
                 "items": [{"item_id": rng.choice(items)}],
             }
             recorder.sent_events.add(eid)
-            request = ("ingest", "POST", "/v1/events", json.dumps(event).encode(), eid)
+            request: tuple[str, str, str, bytes | None, str] = (
+                "ingest",
+                "POST",
+                "/v1/events",
+                json.dumps(event).encode(),
+                eid,
+            )
         elif rng.random() < 0.2:
             body = {"session_id": visitor, "items": rng.sample(items, min(20, len(items)))}
             request = ("rank", "POST", "/v1/rank", json.dumps(body).encode(), "")
@@ -267,12 +286,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ack",
         choices=["commit", "journal"],
-        default="commit",
-        help="the server's --ack: answer ingest after the store commit or after the journal",
+        help="the server's --ack: answer ingest after the store commit or after the journal "
+        "(default: the server's default for a DuckDB file, journal)",
     )
     parser.add_argument("--flush-ms", type=float, help="the server's --flush-ms")
+    parser.add_argument(
+        "--crash",
+        action="store_true",
+        help="SIGKILL the server at the end, then start it again before counting the events",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here too")
     args = parser.parse_args(argv)
+    ack = args.ack or "journal"  # what the server does for a DuckDB file unless told
     args.duration = min(args.duration, 600.0)
 
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
@@ -293,11 +318,14 @@ def main(argv: list[str] | None = None) -> int:
             cpu_used = cpu_seconds(server) - cpu_before
             load_after = os.getloadavg()
         finally:
-            process.send_signal(signal.SIGINT)
+            stop(process, crash=args.crash)
+        if args.crash:
+            # A new server replays what the killed one acknowledged but had not stored yet.
+            process = start_server(url, port, args.ack, args.flush_ms)
             try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+                asyncio.run(wait_ready(port, process, timeout=300))
+            finally:
+                stop(process, crash=False)
         from target_personalize.engine import EventStore  # noqa: PLC0415
 
         with EventStore(url) as store:
@@ -339,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         "throughput_rps": round(requests / elapsed, 1),
         "connections": args.connections,
         "ingest_share": args.ingest_share,
-        "ack": args.ack,
+        "ack": ack,
+        "crash_and_restart": args.crash,
         "flush_ms": args.flush_ms,
         "server_startup_s": round(startup, 1),
         "server_cpu_s": round(cpu_used, 1),
@@ -367,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(
         f"throughput {figures['throughput_rps']} req/s over {figures['duration_s']} s "
-        f"(target {args.rate}, ack={args.ack}); server CPU {figures['server_cpu_share_of_one_core']} of a core; "
+        f"(target {args.rate}, ack={ack}); server CPU {figures['server_cpu_share_of_one_core']} of a core; "
         f"load average {figures['load_average_before']} -> {figures['load_average_after']} on "
         f"{figures['cpus']} CPUs"
     )
@@ -375,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         f"events: sent {figures['events_sent']}, acknowledged {figures['events_acknowledged']}, "
         f"stored {figures['events_stored']} ({figures['events_stored_distinct']} distinct), "
         f"lost {lost}, unexpected {unexpected}; errors {errors}"
+        + (" (counted after SIGKILL and restart)" if args.crash else "")
     )
     for sample in recorder.error_samples:
         print("  error:", sample)

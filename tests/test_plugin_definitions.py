@@ -61,6 +61,11 @@ def test_meltano_yml_declares_every_setting_with_its_kind_and_sensitivity(name: 
 
 
 @pytest.mark.parametrize("name", PLUGINS)
+def test_meltano_yml_and_the_hub_declare_the_same_commands(name: str) -> None:
+    assert _meltano_plugin(name).get("commands") == definitions.definition(name).get("commands")
+
+
+@pytest.mark.parametrize("name", PLUGINS)
 def test_committed_hub_definition_matches_the_plugin(name: str) -> None:
     committed = definitions.path_of(name).read_text()
     assert committed == definitions.render(name), (

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from target_personalize.commands._options import DATABASE_URL, parse_objectives
-from target_personalize.engine import DEFAULT_DATABASE_URL, EngineError
+from target_personalize.engine import EngineError
 
 __all__ = ["keys", "serve"]
 
@@ -43,10 +43,9 @@ __all__ = ["keys", "serve"]
 @click.option(
     "--ack",
     type=click.Choice(["commit", "journal"]),
-    default="commit",
-    show_default=True,
     help="Answer POST /v1/events once the events are committed in the store, or once they are "
-    "flushed to the write-ahead journal (faster; the store gets them within --flush-ms).",
+    "flushed to the write-ahead journal (the store gets them within --flush-ms). Default: "
+    "journal for a DuckDB file, commit for PostgreSQL.",
 )
 @click.option("--journal-dir", type=click.Path(file_okay=False), help="The journal's directory.")
 @click.option(
@@ -64,7 +63,7 @@ def serve(
     host: str,
     port: int,
     api_keys_file: str | None,
-    ack: str,
+    ack: str | None,
     journal_dir: str | None,
     flush_ms: float | None,
     log_level: str,
@@ -83,17 +82,13 @@ def serve(
         "journal_dir": journal_dir,
         "flush_ms": flush_ms,
     }
+    # The default URL only applies when neither the config nor a TARGET_PERSONALIZE_ variable
+    # names a store.
     url_given = click.get_current_context().get_parameter_source("database_url")
-    if config_file is None or url_given != click.core.ParameterSource.DEFAULT:
+    if url_given != click.core.ParameterSource.DEFAULT:
         overrides["database_url"] = database_url
     try:
-        if config_file is not None:
-            settings = ServeSettings.from_target_config(config_file, **overrides)
-        else:
-            settings = ServeSettings(
-                **{k: v for k, v in overrides.items() if v is not None}
-                | {"database_url": database_url or DEFAULT_DATABASE_URL}
-            )
+        settings = ServeSettings.from_target(config_file, **overrides)
         app = create_app(settings)
     except (ServeConfigError, EngineError, ValueError, OSError) as error:
         raise click.ClickException(str(error)) from error

@@ -1,21 +1,25 @@
 """Settings of the HTTP server, shared with the target where they overlap.
 
 ``database_url``, ``key_conversion`` and ``objectives`` mean what they mean in
-``target-personalize`` (and can be read from the same config file); ``event_map`` is the tap's
-setting of the same name (raw event name -> canonical type) for Segment calls.
+``target-personalize``, and are read from the same places: its config file, or the
+``TARGET_PERSONALIZE_*`` variables Meltano sets for ``meltano invoke target-personalize:serve``;
+``event_map`` is the tap's setting of the same name (raw event name -> canonical type) for
+Segment calls.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from target_personalize.engine import DEFAULT_DATABASE_URL, Objectives
 
-__all__ = ["ServeSettings", "is_loopback"]
+__all__ = ["ServeSettings", "is_loopback", "target_environment"]
 
 
 def is_loopback(host: str) -> bool:
@@ -44,6 +48,9 @@ class ServeSettings:
         ack: when POST /v1/events answers: ``commit`` once the events are committed in the
             store, or ``journal`` once they are flushed to the write-ahead journal (the store
             gets them within ``flush_ms``; see :mod:`target_personalize.serve.journal`).
+            Default: ``journal`` for a DuckDB file (an analytical database: a commit of a few
+            rows costs milliseconds, too many at hundreds of ingests a second), ``commit``
+            for PostgreSQL (or an in-memory DuckDB).
         journal_dir: where the journal lives (default: ``<store>.journal`` beside a DuckDB
             file store, else ``.personalize-journal`` in the working directory).
         flush_ms: how long the writer waits for more events to join a commit (default 0 with
@@ -61,13 +68,18 @@ class ServeSettings:
     host: str = "127.0.0.1"
     api_keys_file: str | None = None
     funnel_ttl_seconds: float = 60.0
-    ack: Literal["commit", "journal"] = "commit"
+    ack: Literal["commit", "journal"] | None = None
     journal_dir: str | None = None
     flush_ms: float | None = None
     max_key_failures: int = 10
     key_failure_window_seconds: float = 60.0
 
     def __post_init__(self) -> None:
+        if self.ack is None:
+            from target_personalize.engine import model_path  # noqa: PLC0415
+
+            # model_path names a file beside a DuckDB file store only.
+            self.ack = "commit" if model_path(self.database_url, "journal") is None else "journal"
         if self.ack not in ("commit", "journal"):
             msg = f"ack must be commit or journal, not {self.ack!r}"
             raise ValueError(msg)
@@ -86,19 +98,72 @@ class ServeSettings:
         return beside.with_suffix("") if beside is not None else Path(".personalize-journal")
 
     @classmethod
-    def from_target_config(cls, path: str | Path, **overrides: Any) -> ServeSettings:
-        """Settings from a ``target-personalize`` (or tap) config JSON file, then ``overrides``.
+    def from_target(
+        cls,
+        config_file: str | Path | None = None,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> ServeSettings:
+        """Settings the target shares, from its variables, its config file, then ``overrides``.
 
-        Keys the server does not use are ignored, so the target's own file can be passed as is.
+        ``TARGET_PERSONALIZE_*`` variables (as Meltano sets them for the plugin's commands,
+        e.g. ``meltano invoke target-personalize:serve``) come first; the config JSON file
+        (the target's own: keys the server does not use are ignored) wins over them, and
+        ``overrides`` that are not ``None`` win over both.
+
+        Raises:
+            ValueError: naming the variable or file that holds a value of the wrong form.
         """
-        config = json.loads(Path(path).read_text(encoding="utf-8"))
-        if not isinstance(config, dict):
-            msg = f"{path}: expected a JSON object"
-            raise ValueError(msg)
-        known = {
-            name: config[name]
-            for name in ("database_url", "key_conversion", "objectives", "event_map")
-            if config.get(name) is not None
-        }
+        known = target_environment(os.environ if environ is None else environ)
+        if config_file is not None:
+            config = json.loads(Path(config_file).read_text(encoding="utf-8"))
+            if not isinstance(config, dict):
+                msg = f"{config_file}: expected a JSON object"
+                raise ValueError(msg)
+            known.update({name: config[name] for name in _SHARED if config.get(name) is not None})
         known.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**known)
+
+
+#: Settings of the target (and the tap's event_map) that the server uses too.
+_SHARED = ("database_url", "key_conversion", "objectives", "event_map")
+_PREFIX = "TARGET_PERSONALIZE_"
+
+
+def target_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The shared settings held in ``TARGET_PERSONALIZE_*`` variables.
+
+    ``OBJECTIVES`` and ``EVENT_MAP`` hold JSON objects; ``OBJECTIVES_<NAME>`` one weight each
+    (Meltano's form of the nested setting ``objectives.<name>``).
+
+    Raises:
+        ValueError: naming the variable whose value is not of the expected form.
+    """
+    found: dict[str, Any] = {}
+    for name in ("database_url", "key_conversion"):
+        value = environ.get(_PREFIX + name.upper())
+        if value:
+            found[name] = value
+    for name in ("objectives", "event_map"):
+        variable = _PREFIX + name.upper()
+        if environ.get(variable):
+            try:
+                value = json.loads(environ[variable])
+            except json.JSONDecodeError as error:
+                msg = f"{variable} is not JSON: {error}"
+                raise ValueError(msg) from None
+            if not isinstance(value, dict):
+                msg = f"{variable} must hold a JSON object"
+                raise ValueError(msg)
+            found[name] = value
+    weights = dict(found.get("objectives", {}))
+    for variable, value in sorted(environ.items()):
+        if variable.startswith(_PREFIX + "OBJECTIVES_") and value:
+            try:
+                weights[variable.removeprefix(_PREFIX + "OBJECTIVES_").lower()] = float(value)
+            except ValueError:
+                msg = f"{variable} must be a number, not {value!r}"
+                raise ValueError(msg) from None
+    if weights:
+        found["objectives"] = weights
+    return found

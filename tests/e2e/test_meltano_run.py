@@ -4,12 +4,16 @@ against local servers that speak Mixpanel's and Amplitude's export formats."""
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from target_personalize.engine import EventStore
@@ -137,3 +141,34 @@ def test_meltano_run_reads_mixpanel_and_amplitude_into_the_store(tmp_path: Path)
         assert no_session == [(6,)]
     state = _meltano(["state", "get", "dev:tap-clickstream--mixpanel-to-target-personalize"], env)
     assert "mixpanel_events" in state.stdout and "svc-secret" not in state.stdout
+    # The loader's `serve` command runs the HTTP API over the same store, with its settings.
+    assert _served_stats(env)["store_events"] == 70
+
+
+def _served_stats(env: dict[str, str]) -> dict[str, object]:
+    """`meltano invoke target-personalize:serve`'s /v1/stats, read over HTTP."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [str(MELTANO), "invoke", "target-personalize:serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/v1/stats?fresh=true", timeout=5)
+            except httpx.TransportError:
+                time.sleep(0.5)
+                continue
+            stats: dict[str, object] = answer.json()
+            return stats
+        raise AssertionError(f"the server did not answer: {server.communicate()[1][-3000:]}")
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=60)

@@ -12,6 +12,7 @@ from target_personalize.engine import EventStore, RankerError
 from target_personalize.serve import KeyRing, ServeSettings
 from target_personalize.serve.models import SegmentPage, SegmentTrack
 from target_personalize.serve.segment import from_segment, mapper
+from target_personalize.serve.settings import target_environment
 from tests.serve.conftest import running, seed_store
 
 
@@ -78,17 +79,52 @@ def test_settings_from_the_target_config(tmp_path: Path) -> None:
             }
         )
     )
-    settings = ServeSettings.from_target_config(config, host="127.0.0.1", key_conversion=None)
+    settings = ServeSettings.from_target(config, {}, host="127.0.0.1", key_conversion=None)
     assert settings.database_url == "duckdb:///x.duckdb"
     assert settings.key_conversion == "add_to_cart"
     assert settings.objectives == {"conversion": 1, "margin": 0.5}
     assert settings.journal_path() == Path("x.journal")
-    overridden = ServeSettings.from_target_config(config, key_conversion="purchase")
+    overridden = ServeSettings.from_target(config, {}, key_conversion="purchase")
     assert overridden.key_conversion == "purchase"
     with pytest.raises(RankerError):
         ServeSettings(objectives={"clicks": 1})
     with pytest.raises(ValueError, match="ack"):
         ServeSettings(ack="never")  # type: ignore[arg-type]
+
+
+def test_settings_from_the_targets_variables_then_its_config(tmp_path: Path) -> None:
+    environ = {
+        "TARGET_PERSONALIZE_DATABASE_URL": "postgresql+psycopg://me@db/shop",
+        "TARGET_PERSONALIZE_KEY_CONVERSION": "booking",
+        "TARGET_PERSONALIZE_OBJECTIVES_CONVERSION": "1.5",
+        "TARGET_PERSONALIZE_OBJECTIVES_MARGIN": "0.25",
+        "TARGET_PERSONALIZE_REFRESH_AFTER_LOAD": "true",  # the target's own: ignored
+    }
+    settings = ServeSettings.from_target(None, environ)
+    assert settings.database_url == "postgresql+psycopg://me@db/shop"
+    assert settings.key_conversion == "booking"
+    assert settings.objectives == {"conversion": 1.5, "margin": 0.25}
+    assert settings.ack == "commit"  # PostgreSQL: answered after the commit
+    config = tmp_path / "target.json"
+    config.write_text(json.dumps({"database_url": "duckdb:///shop.duckdb"}))
+    from_both = ServeSettings.from_target(config, environ, key_conversion="purchase")
+    assert from_both.database_url == "duckdb:///shop.duckdb"
+    assert from_both.key_conversion == "purchase"
+    assert from_both.ack == "journal"  # a DuckDB file: answered after the journal
+    assert ServeSettings.from_target(None, {}).database_url == "duckdb:///personalize.duckdb"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("TARGET_PERSONALIZE_OBJECTIVES_MARGIN", "lots", "TARGET_PERSONALIZE_OBJECTIVES_MARGIN"),
+        ("TARGET_PERSONALIZE_OBJECTIVES", "{conversion: 1}", "TARGET_PERSONALIZE_OBJECTIVES"),
+        ("TARGET_PERSONALIZE_EVENT_MAP", "[1]", "TARGET_PERSONALIZE_EVENT_MAP"),
+    ],
+)
+def test_a_bad_target_variable_is_named(variable: str, value: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        target_environment({variable: value})
 
 
 def test_segment_ecommerce_mapping() -> None:
