@@ -102,7 +102,11 @@ def prepare_store(args: argparse.Namespace, directory: Path) -> str:
 
 
 def start_server(
-    url: str, port: int, ack: str | None, flush_ms: float | None = None
+    url: str,
+    port: int,
+    ack: str | None,
+    flush_ms: float | None = None,
+    refresh_minutes: float | None = None,
 ) -> subprocess.Popen[bytes]:
     command = [
         sys.executable,
@@ -116,6 +120,7 @@ def start_server(
         "--log-level",
         "warning",
         *([] if ack is None else ["--ack", ack]),
+        *([] if refresh_minutes is None else ["--refresh-minutes", str(refresh_minutes)]),
         *([] if flush_ms is None else ["--flush-ms", str(flush_ms)]),
     ]
     env = {**os.environ, "PERSONALIZE_API_KEYS": "", "PERSONALIZE_API_KEYS_FILE": ""}
@@ -291,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--flush-ms", type=float, help="the server's --flush-ms")
     parser.add_argument(
+        "--refresh-minutes", type=float, help="the server's --refresh-minutes (default 10)"
+    )
+    parser.add_argument(
         "--crash",
         action="store_true",
         help="SIGKILL the server at the end, then start it again before counting the events",
@@ -305,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         url = prepare_store(args, directory)
         port = free_port()
         began = time.perf_counter()
-        process = start_server(url, port, args.ack, args.flush_ms)
+        process = start_server(url, port, args.ack, args.flush_ms, args.refresh_minutes)
         try:
             asyncio.run(wait_ready(port, process, timeout=300))
             startup = time.perf_counter() - began
@@ -321,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
             stop(process, crash=args.crash)
         if args.crash:
             # A new server replays what the killed one acknowledged but had not stored yet.
-            process = start_server(url, port, args.ack, args.flush_ms)
+            process = start_server(url, port, args.ack, args.flush_ms, args.refresh_minutes)
             try:
                 asyncio.run(wait_ready(port, process, timeout=300))
             finally:
@@ -369,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         "ingest_share": args.ingest_share,
         "ack": ack,
         "crash_and_restart": args.crash,
+        "refresh_minutes": args.refresh_minutes,
         "flush_ms": args.flush_ms,
         "server_startup_s": round(startup, 1),
         "server_cpu_s": round(cpu_used, 1),

@@ -53,6 +53,13 @@ __all__ = ["keys", "serve"]
     type=click.FloatRange(min=0),
     help="How long the writer gathers events into one store commit (default 0, journal 250).",
 )
+@click.option(
+    "--refresh-minutes",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="How often the model is brought up to date with the store in the background (0: never).",
+)
 @click.option("--log-level", default="info", show_default=True, help="uvicorn's log level.")
 def serve(
     *,
@@ -66,6 +73,7 @@ def serve(
     ack: str | None,
     journal_dir: str | None,
     flush_ms: float | None,
+    refresh_minutes: float,
     log_level: str,
 ) -> None:
     """Serve the HTTP API (events in, rankings out) and the dashboard at /."""
@@ -81,6 +89,7 @@ def serve(
         "ack": ack,
         "journal_dir": journal_dir,
         "flush_ms": flush_ms,
+        "refresh_seconds": refresh_minutes * 60,
     }
     # The default URL only applies when neither the config nor a TARGET_PERSONALIZE_ variable
     # names a store.

@@ -694,6 +694,21 @@ class RankerBase(abc.ABC):
             if len(values) > self.max_session_events:
                 del values[: len(values) - self.max_session_events]
 
+    def adopt_live(self, previous: RankerBase) -> None:
+        """Take over the live sessions of ``previous``, the model this one replaces.
+
+        For a model refreshed while serving: the sessions observed so far (including while
+        this one was fitted) keep answering, their items pointed at this model's vocabularies.
+
+        Raises:
+            ModelNotFittedError: before fit or load.
+        """
+        self.data  # noqa: B018 - raises when not fitted
+        self._live = previous._live
+        self._visitor_live = previous._visitor_live
+        if self._live:
+            self._remap_live(previous.items, previous.data.event_types)
+
     def forget(self, session_id: str) -> None:
         """Drop a live session."""
         session = self._live.pop(session_id, None)
@@ -777,8 +792,10 @@ class RankerBase(abc.ABC):
         current_session: int = -1
         if session_id is not None:
             live = self._live.get(session_id)
+            # A live session's stored copy (a model refitted while serving) is the same
+            # session: never its own history.
+            current_session = _find(data.session_keys, session_id)
             if live is None:
-                current_session = _find(data.session_keys, session_id)
                 if current_session >= 0:
                     session_rows = self._session_rows(current_session)
                     visitor = visitor or str(data.visitors[data.session_visitor[current_session]])

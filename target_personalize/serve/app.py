@@ -13,6 +13,7 @@ Endpoints (the OpenAPI document is at ``/openapi.json``, browsable at ``/docs``)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import math
@@ -267,15 +268,22 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.serving = ServingState(settings)
+        serving = app.state.serving = ServingState(settings)
         # The ranker's arrays and vocabularies live as long as the server: keep them out of
         # the garbage collector's generations, so collections stay short under load.
         gc.collect()
         gc.freeze()
+        refreshing = (
+            asyncio.create_task(serving.refresh_forever()) if settings.refresh_seconds > 0 else None
+        )
         try:
             yield
         finally:
-            app.state.serving.close()
+            if refreshing is not None:
+                refreshing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await refreshing
+            serving.close()
 
     app = FastAPI(
         title="personalize",

@@ -7,7 +7,9 @@ Events are group-committed: the writer takes every load waiting in its queue (ga
 only then resolves the requests' futures, so an answer of 200 means the events are committed.
 
 The ranker lives on the event loop's thread: ``observe``, ``recommend`` and ``rank`` are
-called there only, so they never run concurrently with each other.
+called there only, so they never run concurrently with each other. Every ``refresh_seconds``
+a worker thread brings the saved model up to date with the store (through its own connection)
+and the loop swaps it in, live sessions included.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+import anyio.to_thread
 import numpy as np
 
 from target_personalize.engine import (
@@ -92,6 +95,8 @@ class ServingState:
             raise RuntimeError(msg)
         self.ranker: RankerBase = ranker
         self.started = time.time()
+        self.model_refreshes = 0
+        self.model_refreshed_at: float | None = None
         self.events_received = 0
         self.events_stored = 0
         self.commits = 0
@@ -282,6 +287,54 @@ class ServingState:
         self.ranker.objectives = Objectives.parse(objectives)
         return self.ranker.objectives
 
+    # Model refresh
+
+    def refreshed_model(self) -> RankerBase:
+        """The saved model brought up to date with the store, and saved (a worker thread).
+
+        Reads through a connection of its own (DuckDB lets a process open its file twice),
+        so commits go on meanwhile; only sessions touched by loads since the model's last fit
+        are read (:meth:`RankerBase.update`).
+        """
+        with EventStore(self.settings.database_url) as reader:
+            ranker = refresh_ranker(
+                reader, create=True, key_conversion=self.settings.key_conversion
+            )
+        if ranker is None:  # pragma: no cover - create=True always returns a ranker
+            msg = "no ranker"
+            raise RuntimeError(msg)
+        return ranker
+
+    def swap_model(self, ranker: RankerBase) -> None:
+        """Serve ``ranker`` from now on, with the live sessions and objectives of the current one.
+
+        Event loop thread only: no request sees a half-swapped model.
+        """
+        ranker.adopt_live(self.ranker)
+        ranker.objectives = self.ranker.objectives
+        self.ranker = ranker
+        self.model_refreshes += 1
+        self.model_refreshed_at = time.time()
+
+    async def refresh_forever(self) -> None:
+        """Refresh the model every ``refresh_seconds``; a failed refresh keeps the current one."""
+        interval = self.settings.refresh_seconds
+        while True:
+            await asyncio.sleep(interval)
+            started = time.perf_counter()
+            try:
+                ranker = await anyio.to_thread.run_sync(self.refreshed_model)
+            except Exception:
+                logger.exception("Model refresh failed; still serving the previous model")
+                continue
+            self.swap_model(ranker)
+            logger.info(
+                "Refreshed the model in %.1f s: %d sessions, %d items",
+                time.perf_counter() - started,
+                ranker.data.n_sessions,
+                len(ranker.items),
+            )
+
     # Funnel, counts
 
     async def funnel(self, conversion: str | None, *, refresh: bool = False) -> dict[str, Any]:
@@ -322,5 +375,7 @@ class ServingState:
             "events_stored": self.events_stored,
             "events_last_minute": last_minute,
             "commits": self.commits,
+            "model_refreshes": self.model_refreshes,
+            "model_refreshed_at": self.model_refreshed_at,
             "uptime_seconds": round(now - self.started, 1),
         }

@@ -56,6 +56,9 @@ class ServeSettings:
         flush_ms: how long the writer waits for more events to join a commit (default 0 with
             ``ack="commit"``: it takes what is queued, and events arriving during a commit join
             the next one; 250 with ``ack="journal"``).
+        refresh_seconds: how often the model is brought up to date with the store in the
+            background and swapped in (0: never; the live sessions reflect new events anyway,
+            a refresh adds them to what every session's neighbours are found among).
         max_key_failures: wrong API keys a client (address) may present within
             ``key_failure_window_seconds`` before it is refused with 429 until the oldest
             leaves the window (0: no limit). Keys the server has verified still pass.
@@ -73,6 +76,7 @@ class ServeSettings:
     flush_ms: float | None = None
     max_key_failures: int = 10
     key_failure_window_seconds: float = 60.0
+    refresh_seconds: float = 600.0
 
     def __post_init__(self) -> None:
         if self.ack is None:

@@ -353,3 +353,53 @@ def test_live_sessions_survive_a_refit() -> None:
     after = ranker.recommend(session_id="live", k=3)
     assert [r.item_id for r in after][:2] == [r.item_id for r in before][:2]
     assert "E" in ranker.items.item_ids
+
+
+# A model refreshed while serving
+
+
+def test_a_refreshed_model_adopts_the_live_sessions_as_if_it_had_seen_them() -> None:
+    first = session_events(follows_sessions())
+    later = session_events([["N", "B"]] * 6, prefix="n", start=T0 + timedelta(days=1))
+    live = [
+        {
+            "source": "api",
+            "event_id": "l1",
+            "event_type": "product_view",
+            "event_ts": "2024-03-03T10:00:00Z",
+            "session_id": "live",
+            "items": [{"item_id": "A"}],
+        },
+        {
+            "source": "api",
+            "event_id": "l2",
+            "event_type": "product_view",
+            "event_ts": "2024-03-03T10:01:00Z",
+            "session_id": "live",
+            "items": [{"item_id": "only-live", "category": "misc"}],
+        },
+        {
+            "source": "api",
+            "event_id": "l3",
+            "event_type": "product_view",
+            "event_ts": "2024-03-03T10:02:00Z",
+            "user_id": "u-live",
+            "items": [{"item_id": "N"}],
+        },
+    ]
+    with store_with(first) as store:
+        serving = SessionRanker(random_state=0).fit(store)
+    for event in live:
+        serving.observe(event)
+    with store_with(first + later) as store:
+        refreshed = SessionRanker(random_state=0).fit(store)
+        expected = SessionRanker(random_state=0).fit(store)
+    refreshed.adopt_live(serving)
+    for event in live:
+        expected.observe(event)
+    for query in ({"session_id": "live"}, {"user_id": "u-live"}):
+        got = refreshed.recommend(**query, k=6)
+        assert got == expected.recommend(**query, k=6)
+    # The refreshed model knows N -> B, which the serving one did not.
+    assert refreshed.recommend(user_id="u-live", k=1, exclude_seen=True)[0].item_id == "B"
+    assert "only-live" in [r.item_id for r in refreshed.rank(["only-live"], session_id="live")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -117,7 +116,7 @@ def test_failures_block_a_client_until_they_leave_the_window() -> None:
 def test_a_client_guessing_keys_gets_429_but_known_keys_still_pass(tmp_path: Path) -> None:
     read_key, read_record = new_key("read")
     url = seed_store(tmp_path / "store.duckdb")
-    settings = ServeSettings(database_url=url, max_key_failures=3, key_failure_window_seconds=2)
+    settings = ServeSettings(database_url=url, max_key_failures=3, key_failure_window_seconds=30)
     with running(settings, keys=KeyRing([read_record])) as server:
         client = server.client
         good = {"X-API-Key": read_key}
@@ -126,11 +125,10 @@ def test_a_client_guessing_keys_gets_429_but_known_keys_still_pass(tmp_path: Pat
         assert [client.get("/v1/stats", headers=guess).status_code for _ in range(3)] == [401] * 3
         blocked = client.get("/v1/stats", headers=guess)
         assert blocked.status_code == 429
-        assert 1 <= int(blocked.headers["retry-after"]) <= 2
+        assert 1 <= int(blocked.headers["retry-after"]) <= 30
         assert "too many wrong API keys" in blocked.json()["detail"]
         assert client.get("/v1/stats", headers=good).status_code == 200
-        time.sleep(2.1)
-        assert client.get("/v1/stats", headers=guess).status_code == 401
+        # (The window's expiry is tested on FailureLimiter with a clock of its own.)
 
 
 def test_keys_command(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import msgspec
@@ -197,3 +198,48 @@ def test_segment_ecommerce_mapping() -> None:
         to_type,
     )
     assert filtered["filters"] == {"brand": "acme"}
+
+
+def test_the_model_is_refreshed_in_the_background_and_learns_the_new_sessions(
+    tmp_path: Path,
+) -> None:
+    url = seed_store(tmp_path / "store.duckdb")
+    settings = ServeSettings(database_url=url, refresh_seconds=0.5)
+
+    def view(session: str, item: str, category: str) -> dict[str, object]:
+        return {
+            "event_id": f"{session}-{item}",
+            "event_name": "Product Viewed",
+            "event_ts": "2024-05-02T10:00:00Z",
+            "session_id": session,
+            "items": [{"item_id": item, "category": category}],
+        }
+
+    def top(session: str) -> str:
+        answer = server.client.get(
+            "/v1/recommendations", params={"session_id": session, "k": 3, "exclude_seen": "true"}
+        ).json()
+        return str(answer["items"][0]["item_id"])
+
+    with running(settings, keys=KeyRing([])) as server:
+        client = server.client
+        sessions = client.get("/v1/model").json()["sessions"]
+        refreshes = client.get("/v1/stats").json()["model_refreshes"]
+        client.post("/v1/events", json=view("early", "kite", "toys")).raise_for_status()
+        # Sessions that pair the two new items, stored through the API.
+        batch = [
+            view(f"pair{n}", item, c)
+            for n in range(5)
+            for item, c in (("kite", "toys"), ("string", "tools"))
+        ]
+        client.post("/v1/events", json=batch).raise_for_status()
+        deadline = time.monotonic() + 30
+        while client.get("/v1/stats").json()["model_refreshes"] < refreshes + 2:
+            assert time.monotonic() < deadline, "no refresh within 30 s"
+            time.sleep(0.2)
+        # The swapped-in model holds the 6 new sessions and learned kite -> string; the live
+        # session kept its events.
+        assert client.get("/v1/model").json()["sessions"] == sessions + 6
+        assert top("early") == "string"
+        client.post("/v1/events", json=view("late", "kite", "toys")).raise_for_status()
+        assert top("late") == "string"
