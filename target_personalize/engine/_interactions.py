@@ -580,16 +580,17 @@ def interactions_from_store(
         f"JOIN ({event_items_sql(store.dialect)}) ei "
         f"ON s.source = ei.source AND s.event_id = ei.event_id"
     )
+    if min_loaded_at is not None:
+        # Whole sessions that received an event since: only those rows are materialized.
+        where.append(
+            f"s.session_key IN (SELECT session_key FROM ({sessionized_events_sql()}) touched "
+            "WHERE touched.loaded_at >= %s)"
+        )
+        params.append(min_loaded_at)
     if where:
         body += " WHERE " + " AND ".join(where)
     store.query(f"CREATE TEMP TABLE {table} AS {body}", params)
     try:
-        if min_loaded_at is not None:
-            store.query(
-                f"DELETE FROM {table} WHERE session_key NOT IN "
-                f"(SELECT session_key FROM {table} WHERE loaded_at >= %s)",
-                [min_loaded_at],
-            )
         return _read_table(store, table)
     finally:
         store.query(f"DROP TABLE IF EXISTS {table}")

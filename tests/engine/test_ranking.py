@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -242,14 +243,22 @@ def test_known_user_gets_their_history() -> None:
 # Incremental refits and persistence next to the store
 
 
-def test_update_reads_only_new_loads_and_matches_a_full_fit() -> None:
+@pytest.mark.parametrize(
+    "database", ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_update_reads_only_new_loads_and_matches_a_full_fit(database: str) -> None:
     first = session_events(follows_sessions())
     later = session_events(
         [["C", "E"], ["C", "E"], ["C", "E"]], start=T0 + timedelta(hours=5), prefix="t"
     )
     # One old session grows too.
     grown = session_events([["A", "B", "E"]], prefix="s")
-    with store_with(first) as store:
+    with contextlib.ExitStack() as stack:
+        if database == "duckdb":
+            store = stack.enter_context(store_with(first))
+        else:
+            store = stack.enter_context(EventStore(stack.enter_context(postgres_schema_url())))
+            store.load_events(first)
         ranker = SessionRanker().fit(store)
         before = len(ranker.data)
         store.load_events(later + grown)
