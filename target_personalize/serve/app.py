@@ -363,7 +363,8 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
         The body is one event, a JSON array of events, or Segment's ``{"batch": [...]}``; each
         event is a canonical event or a Segment ``track``/``page`` call. An invalid event makes
         the whole request fail with 422 (nothing stored) unless ``partial=true``. The answer
-        comes once the events are committed.
+        comes once the events are durable: flushed to the server's write-ahead journal, or
+        committed in the store (the server's ``--ack``).
         """
         try:
             body = _decode(await request.body())

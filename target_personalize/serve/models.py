@@ -126,7 +126,9 @@ class EventError(BaseModel):
 class IngestResult(BaseModel):
     """What a POST /v1/events did."""
 
-    accepted: int = Field(description="Events stored (committed) and applied to live sessions.")
+    accepted: int = Field(
+        description="Events stored (journaled or committed) and applied to live sessions."
+    )
     duplicates: int = Field(
         description="Of those, events this server had already received (stored once, not "
         "applied to their session again)."

@@ -4,7 +4,9 @@ DuckDB allows one writing process, and a connection is not shared between thread
 every store access (event loads, funnel mining, counts) runs on a single thread, in order.
 Events are group-committed: the writer takes every load waiting in its queue (gathering for
 ``flush_ms`` more), stores them with one ``EventStore.load_events`` call (one transaction), and
-only then resolves the requests' futures, so an answer of 200 means the events are committed.
+only then resolves the requests' futures. With ``ack="commit"`` a request waits for that; with
+``ack="journal"`` (the default for a DuckDB file) a journal thread first appends the events to
+the write-ahead journal and flushes it to disk, and the request waits only for that.
 
 The ranker lives on the event loop's thread: ``observe``, ``recommend`` and ``rank`` are
 called there only, so they never run concurrently with each other. Every ``refresh_seconds``
@@ -222,7 +224,7 @@ class ServingState:
         return result
 
     async def store_events(self, records: list[dict[str, Any]]) -> None:
-        """Store canonical events; returns once they are committed.
+        """Store canonical events; returns once they are committed, or journaled (``ack``).
 
         Raises:
             EngineError: when the store cannot write them.
