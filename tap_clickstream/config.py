@@ -194,7 +194,7 @@ GA4 = th.ObjectType(
         title="Property ID",
         description=(
             "Numeric GA4 property id (Admin > Property details), not the G- measurement id "
-            "(stream ga4_report_rows, Data API)."
+            "(Data API: a stream ga4_report_<name> per report)."
         ),
     ),
     th.Property(
@@ -372,7 +372,8 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         GA4,
         title="Google Analytics 4",
         description=(
-            "GA4 BigQuery export (stream ga4_events) and Data API reports (stream ga4_report_rows)."
+            "GA4 BigQuery export (stream ga4_events) and Data API reports (a stream "
+            "ga4_report_<name> per report)."
         ),
     ),
     th.Property(

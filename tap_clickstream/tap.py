@@ -18,7 +18,7 @@ if t.TYPE_CHECKING:
 
 
 class TapClickstream(Tap):
-    """Event-level clickstream from Mixpanel, Amplitude and event files, as canonical events."""
+    """Event-level clickstream from GA4, Mixpanel, Amplitude, Snowplow and files, as canonical events."""
 
     name = "tap-clickstream"
     package_name = "clickstream-personalize"
@@ -42,7 +42,7 @@ class TapClickstream(Tap):
     @override
     def discover_streams(self) -> list[EventStream]:
         return [
-            stream_class(tap=self)
+            stream
             for provider in active_providers(self.config)
-            for stream_class in provider.streams
+            for stream in provider.build_streams(self)
         ]

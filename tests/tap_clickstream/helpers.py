@@ -71,13 +71,17 @@ class _ListHandler(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def run_tap(config: dict[str, Any], state: dict[str, Any] | None = None) -> SyncResult:
-    """Sync in-process, as ``tap-clickstream --config ... [--state ...]`` would.
+def run_tap(
+    config: dict[str, Any],
+    state: dict[str, Any] | None = None,
+    catalog: dict[str, Any] | None = None,
+) -> SyncResult:
+    """Sync in-process, as ``tap-clickstream --config ... [--state ...] [--catalog ...]`` would.
 
     An exception the sync ends with is returned in ``error``, with everything emitted
     before it, as a sync that exits non-zero would leave it.
     """
-    tap = TapClickstream(config=config, state=state, parse_env_config=False)
+    tap = TapClickstream(config=config, catalog=catalog, state=state, parse_env_config=False)
     handler = _ListHandler()
     root = logging.getLogger()
     root.addHandler(handler)

@@ -42,6 +42,10 @@ def test_every_provider_names_its_settings_block() -> None:
     assert {p.key for p in Provider} == {
         "mixpanel", "amplitude", "ga4", "snowplow", "files", "catalog",
     }  # fmt: skip
+    ga4 = {"export_url": "duckdb:///x.duckdb", "property_id": "1", "api_endpoint": "http://x"}
+    tap = TapClickstream(config={"ga4": ga4}, parse_env_config=False)
     for provider in Provider:
-        for stream_class in provider.streams:
-            assert stream_class.settings_key == provider.key
+        streams = provider.build_streams(tap)
+        assert streams, provider
+        for stream in streams:
+            assert stream.settings_key == provider.key

@@ -1,4 +1,4 @@
-"""GA4 streams: ``ga4_events`` (BigQuery export) and ``ga4_report_rows`` (Data API)."""
+"""GA4 streams: ``ga4_events`` (BigQuery export) and ``ga4_report_<name>`` (Data API reports)."""
 
 from __future__ import annotations
 
@@ -27,9 +27,17 @@ if t.TYPE_CHECKING:
 
     from google.analytics.data_v1beta import BetaAnalyticsDataClient
     from google.analytics.data_v1beta.types import RunReportResponse
+    from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
-__all__ = ["GA4EventsStream", "GA4ReportRowsStream", "configured_reports", "export_tables"]
+__all__ = [
+    "GA4EventsStream",
+    "GA4ReportStream",
+    "ReportSession",
+    "configured_reports",
+    "export_tables",
+    "ga4_streams",
+]
 
 #: ``MetricType.TYPE_INTEGER`` (the REST transport asks for enums as integers).
 _TYPE_INTEGER = 1
@@ -170,19 +178,52 @@ def configured_reports(block: Mapping[str, t.Any]) -> list[dict[str, t.Any]]:
     return [dict(report) for report in reports]
 
 
-class GA4ReportRowsStream(EventStream):
-    """Aggregate rows of GA4 Data API reports (``runReport``), every configured report.
+def ga4_streams(tap: Tap) -> list[EventStream]:
+    """The export stream, and one report stream per configured report (with a property id)."""
+    block = dict(tap.config.get("ga4") or {})
+    streams: list[EventStream] = [GA4EventsStream(tap=tap)]
+    if block.get("property_id"):
+        session = ReportSession(block)
+        streams += [GA4ReportStream(tap, report, session) for report in configured_reports(block)]
+    return streams
 
-    Each configured report (``ga4.reports``; by default event counts per day, event, page and
-    session source) is requested one property-local day at a time, paged by ``offset`` up to
-    the response's ``rowCount``. Each report's bookmark advances once a day is read whole;
-    the last ``ga4.lookback_days`` days are read again, as GA4 restates them. Quota is read
-    from every response (``returnPropertyQuota``): when a token bucket runs low, or GA4
-    answers RESOURCE_EXHAUSTED for tokens, the stream stops cleanly at the last whole day and
-    the next run resumes there.
+
+class ReportSession:
+    """What the report streams of one run share: the Data API client, and the property's quota.
+
+    Args:
+        block: the ``ga4`` settings.
     """
 
-    name = "ga4_report_rows"
+    def __init__(self, block: Mapping[str, t.Any]) -> None:
+        self.block = block
+        #: Why requests stopped for this run (a token bucket ran low), if they did.
+        self.quota_stop: str | None = None
+
+    @functools.cached_property
+    def client(self) -> BetaAnalyticsDataClient:
+        """The Data API client (REST transport)."""
+        return build_client(self.block)
+
+
+class GA4ReportStream(EventStream):
+    """Aggregate rows of one GA4 Data API report (``runReport``): stream ``ga4_report_<name>``.
+
+    Each configured report (``ga4.reports``; by default ``events``: event counts per day,
+    event, page and session source) is its own stream, so it can be selected on its own and
+    keeps its own state. It is requested one property-local day at a time, paged by ``offset``
+    up to the response's ``rowCount``; the bookmark advances once a day is read whole, and the
+    last ``ga4.lookback_days`` days are read again, as GA4 restates them. Quota is read from
+    every response (``returnPropertyQuota``) and shared by the report streams: when a token
+    bucket runs low, or GA4 answers RESOURCE_EXHAUSTED for tokens, requests stop cleanly at
+    the last whole day of each report and the next run resumes there.
+
+    Args:
+        tap: the tap.
+        report: the report (name, dimensions, metrics).
+        session: the client and quota shared with the other report streams.
+    """
+
     settings_key = "ga4"
     replication_key = "event_ts"
     #: Tries per request on server errors and brief (concurrency) limits.
@@ -190,14 +231,10 @@ class GA4ReportRowsStream(EventStream):
     #: First wait between tries, doubled each time (seconds).
     retry_wait: t.ClassVar[float] = 1.0
 
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.quota_stop: str | None = None
-
-    @functools.cached_property
-    def client(self) -> BetaAnalyticsDataClient:
-        """The Data API client (REST transport)."""
-        return build_client(self.settings)
+    def __init__(self, tap: Tap, report: Mapping[str, t.Any], session: ReportSession) -> None:
+        self.report = dict(report)
+        self.session = session
+        super().__init__(tap=tap, name=f"ga4_report_{self.report['name']}")
 
     def days(self, saved: Mapping[str, t.Any], tz: ZoneInfo) -> list[date]:
         """The property-local days this sync requests for a report, oldest first.
@@ -223,21 +260,13 @@ class GA4ReportRowsStream(EventStream):
 
     @override
     def read_events(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
-        if not self.settings.get("property_id"):
-            self.logger.info("ga4.property_id is not set: no GA4 reports to read")
+        report = self.report
+        if self.session.quota_stop:
+            self.logger.warning(
+                "GA4 report %s not read this run: %s", report["name"], self.session.quota_stop
+            )
             return
-        for report in configured_reports(self.settings):
-            if self.quota_stop:
-                self.logger.warning(
-                    "GA4 report %s not read this run: %s", report["name"], self.quota_stop
-                )
-                continue
-            yield from self._read_report(context, report)
-
-    def _read_report(
-        self, context: Context | None, report: dict[str, t.Any]
-    ) -> Iterator[dict[str, t.Any]]:
-        saved = (self.get_context_state(context).get("reports") or {}).get(report["name"]) or {}
+        saved = self.get_context_state(context)
         tz = _zone(saved.get("time_zone"))
         for day in self.days(saved, tz):
             for response in self._pages(report, day):
@@ -246,23 +275,13 @@ class GA4ReportRowsStream(EventStream):
                 if response.metadata.time_zone:
                     tz = _zone(response.metadata.time_zone)
                 yield from self._rows(report, day, tz, response)
-            self._complete_day(context, report["name"], day, tz)
-
-    def _complete_day(self, context: Context | None, report: str, day: date, tz: ZoneInfo) -> None:
-        """Save that ``report`` is read whole up to ``day``, and emit STATE.
-
-        Each report keeps its own ``last_date``; the stream's bookmark is the oldest report's
-        (every row before it has been emitted).
-        """
-        state = self.get_context_state(context)
-        reports = dict(state.get("reports") or {})
-        end = datetime.combine(day + timedelta(days=1), time(), tz).astimezone(UTC)
-        reports[report] = {
-            "last_date": day.isoformat(),
-            "time_zone": tz.key,
-            "bookmark": format_ts(min(end, self.sync_started_at)),
-        }
-        self.complete_window(context, min(r["bookmark"] for r in reports.values()), reports=reports)
+            end = datetime.combine(day + timedelta(days=1), time(), tz).astimezone(UTC)
+            self.complete_window(
+                context,
+                format_ts(min(end, self.sync_started_at)),
+                last_date=day.isoformat(),
+                time_zone=tz.key,
+            )
 
     def _pages(self, report: dict[str, t.Any], day: date) -> Iterator[RunReportResponse | None]:
         """The responses for one report and day, page by page; None when quota stops us."""
@@ -276,7 +295,7 @@ class GA4ReportRowsStream(EventStream):
         page_size = int(self.settings.get("page_size") or settings.DEFAULT_PAGE_SIZE)
         offset = 0
         while True:
-            if self.quota_stop:
+            if self.session.quota_stop:
                 yield None
                 return
             request = RunReportRequest(
@@ -304,7 +323,7 @@ class GA4ReportRowsStream(EventStream):
         where = f"report {report}, {day}"
         for attempt in range(1, self.max_tries + 1):
             try:
-                return self.client.run_report(request, retry=None, timeout=120.0)
+                return self.session.client.run_report(request, retry=None, timeout=120.0)
             except (exceptions.Unauthorized, exceptions.Forbidden) as error:
                 raise FatalAPIError(
                     f"GA4 refused the request for {where}: check ga4.property_id and "
@@ -323,10 +342,10 @@ class GA4ReportRowsStream(EventStream):
             ) as error:
                 message = getattr(error, "message", None) or str(error)
                 if is_quota_error(error):
-                    self.quota_stop = f"GA4 quota exhausted ({message})"
+                    self.session.quota_stop = f"GA4 quota exhausted ({message})"
                     self.logger.warning(
                         "%s at %s: stopping; the next run resumes at this day",
-                        self.quota_stop,
+                        self.session.quota_stop,
                         where,
                     )
                     return None
@@ -350,8 +369,8 @@ class GA4ReportRowsStream(EventStream):
     def _check_quota(self, response: RunReportResponse) -> None:
         low = exhausted_buckets(response.property_quota, settings.QUOTA_RESERVE_TOKENS)
         if low:
-            self.quota_stop = f"GA4 quota nearly exhausted ({', '.join(low)})"
-            self.logger.warning("%s: no more requests this run", self.quota_stop)
+            self.session.quota_stop = f"GA4 quota nearly exhausted ({', '.join(low)})"
+            self.logger.warning("%s: no more requests this run", self.session.quota_stop)
 
     def _rows(
         self, report: dict[str, t.Any], day: date, tz: ZoneInfo, response: RunReportResponse

@@ -1,7 +1,8 @@
 """The singer-sdk standard tap tests for the GA4 streams.
 
 ``ga4_events`` reads a DuckDB file laid out like the BigQuery export (records and repeated
-records); ``ga4_report_rows`` talks to a local fake of the Data API's REST transport
+records); the report streams (``ga4_report_events``, ``ga4_report_hourly_sales``) talk to a
+local fake of the Data API's REST transport
 (``tests/fakes/ga4.py``), paged two rows at a time and failing once with a 503 first. Both
 are set up when this module is imported, because the SDK's test factory discovers the streams
 at import time and syncs once in a class-scoped fixture.
@@ -58,7 +59,8 @@ CONFIG = {
 # GA4 has no faceted-filter field, so ``filters`` is always null on its streams: the
 # per-attribute tests would warn "no records" for it. (That records exist at all is checked
 # below, per stream.)
-SUITE = SuiteConfig(ignore_no_records_for_streams=["ga4_events", "ga4_report_rows"])
+REPORT_STREAMS = ["ga4_report_events", "ga4_report_hourly_sales"]
+SUITE = SuiteConfig(ignore_no_records_for_streams=["ga4_events", *REPORT_STREAMS])
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -84,11 +86,12 @@ class TestTapClickstreamGA4(
         assert final["last_table"] == "events_20240303"
 
     def test_report_rows_are_aggregates_read_page_by_page(self, runner: TapTestRunner) -> None:
-        records = runner.records["ga4_report_rows"]
+        records = [r for name in REPORT_STREAMS for r in runner.records[name]]
         ids = [r["event_id"] for r in records]
         assert len(ids) == len(set(ids))
         assert all(r["source"] == "ga4_report" and r["is_aggregate"] for r in records)
-        events = [r for r in records if r["properties"]["report"] == "events"]
+        events = runner.records["ga4_report_events"]
+        assert {r["properties"]["report"] for r in events} == {"events"}
         # 3 days x 5 rows (2024-03-04 has none); event counts add up to the facts'.
         assert len(events) == 15
         assert sum(r["event_count"] for r in events) == sum(f["eventCount"] for f in FACTS)
@@ -99,10 +102,9 @@ class TestTapClickstreamGA4(
         assert FAKE.requests[0]["status"] == 503  # retried
 
     def test_report_bookmarks_per_report(self, runner: TapTestRunner) -> None:
-        final = runner.state_messages[-1]["value"]["bookmarks"]["ga4_report_rows"]
-        assert {n: r["last_date"] for n, r in final["reports"].items()} == {
-            "events": "2024-03-04",
-            "hourly_sales": "2024-03-04",
-        }
-        # The end of 2024-03-04 (no data: read whole all the same) in New York, in UTC.
-        assert final["replication_key_value"] == "2024-03-05T05:00:00.000000Z"
+        final = runner.state_messages[-1]["value"]["bookmarks"]
+        for name in REPORT_STREAMS:
+            assert final[name]["last_date"] == "2024-03-04"
+            assert final[name]["time_zone"] == "America/New_York"
+            # The end of 2024-03-04 (no data: read whole all the same) in New York, in UTC.
+            assert final[name]["replication_key_value"] == "2024-03-05T05:00:00.000000Z"

@@ -196,16 +196,16 @@ def test_registry_turns_on_the_ga4_streams() -> None:
     cfg = {"ga4": {"export_url": "duckdb:///x.duckdb"}}
     assert active_providers(cfg) == [Provider.GA4]
     tap = TapClickstream(config=cfg, parse_env_config=False)
-    assert sorted(tap.streams) == [STREAM, "ga4_report_rows"]
-    for stream in tap.streams.values():
+    assert sorted(tap.streams) == [STREAM]  # no property id: no report streams
+    reports = {
+        "property_id": "123",
+        "api_endpoint": "http://127.0.0.1:1",
+        "reports": [{"name": "daily", "metrics": ["eventCount"]}],
+    }
+    both = TapClickstream(config={"ga4": {**cfg["ga4"], **reports}}, parse_env_config=False)
+    assert sorted(both.streams) == [STREAM, "ga4_report_daily"]
+    for stream in both.streams.values():
         assert (stream.primary_keys, stream.replication_key) == (["source", "event_id"], "event_ts")
-
-
-def test_without_property_id_the_report_stream_is_quiet(export: tuple[Path, str]) -> None:
-    result = run_tap(config(export[1]))
-    assert result.error is None
-    assert result.records("ga4_report_rows") == []
-    assert "ga4.property_id is not set" in result.log_text
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""``ga4_report_rows`` against the fake Data API: fields, time zones, paging, quota, resume."""
+"""``ga4_report_<name>`` streams against the fake Data API: fields, time zones, paging, quota,
+resume."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from singer_sdk.exceptions import FatalAPIError
 
 from tap_clickstream.config import validate_config
 from tap_clickstream.sources.ga4.client import build_client
-from tap_clickstream.sources.ga4.streams import GA4ReportRowsStream
+from tap_clickstream.sources.ga4.streams import GA4ReportStream
+from tap_clickstream.tap import TapClickstream
 from tests.fakes.ga4 import FakeGA4
 from tests.tap_clickstream.helpers import FIXTURES, load_jsonl, run_tap
 
-STREAM = "ga4_report_rows"
+STREAM = "ga4_report_events"  # the default report's stream
+HOURLY_STREAM = "ga4_report_hourly"
 FACTS = load_jsonl(FIXTURES / "ga4" / "report_facts.jsonl")
 HOURLY = {
     "name": "hourly",
@@ -34,7 +37,7 @@ def fake() -> Iterator[FakeGA4]:
 @pytest.fixture(autouse=True)
 def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
     # Retries against the fake need not wait out a real backoff.
-    monkeypatch.setattr(GA4ReportRowsStream, "retry_wait", 0.0)
+    monkeypatch.setattr(GA4ReportStream, "retry_wait", 0.0)
 
 
 def config(fake: FakeGA4, **ga4: Any) -> dict[str, Any]:
@@ -68,10 +71,28 @@ def test_default_report_and_fields(fake: FakeGA4) -> None:
     assert home["utm_source"] is None  # "(direct)"
 
 
+def test_each_report_is_a_stream_that_can_be_selected_alone(fake: FakeGA4) -> None:
+    cfg = config(fake, reports=[HOURLY, {**HOURLY, "name": "second"}])
+    catalog = TapClickstream(config=cfg, parse_env_config=False).catalog_dict
+    names = [entry["tap_stream_id"] for entry in catalog["streams"]]
+    assert names == ["ga4_events", HOURLY_STREAM, "ga4_report_second"]
+    for entry in catalog["streams"]:
+        for meta in entry["metadata"]:
+            if not meta["breadcrumb"]:
+                meta["metadata"]["selected"] = entry["tap_stream_id"] == "ga4_report_second"
+    result = run_tap(cfg, catalog=catalog)
+    assert result.error is None
+    assert {m["stream"] for m in result.messages if m["type"] == "RECORD"} == {"ga4_report_second"}
+    assert set(result.states[-1]["bookmarks"]) == {"ga4_report_second"}
+    assert len(fake.bodies) == 3  # one request a day, for the selected report only
+    assert {r["properties"]["report"] for r in result.records("ga4_report_second")} == {"second"}
+
+
 def test_hourly_report_times_revenue_and_search(fake: FakeGA4) -> None:
     result = run_tap(config(fake, reports=[HOURLY]))
     assert result.error is None
-    rows = result.records(STREAM)
+    assert result.records(STREAM) == []  # configured reports replace the default one
+    rows = result.records(HOURLY_STREAM)
     purchase = next(r for r in rows if r["order_id"] == "T-20240302")
     # dateHour 2024030223 in New York (EST, UTC-5) is 04:00 UTC the next day.
     assert purchase["event_ts"] == "2024-03-03T04:00:00.000000Z"
@@ -103,7 +124,7 @@ def test_quota_running_low_stops_cleanly_and_the_next_run_resumes(fake: FakeGA4)
     assert "GA4 quota nearly exhausted (tokens_per_hour" in first.log_text
     assert len(fake.bodies) == 5
     state = first.states[-1]
-    assert state["bookmarks"][STREAM]["reports"]["events"]["last_date"] == "2024-03-01"
+    assert state["bookmarks"][STREAM]["last_date"] == "2024-03-01"
 
     fake.tokens_per_hour = 40_000  # the next hour
     second = run_tap(config(fake, page_size=2, lookback_days=0), state=state)
@@ -112,22 +133,23 @@ def test_quota_running_low_stops_cleanly_and_the_next_run_resumes(fake: FakeGA4)
     assert days == {"2024-03-02", "2024-03-03"}
     ids = {r["event_id"] for r in first.records(STREAM) + second.records(STREAM)}
     assert len(ids) == 15
-    assert second.states[-1]["bookmarks"][STREAM]["reports"]["events"]["last_date"] == (
-        "2024-03-03"
-    )
+    assert second.states[-1]["bookmarks"][STREAM]["last_date"] == "2024-03-03"
 
 
 def test_resource_exhausted_stops_cleanly_at_the_last_whole_day(fake: FakeGA4) -> None:
     # Requests dearer than the reserve the stream keeps: two go through, the third finds too
     # few tokens and gets 429 RESOURCE_EXHAUSTED.
     fake.tokens_per_hour, fake.cost = 50, 20
-    result = run_tap(config(fake, lookback_days=0, reports=[HOURLY, {**HOURLY, "name": "b"}]))
+    # Streams sync in name order: ga4_report_hourly, then ga4_report_later.
+    reports = [HOURLY, {**HOURLY, "name": "later"}]
+    result = run_tap(config(fake, lookback_days=0, reports=reports))
     assert result.error is None
     assert "GA4 quota" in result.log_text
-    assert "GA4 report b not read this run" in result.log_text
+    assert "GA4 report later not read this run" in result.log_text
     assert [r["status"] for r in fake.requests] == [200, 200, 429]
-    saved = result.states[-1]["bookmarks"][STREAM]
-    assert {n: r["last_date"] for n, r in saved["reports"].items()} == {"hourly": "2024-03-02"}
+    saved = result.states[-1]["bookmarks"]
+    assert saved[HOURLY_STREAM]["last_date"] == "2024-03-02"
+    assert not saved.get("ga4_report_later")  # nothing read: no bookmark
 
 
 def test_lookback_reads_recent_days_again(fake: FakeGA4) -> None:
@@ -144,7 +166,7 @@ def test_server_errors_are_retried_then_fail_with_state_kept(fake: FakeGA4) -> N
     fake.fail_next(503, {"Content-Type": "application/json"}, unavailable)
     ok = run_tap(config(fake, lookback_days=0))
     assert ok.error is None and len(ok.records(STREAM)) == 15
-    for _ in range(GA4ReportRowsStream.max_tries):
+    for _ in range(GA4ReportStream.max_tries):
         fake.fail_next(503, {"Content-Type": "application/json"}, unavailable)
     failed = run_tap(config(fake, lookback_days=1), state=ok.states[-1])
     assert failed.error is not None and "failed 5 times" in str(failed.error)
