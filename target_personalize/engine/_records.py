@@ -222,7 +222,15 @@ def coerce_item(record: Mapping[str, Any]) -> tuple[Any, ...]:
         InvalidEventError: naming the field that is missing or of the wrong type.
     """
     extra = {k: v for k, v in record.items() if k not in ITEM_COLUMNS and not k.startswith("_sdc_")}
-    merged = {**record, "properties": {**extra, **(record.get("properties") or {})}}
+    given = record.get("properties")
+    if isinstance(given, str):  # JSON text, as a database or a CSV file holds it
+        try:
+            given = json.loads(given)
+        except ValueError as error:
+            raise InvalidEventError("properties", f"not JSON: {error}") from None
+    if given is not None and not isinstance(given, Mapping):
+        raise InvalidEventError("properties", f"expected an object, got {type(given).__name__}")
+    merged = {**record, "properties": {**extra, **(given or {})}}
     row: list[Any] = []
     for name, convert in _ITEM_CONVERTERS:
         try:

@@ -116,6 +116,26 @@ def test_items_catalog_upserts_by_item_id(store_url: str) -> None:
         assert rows == [("a", 11.0), ("b", 5.0)]
 
 
+def test_item_properties_may_be_json_text_and_bad_ones_are_rejects(store_url: str) -> None:
+    with EventStore(store_url) as store:
+        result = store.load_items(
+            [
+                {"item_id": "a", "properties": '{"colour": "red"}', "size": "M"},
+                {"item_id": "b", "properties": "{not json"},
+                {"item_id": "c", "properties": "[1, 2]"},
+            ]
+        )
+        assert result.loaded == 1
+        assert [(r.event_key, r.field) for r in result.rejects] == [
+            ("b", "properties"),
+            ("c", "properties"),
+        ]
+        assert "expected an object" in result.rejects[1].reason
+        (properties,) = store.query("SELECT properties FROM items WHERE item_id = 'a'")[0]
+        loaded = json.loads(properties) if isinstance(properties, str) else properties
+        assert loaded == {"colour": "red", "size": "M"}
+
+
 def test_summary_counts_users_sessions_items_and_span(store_url: str) -> None:
     with EventStore(store_url) as store:
         store.load_events([event(n) for n in range(20)])
