@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -42,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -99,6 +101,41 @@ def prepare_store(args: argparse.Namespace, directory: Path) -> str:
     from bench.ranking import make_shop  # noqa: PLC0415 - needs ROOT on sys.path
 
     return make_shop(directory, args.events, args.items)
+
+
+@contextlib.contextmanager
+def postgres_copy(server: str, shop_url: str, directory: Path) -> Iterator[str]:
+    """The generated shop in a new schema of the PostgreSQL database ``server``, dropped after."""
+    import psycopg  # noqa: PLC0415
+
+    from target_personalize.engine import EVENT_COLUMNS, ITEM_COLUMNS, EventStore  # noqa: PLC0415
+
+    schema = f"bench_serve_{os.getpid()}"
+    joiner = "&" if "?" in server else "?"
+    url = f"{server}{joiner}options=-csearch_path%3D{schema}"
+    conninfo = server.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(conninfo, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        try:
+            began = time.perf_counter()
+            with EventStore(shop_url) as shop, EventStore(url) as store:
+                export = directory / "events.parquet"
+                shop.query(
+                    f"COPY (SELECT {', '.join(EVENT_COLUMNS)} FROM events) TO '{export}' "
+                    "(FORMAT parquet)"
+                )
+                loaded = store.load_event_files([str(export)], "parquet")
+                names = list(ITEM_COLUMNS)
+                rows = shop.query(f"SELECT {', '.join(names)} FROM items")
+                store.load_items([dict(zip(names, row, strict=True)) for row in rows])
+            print(
+                f"copied {loaded.loaded:,} events and {len(rows):,} items to PostgreSQL schema "
+                f"{schema} in {time.perf_counter() - began:.1f} s",
+                file=sys.stderr,
+            )
+            yield url
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def start_server(
@@ -289,6 +326,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--database-url", help="a DuckDB store to copy instead of generating")
     parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="serve a PostgreSQL store: the shop is copied into a new schema of this database "
+        "(e.g. postgresql+psycopg://postgres@127.0.0.1/test), dropped at the end",
+    )
+    parser.add_argument(
         "--ack",
         choices=["commit", "journal"],
         help="the server's --ack: answer ingest after the store commit or after the journal "
@@ -305,12 +348,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="write the figures here too")
     args = parser.parse_args(argv)
-    ack = args.ack or "journal"  # what the server does for a DuckDB file unless told
+    # What the server does unless told: journal for a DuckDB file, commit for PostgreSQL.
+    ack = args.ack or ("commit" if args.postgres else "journal")
     args.duration = min(args.duration, 600.0)
 
-    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp,
+        contextlib.ExitStack() as cleanup,
+    ):
         directory = Path(tmp)
         url = prepare_store(args, directory)
+        if args.postgres:
+            url = cleanup.enter_context(postgres_copy(args.postgres, url, directory))
         port = free_port()
         began = time.perf_counter()
         process = start_server(url, port, args.ack, args.flush_ms, args.refresh_minutes)
@@ -376,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         "connections": args.connections,
         "ingest_share": args.ingest_share,
         "ack": ack,
+        "store": "postgresql" if args.postgres else "duckdb",
         "crash_and_restart": args.crash,
         "refresh_minutes": args.refresh_minutes,
         "flush_ms": args.flush_ms,
