@@ -49,8 +49,9 @@ class ServeSettings:
             store, or ``journal`` once they are flushed to the write-ahead journal (the store
             gets them within ``flush_ms``; see :mod:`target_personalize.serve.journal`).
             Default: ``journal`` for a DuckDB file (an analytical database: a commit of a few
-            rows costs milliseconds, too many at hundreds of ingests a second), ``commit``
-            for PostgreSQL (or an in-memory DuckDB).
+            rows costs milliseconds, too many at hundreds of ingests a second; the journal on
+            the same disk is as durable as the file), ``commit`` for PostgreSQL (a journal on
+            this machine would be less durable than the database) or an in-memory DuckDB.
         journal_dir: where the journal lives (default: ``<store>.journal`` beside a DuckDB
             file store, else ``.personalize-journal`` in the working directory).
         flush_ms: how long the writer waits for more events to join a commit (default 0 with
