@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -231,11 +232,30 @@ class PostgresBackend(Backend):
             return cursor.fetchall() if cursor.description else []
 
     def stage(self, table: str, columns: dict[str, Kind], rows: Sequence[tuple[Any, ...]]) -> None:
-        """Stage ``rows`` with COPY."""
-        import json  # noqa: PLC0415
+        """Stage ``rows`` with COPY.
+
+        PostgreSQL text (and JSONB) cannot hold the NUL character: when a batch has one, the
+        COPY is rolled back to a savepoint and done again with each NUL replaced by U+FFFD
+        (the event is kept; the replacement is logged).
+        """
+        import psycopg  # noqa: PLC0415
 
         self.execute(f"DROP TABLE IF EXISTS {table}")
         self.execute(f"CREATE TEMP TABLE {table} ({self.column_ddl(columns)}, _seq BIGINT)")
+        try:
+            with self.connection.transaction():  # a savepoint inside the load's transaction
+                self._copy(table, columns, rows)
+        except psycopg.DataError as error:
+            if "NUL" not in str(error) and "\\u0000" not in str(error):
+                raise
+            logger.warning(
+                "PostgreSQL cannot store the NUL character: replaced it with U+FFFD in %s", table
+            )
+            kinds = list(columns.values())
+            with self.connection.transaction():
+                self._copy(table, columns, [_without_nul(row, kinds) for row in rows])
+
+    def _copy(self, table: str, columns: dict[str, Kind], rows: Sequence[tuple[Any, ...]]) -> None:
         items_at = [i for i, kind in enumerate(columns.values()) if kind == "items"]
         names = ", ".join([*columns, "_seq"])
         with (
@@ -260,6 +280,26 @@ class PostgresBackend(Backend):
     def close(self) -> None:
         """Close the connection."""
         self.connection.close()
+
+
+def _without_nul(row: tuple[Any, ...], kinds: list[Kind]) -> tuple[Any, ...]:
+    """``row`` with every NUL character in its text and JSON values replaced by U+FFFD."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace("\x00", "\ufffd")
+        if isinstance(value, dict):
+            return {clean(k): clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    return tuple(
+        json.dumps(clean(json.loads(value)), separators=(",", ":"))
+        if kind == "json" and isinstance(value, str)
+        else clean(value)
+        for value, kind in zip(row, kinds, strict=True)
+    )
 
 
 def open_backend(url: str) -> Backend:

@@ -136,6 +136,30 @@ def test_item_properties_may_be_json_text_and_bad_ones_are_rejects(store_url: st
         assert loaded == {"colour": "red", "size": "M"}
 
 
+def test_nul_characters_are_kept_or_replaced_never_a_failed_load(store_url: str) -> None:
+    # Bot traffic sends NUL bytes; PostgreSQL text and JSONB cannot hold them.
+    records = [
+        event(1, page_title="a\x00b", properties={"ua": "x\x00y"}),
+        event(2, items=[{"item_id": "i\x001", "name": "n\x00"}]),
+        event(3, revenue="lots", page_title="bad\x00"),  # a reject holding a NUL too
+        event(4),
+    ]
+    with EventStore(store_url) as store:
+        result = store.load_events(records)
+        assert (result.loaded, result.rejected) == (3, 1)
+        title, properties = store.query(
+            "SELECT page_title, properties FROM events WHERE event_id = 'e1'"
+        )[0]
+        stored = json.loads(properties) if isinstance(properties, str) else properties
+        (reject,) = store.query("SELECT event_key, field FROM rejects")
+        items = store.query("SELECT items FROM events WHERE event_id = 'e2'")[0][0]
+    kept = "\x00" if store_url.startswith("duckdb") else "\ufffd"
+    assert title == f"a{kept}b" and stored == {"ua": f"x{kept}y"}
+    item = (json.loads(items) if isinstance(items, str) else items)[0]
+    assert (item["item_id"], item["name"]) == (f"i{kept}1", f"n{kept}")
+    assert reject == ("file/e3", "revenue")
+
+
 def test_summary_counts_users_sessions_items_and_span(store_url: str) -> None:
     with EventStore(store_url) as store:
         store.load_events([event(n) for n in range(20)])
