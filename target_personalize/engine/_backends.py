@@ -65,6 +65,10 @@ class Backend(abc.ABC):
         """Run one statement (``%s`` placeholders) and return its rows, if any."""
 
     @abc.abstractmethod
+    def execute_arrays(self, sql: str, params: Sequence[Any] = ()) -> list[npt.NDArray[Any]]:
+        """Run one query and return its result as one array per column."""
+
+    @abc.abstractmethod
     def stage(self, table: str, columns: dict[str, Kind], rows: Sequence[tuple[Any, ...]]) -> None:
         """Create temporary ``table`` holding ``rows`` (in column order) and their ``_seq``."""
 
@@ -138,6 +142,11 @@ class DuckDBBackend(Backend):
         """Run one statement and return its rows, if any."""
         cursor = self.connection.execute(sql.replace("%s", "?"), list(params))
         return cursor.fetchall() if cursor.description else []
+
+    def execute_arrays(self, sql: str, params: Sequence[Any] = ()) -> list[npt.NDArray[Any]]:
+        """Run one query; its columns come as numpy arrays, built without a Python row each."""
+        found = self.connection.execute(sql.replace("%s", "?"), list(params)).fetchnumpy()
+        return [np.asarray(column) for column in found.values()]
 
     def stage(self, table: str, columns: dict[str, Kind], rows: Sequence[tuple[Any, ...]]) -> None:
         """Stage ``rows`` through an Arrow table."""
@@ -230,6 +239,14 @@ class PostgresBackend(Backend):
         with self.connection.cursor() as cursor:
             cursor.execute(sql, list(params) or None)
             return cursor.fetchall() if cursor.description else []
+
+    def execute_arrays(self, sql: str, params: Sequence[Any] = ()) -> list[npt.NDArray[Any]]:
+        """Run one query and return one array per column."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, list(params) or None)
+            rows = cursor.fetchall()
+            width = len(cursor.description or ())
+        return [np.array([row[i] for row in rows]) for i in range(width)]
 
     def stage(self, table: str, columns: dict[str, Kind], rows: Sequence[tuple[Any, ...]]) -> None:
         """Stage ``rows`` with COPY.

@@ -642,11 +642,11 @@ def _read_table(store: EventStore, table: str) -> Interactions:
     )
     # Rows, with strings coded in SQL. Dense ranks follow the database's collation, so they
     # are mapped onto the numpy-sorted vocabularies here.
-    coded = run(
-        f"SELECT dense_rank() OVER (ORDER BY session_key) - 1, "
-        f"dense_rank() OVER (ORDER BY item_id) - 1, "
-        f"dense_rank() OVER (ORDER BY event_type) - 1, "
-        f"CAST(extract(epoch FROM event_ts) AS DOUBLE PRECISION) "
+    session_rank, item_rank, kind_rank, epoch = store.query_arrays(
+        f"SELECT dense_rank() OVER (ORDER BY session_key) - 1 AS session_rank, "
+        f"dense_rank() OVER (ORDER BY item_id) - 1 AS item_rank, "
+        f"dense_rank() OVER (ORDER BY event_type) - 1 AS kind_rank, "
+        f"CAST(extract(epoch FROM event_ts) AS DOUBLE PRECISION) AS epoch "
         f"FROM {table} ORDER BY session_key, event_ts, event_id, item_id"
     )
     sql_sessions = _str_array(
@@ -664,14 +664,13 @@ def _read_table(store: EventStore, table: str) -> Interactions:
     session_visitor = np.searchsorted(
         visitors, _str_array(str(owner[k]) for k in session_keys.tolist())
     ).astype(np.int32)
-    if coded:
-        numbers = np.array(coded, dtype=np.float64)
+    if epoch.size:
         session_map = np.searchsorted(session_keys, sql_sessions)
         item_map = items.index(sql_items)
-        session = session_map[numbers[:, 0].astype(np.int64)].astype(np.int32)
-        item = item_map[numbers[:, 1].astype(np.int64)].astype(np.int32)
-        kind = numbers[:, 2].astype(np.int16)
-        ts = numbers[:, 3]
+        session = session_map[session_rank.astype(np.int64)].astype(np.int32)
+        item = item_map[item_rank.astype(np.int64)].astype(np.int32)
+        kind = kind_rank.astype(np.int16)
+        ts = epoch.astype(np.float64)
     else:
         session = np.zeros(0, np.int32)
         item = np.zeros(0, np.int32)

@@ -154,6 +154,10 @@ class EventStore:
         """Run a read query (``%s`` placeholders) and return its rows."""
         return self.backend.execute(sql, params)
 
+    def query_arrays(self, sql: str, params: Sequence[Any] = ()) -> list[npt.NDArray[Any]]:
+        """Run a read query and return one numpy array per column (for big numeric reads)."""
+        return self.backend.execute_arrays(sql, params)
+
     # Loading
 
     def load_events(
