@@ -319,10 +319,13 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
                         f"too many wrong API keys from {client}: retry in {seconds} s",
                         headers={"Retry-After": seconds},
                     )
+                # Counted before the check (taken back if the key is right): requests sent
+                # together cannot all slip through while their checks run.
+                limiter.failed(client)
                 # scrypt runs in a worker thread, not on the loop.
                 found = await anyio.to_thread.run_sync(ring.role_of, presented)
-                if found is None:
-                    limiter.failed(client)
+                if found is not None:
+                    limiter.succeeded(client)
             if found is None:
                 raise HTTPException(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
             if needed == "write" and found != "write":

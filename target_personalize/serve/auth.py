@@ -225,8 +225,20 @@ class FailureLimiter:
             return None
         return max(times[0] + self.window_seconds - self._clock(), 0.0)
 
+    def succeeded(self, client: str) -> None:
+        """Take back the failure counted for a key of ``client`` that turned out right.
+
+        A key is counted as a failure before it is checked (so concurrent guesses cannot all
+        pass :meth:`retry_after` while their checks run), then forgiven if it was right.
+        """
+        times = self._failures.get(client)
+        if times:
+            times.pop()
+            if not times:
+                del self._failures[client]
+
     def failed(self, client: str) -> None:
-        """Count a wrong key presented by ``client``."""
+        """Count a wrong key presented by ``client`` (or one about to be checked)."""
         if self.max_failures <= 0:
             return
         times = self._recent(client) or deque()

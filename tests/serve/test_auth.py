@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,20 @@ def test_a_client_guessing_keys_gets_429_but_known_keys_still_pass(tmp_path: Pat
         assert "too many wrong API keys" in blocked.json()["detail"]
         assert client.get("/v1/stats", headers=good).status_code == 200
         # (The window's expiry is tested on FailureLimiter with a clock of its own.)
+
+
+def test_guesses_sent_together_are_limited_too(tmp_path: Path) -> None:
+    _, record = new_key("read")
+    url = seed_store(tmp_path / "store.duckdb")
+    settings = ServeSettings(database_url=url, max_key_failures=3, key_failure_window_seconds=30)
+    with running(settings, keys=KeyRing([record])) as server:
+        guess = {"X-API-Key": f"pk_{record.key_id}_{'B' * 43}"}
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(
+                pool.map(lambda _: server.client.get("/v1/stats", headers=guess), range(20))
+            )
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [401] * 3 + [429] * 17  # only three keys were checked with scrypt
 
 
 def test_keys_command(tmp_path: Path) -> None:
