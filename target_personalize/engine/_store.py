@@ -2,8 +2,9 @@
 
 Loads are idempotent on ``(source, event_id)``: each batch goes to a staging table, duplicates
 inside it keep their latest version, and the matching stored events are replaced, all in one
-transaction (a long-running writer can skip that work for small batches of new events: see
-:meth:`EventStore.track_keys`). Bad records never stop a load: they go to ``rejects`` with the field at fault.
+transaction (a long-running writer can skip that work for batches of new events: see
+:meth:`EventStore.track_keys`). Bad records never stop a load: they go to ``rejects`` with
+the field at fault.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from target_personalize.engine._records import coerce_event, coerce_item
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
-    "SMALL_LOAD_ROWS",
     "EventStore",
     "LoadResult",
     "Reject",
@@ -47,8 +47,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "duckdb:///personalize.duckdb"
-#: Most events a load may hold to be appended without a scan (see :meth:`EventStore.track_keys`).
-SMALL_LOAD_ROWS = 1_000
 #: Rows per staged chunk when batch files are read in Python.
 _FILE_CHUNK_ROWS = 100_000
 _EVENT_LIST = ", ".join(EVENT_COLUMNS)
@@ -176,27 +174,27 @@ class EventStore:
             except InvalidEventError as error:
                 rejects.append(Reject(stream, _key(record), error.field, error.reason, record))
         with self._lock:
-            if self._tracking and 0 < len(rows) <= SMALL_LOAD_ROWS:
-                self._load_few_events(rows, rejects)
+            if self._tracking:
+                self._load_tracked(rows, rejects)
                 return LoadResult(len(rows), rejects)
             with self.backend.bounded_memory(), self.backend.transaction():
                 if rows:
                     self.backend.stage("staged_events", EVENT_COLUMNS, rows)
                     self._merge_events()
-                    if self._keys is not None:
-                        self._keys.add(self._hashes("staged_events"))
                 self._store_rejects(rejects)
         return LoadResult(len(rows), rejects)
 
     def track_keys(self) -> None:
-        """Keep the stored events' key hashes in memory, so small loads of new events are cheap.
+        """Keep the stored events' key hashes in memory, so loads of new events are cheap.
 
         For a long-running writer that stores a few events at a time (``personalize serve``):
-        from then on, a load of at most :data:`SMALL_LOAD_ROWS` events none of which is stored
-        yet is appended (a few milliseconds whatever the store's size) instead of replacing
-        events by key, which scans the stored keys. Costs 8 bytes per stored event. Only DuckDB
-        needs it (PostgreSQL finds keys through its primary key); this store must then be the
-        database's only writer, as DuckDB makes it for a file anyway.
+        from then on, a load whose events are none of them stored yet is appended (a few
+        milliseconds for a few events, whatever the store's size) instead of replacing events
+        by key, which scans the stored keys; and loads leave DuckDB's memory limit alone (it
+        applies to every connection of the process, such as a concurrent reader). Costs 8
+        bytes per stored event. Only DuckDB needs it (PostgreSQL finds keys through its
+        primary key); this store must then be the database's only writer, as DuckDB makes it
+        for a file anyway.
         """
         self._tracking = isinstance(self.backend, DuckDBBackend)
 
@@ -204,26 +202,31 @@ class EventStore:
         assert isinstance(self.backend, DuckDBBackend)
         return self.backend.key_hashes(_KEY_HASHES.format(relation))
 
-    def _load_few_events(self, rows: list[tuple[Any, ...]], rejects: list[Reject]) -> None:
-        """Append a few events; replace by key when the key filter says one may be stored."""
+    def _load_tracked(self, rows: list[tuple[Any, ...]], rejects: list[Reject]) -> None:
+        """Append events; replace by key when the key filter says one may be stored."""
         assert isinstance(self.backend, DuckDBBackend)
+        if not rows:
+            if rejects:
+                with self.backend.transaction():
+                    self._store_rejects(rejects)
+            return
         if self._keys is None:
             self._keys = KeyFilter(self._hashes("events"))
         # Inside the batch, the last version of a key wins (as in _merge_events).
         latest = list({(row[_SOURCE_AT], row[_EVENT_ID_AT]): row for row in rows}.values())
         with (
             self.backend.transaction(),
-            self.backend.registered("few_events", EVENT_COLUMNS, latest),
+            self.backend.registered("new_events", EVENT_COLUMNS, latest),
         ):
             hashes = self.backend.key_hashes(
                 f"INSERT INTO events ({_EVENT_LIST}, loaded_at) "
-                f"SELECT {_EVENT_LIST}, %s FROM few_events RETURNING hash(source, event_id)",
+                f"SELECT {_EVENT_LIST}, %s FROM new_events RETURNING hash(source, event_id)",
                 [_now()],
             )
             if self._keys.any_of(hashes):
                 # A key may be stored already (a re-sent event, or a hash collision): replace
                 # by key, which also deletes the rows just inserted.
-                self._merge_events("few_events")
+                self._merge_events("new_events")
             self._store_rejects(rejects)
         self._keys.add(hashes)
 
@@ -271,7 +274,6 @@ class EventStore:
         if gzipped is None:
             gzipped = all(p.endswith(".gz") for p in paths)
         if isinstance(self.backend, DuckDBBackend):
-            self._keys = None  # rebuilt from the table at the next small load
             return self._load_files_in_duckdb(paths, file_format, gzipped, stream)
         loaded, rejects = 0, []
         for chunk in _chunks(
@@ -371,6 +373,7 @@ class EventStore:
             self._store_rejects(rejects)
             for table in ("checked_batch", "rejected_batch"):
                 self.backend.execute(f"DROP TABLE IF EXISTS {table}")
+            self._keys = None  # the filter lacks the files' keys: rebuilt at the next load
         return LoadResult(int(loaded), rejects)
 
     def _raw_file_sql(

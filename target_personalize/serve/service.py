@@ -34,6 +34,7 @@ from target_personalize.engine import (
     Objectives,
     RankerBase,
     discover_funnel,
+    model_path,
     refresh_ranker,
 )
 from target_personalize.serve.journal import Journal
@@ -321,6 +322,10 @@ class ServingState:
     async def refresh_forever(self) -> None:
         """Refresh the model every ``refresh_seconds``; a failed refresh keeps the current one."""
         interval = self.settings.refresh_seconds
+        if model_path(self.settings.database_url) is None and self.store.dialect == "duckdb":
+            # A second connection to an in-memory DuckDB would see an empty database.
+            logger.info("An in-memory store is not refreshed in the background")
+            return
         while True:
             await asyncio.sleep(interval)
             started = time.perf_counter()

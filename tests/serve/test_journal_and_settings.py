@@ -243,3 +243,13 @@ def test_the_model_is_refreshed_in_the_background_and_learns_the_new_sessions(
         assert top("early") == "string"
         client.post("/v1/events", json=view("late", "kite", "toys")).raise_for_status()
         assert top("late") == "string"
+
+
+def test_an_in_memory_store_is_not_refreshed_from_a_second_empty_connection() -> None:
+    settings = ServeSettings(database_url="duckdb:///:memory:", refresh_seconds=0.2)
+    with running(settings, keys=KeyRing([])) as server:
+        server.client.post("/v1/events", json=_event(1)).raise_for_status()
+        time.sleep(1.0)
+        stats = server.client.get("/v1/stats", params={"fresh": "true"}).json()
+    assert stats["store_events"] == 1
+    assert stats["model_refreshes"] == 0

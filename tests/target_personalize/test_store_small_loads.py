@@ -1,17 +1,17 @@
-"""Small loads with tracked keys (DuckDB, as the server stores events): still exactly once."""
+"""Loads with tracked keys (DuckDB, as the server stores events): still exactly once."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from target_personalize.engine import EventStore
 from target_personalize.engine._keys import KeyFilter
-from target_personalize.engine._store import SMALL_LOAD_ROWS
 from tests.support.events import event
 
 
@@ -57,16 +57,37 @@ def test_events_resent_one_by_one_are_stored_once(store: EventStore) -> None:
     assert _counts(store) == (40, 40)
 
 
-def test_bulk_loads_teach_the_filter_their_keys(store: EventStore, tmp_path: Path) -> None:
+def test_big_loads_and_file_loads_keep_the_filter_right(
+    store: EventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[str] = []
+
+    class Recording:
+        """The DuckDB connection, noting each statement it is sent."""
+
+        def __init__(self, connection: Any) -> None:
+            self.connection = connection
+
+        def execute(self, sql: str, *args: Any) -> Any:
+            sent.append(sql)
+            return self.connection.execute(sql, *args)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.connection, name)
+
+    monkeypatch.setattr(store.backend, "connection", Recording(store.backend.connection))
     store.track_keys()
     store.load_events([event(1)])  # builds the filter
-    big = [event(n) for n in range(10, 10 + SMALL_LOAD_ROWS + 1)]
-    store.load_events(big)  # the bulk path
+    big = [event(n) for n in range(10, 3_010)]
+    store.load_events(big)
+    store.load_events([*big[:5], event(4000)])  # re-sent with a new one: replaced by key
+    # A tracked store never sets DuckDB's memory limit (it binds every connection).
+    assert not [sql for sql in sent if "memory_limit" in sql]
     path = tmp_path / "batch.jsonl"
     path.write_text("".join(json.dumps(event(n)) + "\n" for n in range(5000, 5010)))
     store.load_event_files([str(path)], "jsonl")
     store.load_events([event(10, page_title="again"), event(5005, page_title="again")])
-    assert _counts(store) == (1 + len(big) + 10, 1 + len(big) + 10)
+    assert _counts(store) == (1 + len(big) + 1 + 10, 1 + len(big) + 1 + 10)
     assert store.query("SELECT count(*) FROM events WHERE page_title = 'again'") == [(2,)]
 
 
