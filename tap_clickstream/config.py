@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import typing as t
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -571,7 +570,7 @@ def _ga4_report_errors(reports: object) -> list[str]:
             errors.append(f"{where} must be an object with name, dimensions and metrics")
             continue
         name = report.get("name")
-        if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        if not isinstance(name, str) or not ga4.REPORT_NAME.fullmatch(name):
             errors.append(f"{where}.name must be snake_case, not {name!r}")
         elif name in seen:
             errors.append(f"{where}.name {name!r} is used by another report")

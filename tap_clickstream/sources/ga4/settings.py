@@ -30,6 +30,8 @@ EXPORT_COLUMNS = (
 DATA_API_ENDPOINT = "analyticsdata.googleapis.com"
 DEFAULT_PAGE_SIZE = 10_000
 MAX_PAGE_SIZE = 250_000
+#: A report's name (it names the report's stream, ``ga4_report_<name>``).
+REPORT_NAME = re.compile(r"[a-z][a-z0-9_]*")
 #: At most this many dimensions and metrics per report (Data API limits).
 MAX_DIMENSIONS = 9
 MAX_METRICS = 10

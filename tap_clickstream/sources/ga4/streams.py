@@ -175,16 +175,25 @@ class GA4EventsStream(EventStream):
 def configured_reports(block: Mapping[str, t.Any]) -> list[dict[str, t.Any]]:
     """The reports of ``ga4.reports``, or the default event report when none is set."""
     reports = block.get("reports") or settings.DEFAULT_REPORTS
-    return [dict(report) for report in reports]
+    return [dict(report) for report in reports if isinstance(report, dict)]
 
 
 def ga4_streams(tap: Tap) -> list[EventStream]:
-    """The export stream, and one report stream per configured report (with a property id)."""
+    """The export stream, and one report stream per configured report (with a property id).
+
+    Reports without a valid, unique name are left out: discovery runs without the config
+    check, which names them when the tap syncs.
+    """
     block = dict(tap.config.get("ga4") or {})
     streams: list[EventStream] = [GA4EventsStream(tap=tap)]
     if block.get("property_id"):
         session = ReportSession(block)
-        streams += [GA4ReportStream(tap, report, session) for report in configured_reports(block)]
+        named: dict[str, dict[str, t.Any]] = {}
+        for report in configured_reports(block):
+            name = report.get("name")
+            if isinstance(name, str) and settings.REPORT_NAME.fullmatch(name):
+                named.setdefault(name, report)
+        streams += [GA4ReportStream(tap, report, session) for report in named.values()]
     return streams
 
 

@@ -88,6 +88,22 @@ def test_each_report_is_a_stream_that_can_be_selected_alone(fake: FakeGA4) -> No
     assert {r["properties"]["report"] for r in result.records("ga4_report_second")} == {"second"}
 
 
+def test_discovery_leaves_out_reports_that_cannot_name_a_stream(fake: FakeGA4) -> None:
+    # Discovery runs without the config check (which names these reports when syncing).
+    cfg = config(
+        fake,
+        reports=[
+            {"metrics": ["eventCount"]},
+            {"name": "My Report", "metrics": ["eventCount"]},
+            {"name": "ok", "metrics": ["eventCount"]},
+            {"name": "ok", "metrics": ["sessions"]},
+        ],
+    )
+    tap = TapClickstream(config=cfg, parse_env_config=False, validate_config=False)
+    assert sorted(tap.streams) == ["ga4_events", "ga4_report_ok"]
+    assert tap.streams["ga4_report_ok"].report["metrics"] == ["eventCount"]  # the first "ok"
+
+
 def test_hourly_report_times_revenue_and_search(fake: FakeGA4) -> None:
     result = run_tap(config(fake, reports=[HOURLY]))
     assert result.error is None
