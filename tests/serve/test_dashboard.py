@@ -95,4 +95,8 @@ def test_slider_changes_the_ranking_shown(browser_page: Any, dashboard_server: S
         "document.getElementById('counter').textContent.trim() !== '-'", timeout=15_000
     )
     assert int(page.locator("#counter").text_content().replace(",", "")) == 101
+    assert (
+        "model not refitted since the server started"
+        in page.locator("#counter-detail").text_content()
+    )
     assert page.locator("#error").text_content() == ""

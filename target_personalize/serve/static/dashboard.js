@@ -109,8 +109,11 @@ async function refreshCounter() {
   try {
     const stats = await api("/v1/stats");
     $("counter").textContent = stats.store_events.toLocaleString();
+    const refit = stats.model_refreshed_at
+      ? `model refitted ${stats.model_refreshes} times, last at ${new Date(stats.model_refreshed_at * 1000).toLocaleTimeString()}`
+      : "model not refitted since the server started";
     $("counter-detail").textContent =
-      `events in the store; ${stats.events_last_minute} received in the last minute, ${stats.events_stored} since the server started`;
+      `events in the store; ${stats.events_last_minute} received in the last minute, ${stats.events_stored} since the server started; ${refit}`;
   } catch (error) {
     showError(error);
   }
