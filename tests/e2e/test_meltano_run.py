@@ -3,6 +3,7 @@ against local servers that speak Mixpanel's and Amplitude's export formats."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -18,7 +19,9 @@ import pytest
 
 from target_personalize.engine import EventStore
 from tests.fakes.amplitude import FakeAmplitude
+from tests.fakes.ga4 import FakeGA4
 from tests.fakes.mixpanel import FakeMixpanel
+from tests.tap_clickstream.helpers import FIXTURES, load_jsonl
 
 pytestmark = pytest.mark.e2e
 
@@ -143,6 +146,37 @@ def test_meltano_run_reads_mixpanel_and_amplitude_into_the_store(tmp_path: Path)
     assert "mixpanel_events" in state.stdout and "svc-secret" not in state.stdout
     # The loader's `serve` command runs the HTTP API over the same store, with its settings.
     assert _served_stats(env)["store_events"] == 70
+
+
+def test_meltano_run_reads_each_ga4_report_as_a_stream(tmp_path: Path) -> None:
+    facts = load_jsonl(FIXTURES / "ga4" / "report_facts.jsonl")
+    reports = [
+        {"name": "daily", "dimensions": ["date", "eventName", "pagePath"], "metrics": ["eventCount"]},
+        {"name": "sales", "dimensions": ["dateHour", "transactionId"],
+         "metrics": ["eventCount", "purchaseRevenue"]},
+    ]  # fmt: skip
+    with FakeGA4(facts) as ga4:
+        env = _env(
+            tmp_path,
+            TAP_CLICKSTREAM__GA4_START_DATE="2024-03-01T00:00:00Z",
+            TAP_CLICKSTREAM__GA4_END_DATE="2024-03-03T23:00:00Z",
+            TAP_CLICKSTREAM__GA4_GA4_PROPERTY_ID=ga4.property_id,
+            TAP_CLICKSTREAM__GA4_GA4_API_ENDPOINT=ga4.url,
+            TAP_CLICKSTREAM__GA4_GA4_REPORTS=json.dumps(reports),
+        )
+        _meltano(["run", "tap-clickstream--ga4", "target-personalize"], env)
+    with EventStore(env["TARGET_PERSONALIZE_DATABASE_URL"]) as store:
+        by_report = dict(
+            store.query(
+                "SELECT json_extract_string(properties, '$.report'), count(*) FROM events "
+                "WHERE source = 'ga4_report' GROUP BY 1"
+            )
+        )
+    assert set(by_report) == {"daily", "sales"} and all(by_report.values())
+    state = _meltano(["state", "get", "dev:tap-clickstream--ga4-to-target-personalize"], env)
+    bookmarks = json.loads(state.stdout)["singer_state"]["bookmarks"]
+    assert bookmarks["ga4_report_daily"]["last_date"] == "2024-03-03"
+    assert bookmarks["ga4_report_sales"]["last_date"] == "2024-03-03"
 
 
 def _served_stats(env: dict[str, str]) -> dict[str, object]:
