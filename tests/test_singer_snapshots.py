@@ -26,7 +26,7 @@ from pytest_snapshot.plugin import Snapshot
 from target_personalize.engine import EventStore
 from tests.fakes.amplitude import FakeAmplitude
 from tests.fakes.mixpanel import FakeMixpanel
-from tests.tap_clickstream.helpers import FIXTURES, load_jsonl, run_tap
+from tests.tap_clickstream.helpers import CSV_MAPPING, FIXTURES, load_jsonl, run_tap
 
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
 BIN = Path(sys.executable).parent
@@ -90,16 +90,7 @@ def test_csv_file_sync(snapshot: Snapshot, tmp_path: Path) -> None:
         "event_map": {"basket": "add_to_cart", "Wishlisted": "add_to_wishlist"},
         "files": {
             "paths": [str(path)],
-            "mapping": {
-                "event_ts": "ts",
-                "event_name": "action",
-                "anonymous_id": "visitor",
-                "page_path": "page",
-                "device_category": "device",
-                "items.item_id": "sku",
-                "items.price": "sku_price",
-                "items.category": "cat",
-            },
+            "mapping": CSV_MAPPING,
         },
     }
     # The file's path is in the records (properties) and in the state: name it the same way.

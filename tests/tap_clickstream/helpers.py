@@ -15,6 +15,17 @@ from typing import Any
 from tap_clickstream.tap import TapClickstream
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+#: ``files.mapping`` for ``fixtures/files/mapped.csv`` (a shop's own column names).
+CSV_MAPPING = {
+    "event_ts": "ts",
+    "event_name": "action",
+    "anonymous_id": "visitor",
+    "page_path": "page",
+    "device_category": "device",
+    "items.item_id": "sku",
+    "items.price": "sku_price",
+    "items.category": "cat",
+}
 TAP_EXECUTABLE = Path(sys.executable).with_name("tap-clickstream")
 
 

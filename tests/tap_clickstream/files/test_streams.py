@@ -15,19 +15,9 @@ import pytest
 
 from tap_clickstream.events import stable_event_id
 from tap_clickstream.samples import SAMPLE_PATH
-from tests.tap_clickstream.helpers import FIXTURES, load_jsonl, run_tap
+from tests.tap_clickstream.helpers import CSV_MAPPING, FIXTURES, load_jsonl, run_tap
 
 STREAM = "file_events"
-CSV_MAPPING = {
-    "event_ts": "ts",
-    "event_name": "action",
-    "anonymous_id": "visitor",
-    "page_path": "page",
-    "device_category": "device",
-    "items.item_id": "sku",
-    "items.price": "sku_price",
-    "items.category": "cat",
-}
 
 
 def files_config(*paths: Path | str, **files: Any) -> dict[str, Any]:
