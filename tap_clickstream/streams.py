@@ -245,6 +245,17 @@ class ExportAPIStream(EventStream, RESTStream[t.Any]):
     empty_statuses: t.ClassVar[frozenset[int]] = frozenset()
     #: The longest wait honoured from a Retry-After header, in seconds.
     max_retry_after: t.ClassVar[float] = 3600.0
+    #: The API's host per data-residency region (the settings block's ``region``).
+    export_hosts: t.ClassVar[t.Mapping[str, str]]
+
+    @property
+    @override
+    def url_base(self) -> str:
+        """``<block>.api_url`` when set (a proxy or a test server), else the region's host."""
+        custom = self.settings.get("api_url")
+        if custom:
+            return str(custom).rstrip("/")
+        return self.export_hosts[self.settings.get("region", "us")]
 
     @property
     @override

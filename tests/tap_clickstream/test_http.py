@@ -141,3 +141,24 @@ def test_jitter_only_adds_a_little() -> None:
     for value in (0.0, 1.0, 2.0, 60.0):
         jittered = mp.backoff_jitter(value)
         assert value <= jittered <= value + min(1.0, value / 4)
+
+
+@pytest.mark.parametrize(
+    ("block", "settings", "expected"),
+    [
+        ("mixpanel", {}, "https://data.mixpanel.com"),
+        ("mixpanel", {"region": "eu"}, "https://data-eu.mixpanel.com"),
+        ("amplitude", {"region": "eu"}, "https://analytics.eu.amplitude.com"),
+        ("amplitude", {"api_url": "http://127.0.0.1:9/", "region": "eu"}, "http://127.0.0.1:9"),
+    ],
+)
+def test_export_host_by_region_unless_api_url_is_set(
+    block: str, settings: dict[str, str], expected: str
+) -> None:
+    credentials = {
+        "mixpanel": {"project_id": "1", "username": "u", "secret": "s"},
+        "amplitude": {"api_key": "k", "secret_key": "s"},
+    }[block]
+    tap = TapClickstream(config={block: {**credentials, **settings}}, parse_env_config=False)
+    (stream,) = tap.streams.values()
+    assert stream.url_base == expected

@@ -22,16 +22,9 @@ class AmplitudeStream(ExportAPIStream):
     settings_key = "amplitude"
     auth_settings = "amplitude.api_key, amplitude.secret_key and amplitude.region"
     path = settings.EXPORT_PATH
+    export_hosts = settings.EXPORT_HOSTS
     # 404 is Amplitude's answer for a window without data.
     empty_statuses = frozenset({404})
-
-    @property
-    @override
-    def url_base(self) -> str:
-        custom = self.settings.get("api_url")
-        if custom:
-            return str(custom).rstrip("/")
-        return settings.EXPORT_HOSTS[self.settings.get("region", "us")]
 
     @property
     @override

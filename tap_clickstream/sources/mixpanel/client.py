@@ -20,14 +20,7 @@ class MixpanelStream(ExportAPIStream):
     settings_key = "mixpanel"
     auth_settings = "mixpanel.username, mixpanel.secret and mixpanel.project_id"
     path = settings.EXPORT_PATH
-
-    @property
-    @override
-    def url_base(self) -> str:
-        custom = self.settings.get("api_url")
-        if custom:
-            return str(custom).rstrip("/")
-        return settings.EXPORT_HOSTS[self.settings.get("region", "us")]
+    export_hosts = settings.EXPORT_HOSTS
 
     @property
     @override
