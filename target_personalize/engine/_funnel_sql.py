@@ -81,6 +81,13 @@ class SignalSpec:
     buckets: tuple[tuple[str, float, float | None], ...] = field(default=())
 
 
+_QUARTERS: tuple[tuple[str, float, float | None], ...] = (
+    ("0-25 %", 0.0, 25.0),
+    ("25-50 %", 25.0, 50.0),
+    ("50-75 %", 50.0, 75.0),
+    (">= 75 %", 75.0, None),
+)
+
 SIGNALS: tuple[SignalSpec, ...] = (
     SignalSpec(
         "engagement_ms",
@@ -101,24 +108,14 @@ SIGNALS: tuple[SignalSpec, ...] = (
         "max",
         "percent",
         1.0,
-        (
-            ("0-25 %", 0.0, 25.0),
-            ("25-50 %", 25.0, 50.0),
-            ("50-75 %", 50.0, 75.0),
-            (">= 75 %", 75.0, None),
-        ),
+        _QUARTERS,
     ),
     SignalSpec(
         "media_progress_pct",
         "max",
         "percent",
         1.0,
-        (
-            ("0-25 %", 0.0, 25.0),
-            ("25-50 %", 25.0, 50.0),
-            ("50-75 %", 50.0, 75.0),
-            (">= 75 %", 75.0, None),
-        ),
+        _QUARTERS,
     ),
 )
 

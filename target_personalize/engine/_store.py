@@ -197,6 +197,9 @@ class EventStore:
         for a file anyway.
         """
         self._tracking = isinstance(self.backend, DuckDBBackend)
+        if self._tracking:
+            # Built now (about 1 s for 10M events), not at the first load a request waits for.
+            self._keys = KeyFilter(self._hashes("events"))
 
     def _hashes(self, relation: str) -> npt.NDArray[np.uint64]:
         assert isinstance(self.backend, DuckDBBackend)
@@ -478,24 +481,14 @@ def read_batch_files(
 # SQL that types batch columns inside DuckDB: columns already of the store's type pass as
 # they are, text and JSON are cast, and a value that does not cast names the problem.
 
-_STORE_TYPES = {
-    "str": "VARCHAR",
-    "ts": "TIMESTAMP",
-    "float": "DOUBLE",
-    "int": "BIGINT",
-    "bool": "BOOLEAN",
-    "json": "JSON",
-    "items": DuckDBBackend.types["items"],
-}
+_STORE_TYPES = DuckDBBackend.types
 _NUMERIC = frozenset(
     {"DOUBLE", "FLOAT", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT"}
     | {"UINTEGER", "USMALLINT", "UTINYINT"}
 )
 _INTEGER = _NUMERIC - {"DOUBLE", "FLOAT"}
 _EMPTY = "''"
-_ITEM_SHAPE = json.dumps(
-    [{n: {"str": "VARCHAR", "float": "DOUBLE", "int": "BIGINT"}[k] for n, k in ITEM_FIELDS.items()}]
-)
+_ITEM_SHAPE = json.dumps([{n: _STORE_TYPES[k] for n, k in ITEM_FIELDS.items()}])
 
 
 def _json_value(column: str) -> str:

@@ -263,15 +263,10 @@ class FileConverter:
                 if row is None:
                     continue
                 where = f"{file_name}, {unit} {int(chunk.numbers[i])}"
-                if isinstance(row, str):
-                    bad.append((where, row))
-                    continue
-                try:
-                    records.append(t.cast("dict[str, t.Any]", self.mapper(row, ingested_at)))
-                except (ValueError, TypeError, OverflowError) as error:
-                    bad.append((where, f"invalid event: {error}"))
-                    continue
-                kept.append(i)
+                record = self._mapped(row, where, ingested_at, bad)
+                if record is not None:
+                    records.append(record)
+                    kept.append(i)
             if records:
                 tables.append(records_table(records))
                 order.append(np.asarray(kept, dtype=np.int64))
@@ -282,6 +277,19 @@ class FileConverter:
         merged = pa.concat_tables(tables)
         positions = np.argsort(np.concatenate(order), kind="stable")
         return Converted(merged.take(pa.array(positions)), bad)
+
+    def _mapped(
+        self, row: readers.Row, where: str, ingested_at: str, bad: list[tuple[str, str]]
+    ) -> dict[str, t.Any] | None:
+        """The canonical event of one row; ``None``, with the problem added to ``bad``, if none."""
+        if isinstance(row, str):  # the reader's description of a malformed row
+            bad.append((where, row))
+            return None
+        try:
+            return t.cast("dict[str, t.Any]", self.mapper(row, ingested_at))
+        except (ValueError, TypeError, OverflowError) as error:
+            bad.append((where, f"invalid event: {error}"))
+            return None
 
     def _sql_rows(self, chunk: _Chunk, ingested_at: str) -> tuple[pa.Table, np.ndarray]:
         """The rows SQL converts, and the positions of those it leaves to Python."""
@@ -354,14 +362,9 @@ class FileConverter:
             for number, row in rows:
                 if number < resume:
                     continue
-                where = f"{path.name}, {unit} {number}"
-                if isinstance(row, str):
-                    bad.append((where, row))
-                    continue
-                try:
-                    records.append(t.cast("dict[str, t.Any]", self.mapper(row, ingested_at)))
-                except (ValueError, TypeError, OverflowError) as error:
-                    bad.append((where, f"invalid event: {error}"))
+                record = self._mapped(row, f"{path.name}, {unit} {number}", ingested_at, bad)
+                if record is not None:
+                    records.append(record)
         finally:
             if records or bad:
                 yield Converted(records_table(records), bad)
