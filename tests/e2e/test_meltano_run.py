@@ -61,6 +61,7 @@ def _meltano(args: list[str], env: dict[str, str]) -> subprocess.CompletedProces
 def test_readme_demo_loads_the_bundled_sample(tmp_path: Path) -> None:
     store = tmp_path / "demo.duckdb"
     env = _env(tmp_path, PERSONALIZE_DATABASE_URL=f"duckdb:///{store}")
+    (ROOT / "report.html").unlink(missing_ok=True)  # the demo must write it anew
     done = subprocess.run(
         ["bash", "scripts/demo.sh"],
         cwd=ROOT,

@@ -228,6 +228,8 @@ class RankerContract:
         answer = [r.item_id for r in ranker.recommend(user_id="u-live", k=3)]
         if self.session_based:
             assert "D" in answer
+        else:  # a user's live events do not move popularity
+            assert answer == [r.item_id for r in ranker.recommend(user_id="someone-else", k=3)]
 
     # Options and errors
 

@@ -224,7 +224,6 @@ def test_the_model_is_refreshed_in_the_background_and_learns_the_new_sessions(
     with running(settings, keys=KeyRing([])) as server:
         client = server.client
         sessions = client.get("/v1/model").json()["sessions"]
-        refreshes = client.get("/v1/stats").json()["model_refreshes"]
         client.post("/v1/events", json=view("early", "kite", "toys")).raise_for_status()
         # Sessions that pair the two new items, stored through the API.
         batch = [
@@ -233,6 +232,8 @@ def test_the_model_is_refreshed_in_the_background_and_learns_the_new_sessions(
             for item, c in (("kite", "toys"), ("string", "tools"))
         ]
         client.post("/v1/events", json=batch).raise_for_status()
+        client.get("/v1/stats", params={"fresh": "true"})  # answered once the store holds them
+        refreshes = client.get("/v1/stats").json()["model_refreshes"]
         deadline = time.monotonic() + 30
         while client.get("/v1/stats").json()["model_refreshes"] < refreshes + 2:
             assert time.monotonic() < deadline, "no refresh within 30 s"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -36,6 +37,11 @@ def response(
     made._content = json.dumps(body).encode() if isinstance(body, dict) else body
     made.headers.update(headers or {})
     made.url = "https://data.mixpanel.com/api/2.0/export?project_id=1234567"
+    # The request as sent, credentials included: none of it may reach an error message.
+    credentials = base64.b64encode(f"svc:{SECRET}".encode()).decode()
+    made.request = requests.Request(
+        "GET", made.url, headers={"Authorization": f"Basic {credentials}"}
+    ).prepare()
     return made
 
 
@@ -71,7 +77,9 @@ def test_status_mapping(name: str, status: int, outcome: type[Exception] | None)
     with pytest.raises(outcome) as caught:
         stream(name).validate_response(answer)
     assert type(caught.value) is outcome  # not a subclass standing in for another
-    assert SECRET not in str(caught.value)
+    shown = str(caught.value)
+    assert SECRET not in shown
+    assert base64.b64encode(f"svc:{SECRET}".encode()).decode() not in shown
 
 
 @pytest.mark.parametrize(
