@@ -40,7 +40,10 @@ if t.TYPE_CHECKING:
 
 __all__ = ["PLAIN_RECORDS", "EventStream", "ExportAPIStream"]
 
-#: The conformance level of streams whose records need none (see :class:`EventStream`).
+#: The conformance level of streams whose records are built to the schema already (only its
+#: properties; strings, floats, ints, booleans, and dicts and lists of them: JSON-ready): it
+#: skips the SDK's per-record conformance walk, the largest cost of a RECORD sync (NaN then
+#: travels as null through the msgspec writer, as conformed).
 PLAIN_RECORDS = TypeConformanceLevel.NONE
 
 #: How many bad records are logged one by one before only the count goes on.
@@ -54,10 +57,6 @@ class EventStream(Stream):
 
     schema: t.ClassVar[dict[str, t.Any]] = EVENT_SCHEMA
     primary_keys: t.ClassVar[list[str]] = ["source", "event_id"]
-    #: Streams whose records are built to the schema already (only its properties; strings,
-    #: floats, ints, booleans, and dicts and lists of them: JSON-ready) set
-    #: :data:`PLAIN_RECORDS` to skip the SDK's per-record conformance walk, the largest cost
-    #: of a RECORD sync (NaN then travels as null through the msgspec writer, as conformed).
     #: The config block that holds this source's settings (``mixpanel``, ``amplitude``...).
     settings_key: t.ClassVar[str]
 

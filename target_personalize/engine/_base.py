@@ -297,11 +297,6 @@ class RankerBase(abc.ABC):
     # Fitting
 
     @property
-    def is_fitted(self) -> bool:
-        """Whether the ranker can answer."""
-        return self._data is not None
-
-    @property
     def data(self) -> Interactions:
         """The training interactions.
 
@@ -709,12 +704,6 @@ class RankerBase(abc.ABC):
         if self._live:
             self._remap_live(previous.items, previous.data.event_types)
 
-    def forget(self, session_id: str) -> None:
-        """Drop a live session."""
-        session = self._live.pop(session_id, None)
-        if session and session.visitor and self._visitor_live.get(session.visitor) == session_id:
-            del self._visitor_live[session.visitor]
-
     def _kind_index(self, name: str) -> int:
         data = self.data
         if name not in data.event_types:
@@ -859,11 +848,7 @@ class RankerBase(abc.ABC):
         sessions = sessions[sessions != exclude]
         if sessions.size == 0:
             return np.zeros(0, dtype=np.int64)
-        ends = (
-            data.session_end_times()[sessions]
-            if not hasattr(self, "_session_end")
-            else self._session_end[sessions]
-        )
+        ends = self._session_end[sessions]
         sessions = sessions[np.argsort(ends, kind="stable")][-self.history_sessions :]
         return np.concatenate([self._session_rows(int(s)) for s in sessions])
 

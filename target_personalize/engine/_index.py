@@ -227,10 +227,6 @@ class SessionIndex:
         ends = self.u_ptr[sessions + 1]
         return concat_ranges(starts, ends), np.repeat(np.arange(sessions.size), ends - starts)
 
-    def item_counts(self) -> IntArray:
-        """Sessions per item."""
-        return np.diff(self.i_ptr)
-
 
 @dataclass(frozen=True, eq=False)
 class CoOccurrence:

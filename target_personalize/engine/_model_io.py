@@ -155,9 +155,12 @@ def refresh_ranker(
                 objectives=objectives if objectives is not None else ranker.objectives,
             )
         else:
+            before = (ranker.loaded_until, ranker.objectives)
             if objectives is not None:
                 ranker.objectives = Objectives.parse(objectives)
             ranker.update(store)
+            if (ranker.loaded_until, ranker.objectives) == before:
+                return ranker  # nothing new: the saved model is this one
     where = save_ranker(ranker, store, name)
     logger.info("Saved the %s (%d item events) to %s", ranker.name, len(ranker.data), where)
     return ranker

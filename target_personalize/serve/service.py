@@ -106,7 +106,7 @@ class ServingState:
         self.last_session: str | None = None
         self._recent_keys: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._arrivals: deque[tuple[float, int]] = deque()
-        self._store_count = (0.0, self._count(self.store))
+        self._store_count = (0.0, 0)  # (when counted, count): the first stats() counts
         self._funnel: tuple[float, str, dict[str, Any]] | None = None
         self._queue: queue.Queue[object] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="personalize-store", daemon=True)
@@ -292,14 +292,18 @@ class ServingState:
 
     # Model refresh
 
-    def refreshed_model(self) -> RankerBase:
+    def refreshed_model(self) -> RankerBase | None:
         """The saved model brought up to date with the store, and saved (a worker thread).
 
         Reads through a connection of its own (DuckDB lets a process open its file twice),
         so commits go on meanwhile; only sessions touched by loads since the model's last fit
-        are read (:meth:`RankerBase.update`).
+        are read (:meth:`RankerBase.update`). ``None`` when nothing was loaded since the
+        served model's fit.
         """
         with EventStore(self.settings.database_url) as reader:
+            latest = reader.query("SELECT max(loaded_at) FROM events")[0][0]
+            if latest is None or latest == self.ranker.loaded_until:
+                return None
             ranker = refresh_ranker(
                 reader, create=True, key_conversion=self.settings.key_conversion
             )
@@ -333,6 +337,8 @@ class ServingState:
                 ranker = await anyio.to_thread.run_sync(self.refreshed_model)
             except Exception:
                 logger.exception("Model refresh failed; still serving the previous model")
+                continue
+            if ranker is None:
                 continue
             self.swap_model(ranker)
             logger.info(

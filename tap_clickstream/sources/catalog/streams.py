@@ -232,11 +232,12 @@ class ItemsStream(EventStream):
                     updated = ""
                 result = connection.execution_options(stream_results=True).execute(query)
                 number = 0
+                name = self.settings["table"]
                 for chunk in result.mappings().partitions(settings.FETCH_ROWS):
                     rows: list[tuple[str, t.Mapping[str, t.Any]]] = []
                     for row in chunk:
                         number += 1
-                        rows.append((f"{self.settings['table']}, row {number}", dict(row)))
+                        rows.append((f"{name}, row {number}", dict(row)))
                     newest = None
                     for record in self._emit(rows, since):
                         newest = record["updated_at"] or newest
