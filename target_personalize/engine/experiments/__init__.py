@@ -25,17 +25,68 @@ from target_personalize.engine.experiments.definition import (
     parse_traffic,
 )
 from target_personalize.engine.experiments.errors import ExperimentError
+from target_personalize.engine.experiments.inference import (
+    DEFAULT_N_TUNE,
+    SRM_THRESHOLD,
+    ArmStatistic,
+    Estimate,
+    SampleRatio,
+    cuped_lift,
+    mean_statistic,
+    ratio_statistic,
+    relative_lift,
+    sample_ratio_mismatch,
+    sequential_halfwidth,
+    welch_dof,
+)
+from target_personalize.engine.experiments.moments import Moments, arm_moments
+from target_personalize.engine.experiments.readout import (
+    METRICS,
+    Lift,
+    Metric,
+    Readout,
+    VariantSummary,
+    build_readout,
+)
+from target_personalize.engine.experiments.visitors import (
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    VisitorData,
+)
 
 __all__ = [
+    "DEFAULT_N_TUNE",
+    "METRICS",
+    "OPTIONAL_COLUMNS",
     "RANKERS",
+    "REQUIRED_COLUMNS",
+    "SRM_THRESHOLD",
+    "ArmStatistic",
+    "Estimate",
     "Experiment",
     "ExperimentError",
+    "Lift",
+    "Metric",
+    "Moments",
     "RankerKind",
+    "Readout",
+    "SampleRatio",
     "Variant",
+    "VariantSummary",
+    "VisitorData",
+    "arm_moments",
     "assign",
     "bucket",
     "bucket_ranges",
+    "build_readout",
     "choose_variation",
+    "cuped_lift",
     "fnv1a32",
+    "mean_statistic",
     "parse_traffic",
+    "ratio_statistic",
+    "relative_lift",
+    "sample_ratio_mismatch",
+    "sequential_halfwidth",
+    "welch_dof",
 ]
