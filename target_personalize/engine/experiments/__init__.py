@@ -41,6 +41,7 @@ from target_personalize.engine.experiments.inference import (
 )
 from target_personalize.engine.experiments.moments import Moments, arm_moments
 from target_personalize.engine.experiments.readout import (
+    DEFAULT_MIN_SAMPLE,
     METRICS,
     Lift,
     Metric,
@@ -55,6 +56,7 @@ from target_personalize.engine.experiments.visitors import (
 )
 
 __all__ = [
+    "DEFAULT_MIN_SAMPLE",
     "DEFAULT_N_TUNE",
     "METRICS",
     "OPTIONAL_COLUMNS",

@@ -39,7 +39,20 @@ from target_personalize.engine.experiments.inference import (
 from target_personalize.engine.experiments.moments import Moments, arm_moments
 from target_personalize.engine.experiments.visitors import VisitorData
 
-__all__ = ["METRICS", "Lift", "Metric", "Readout", "VariantSummary", "build_readout"]
+__all__ = [
+    "DEFAULT_MIN_SAMPLE",
+    "METRICS",
+    "Lift",
+    "Metric",
+    "Readout",
+    "VariantSummary",
+    "build_readout",
+]
+
+
+#: GrowthBook's default minimum sample size: visitors with a value of the metric in the control
+#: or the variant before a lift gets an interval and a p-value.
+DEFAULT_MIN_SAMPLE = 150
 
 
 @dataclass(frozen=True)
@@ -95,23 +108,26 @@ class Lift:
     Attributes:
         variant_id: the compared variant.
         metric: one of :data:`METRICS`' names.
-        estimate, ci_low, ci_high, p_value, standard_error, difference, reason: see
-            :class:`~.inference.Estimate` (the plain, unadjusted estimate).
+        plain: the unadjusted estimate.
         cuped: the CUPED-adjusted estimate, when a pre-exposure column is given.
         theta: CUPED's theta, when ``cuped`` is given.
     """
 
     variant_id: str
     metric: str
-    estimate: float | None
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float | None
-    standard_error: float | None
-    difference: float | None
-    reason: str | None
+    plain: Estimate
     cuped: Estimate | None = None
     theta: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape: the plain estimate's fields, then ``cuped`` and ``theta``."""
+        return {
+            "variant_id": self.variant_id,
+            "metric": self.metric,
+            **asdict(self.plain),
+            "cuped": None if self.cuped is None else asdict(self.cuped),
+            "theta": self.theta,
+        }
 
 
 @dataclass(frozen=True)
@@ -123,6 +139,7 @@ class Readout:
     control: str
     alpha: float
     sequential: bool
+    min_sample: int
     variants: tuple[VariantSummary, ...]
     lift: tuple[Lift, ...]
     srm: SampleRatio
@@ -136,8 +153,9 @@ class Readout:
             "control": self.control,
             "alpha": self.alpha,
             "sequential": self.sequential,
+            "min_sample": self.min_sample,
             "variants": [asdict(v) for v in self.variants],
-            "lift": [asdict(lift) for lift in self.lift],
+            "lift": [lift.as_dict() for lift in self.lift],
             "srm": {
                 "p_value": self.srm.p_value,
                 "flagged": self.srm.flagged,
@@ -158,6 +176,7 @@ def build_readout(
     alpha: float = 0.05,
     sequential: bool = False,
     n_tune: float = DEFAULT_N_TUNE,
+    min_sample: int = DEFAULT_MIN_SAMPLE,
 ) -> Readout:
     """Summarise every variant and compare each with the control.
 
@@ -171,6 +190,10 @@ def build_readout(
         sequential: always-valid intervals and p-values (confidence sequences), so the
             readout may be looked at any number of times.
         n_tune: the confidence sequence's tuning, in visitors.
+        min_sample: a lift gets an interval and a p-value once the control or the variant has
+            this many visitors with a non-zero value of the metric (GrowthBook's minimum
+            sample size); before, only its estimate, as the normal approximation behind both
+            does not hold yet.
 
     Raises:
         ExperimentError: for an unknown control or weights that do not match the variants.
@@ -210,9 +233,9 @@ def build_readout(
             continue
         covariate = metric.covariate if metric.covariate in columns else None
         second = metric.denominator or covariate
-        arms = arm_moments(
-            visitors.variant, k, columns[metric.numerator], columns[second] if second else None
-        )
+        numerator = columns[metric.numerator]
+        arms = arm_moments(visitors.variant, k, numerator, columns[second] if second else None)
+        support = np.bincount(visitors.variant, weights=numerator != 0, minlength=k)
         statistic: Callable[[Moments], ArmStatistic] = (
             ratio_statistic if metric.denominator else mean_statistic
         )
@@ -227,21 +250,15 @@ def build_readout(
                 if covariate
                 else (None, None)
             )
-            lifts.append(
-                Lift(
-                    vid,
-                    metric.name,
-                    plain.estimate,
-                    plain.ci_low,
-                    plain.ci_high,
-                    plain.p_value,
-                    plain.standard_error,
-                    plain.difference,
-                    plain.reason,
-                    adjusted,
-                    theta,
+            most = int(max(support[c], support[i]))
+            if most < min_sample:
+                reason = (
+                    f"waiting for {min_sample} visitors with a {metric.numerator} value in an "
+                    f"arm (most so far: {most})"
                 )
-            )
+                plain = _withheld(plain, reason)
+                adjusted = None if adjusted is None else _withheld(adjusted, reason)
+            lifts.append(Lift(vid, metric.name, plain, adjusted, theta))
 
     srm = sample_ratio_mismatch([s.visitors for s in summaries], split)
     return Readout(
@@ -250,11 +267,18 @@ def build_readout(
         control,
         alpha,
         sequential,
+        min_sample,
         tuple(summaries),
         tuple(lifts),
         srm,
         visitors.multiple_variants,
     )
+
+
+def _withheld(estimate: Estimate, reason: str) -> Estimate:
+    if estimate.estimate is None:
+        return estimate
+    return Estimate(estimate.estimate, None, None, None, None, estimate.difference, reason)
 
 
 def _summary(variant_id: str, n: int, sums: Mapping[str, float]) -> VariantSummary:

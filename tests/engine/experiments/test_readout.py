@@ -58,7 +58,9 @@ def test_the_figures_of_each_variant() -> None:
 
 
 def test_the_json_shape_has_the_issue_s_fields() -> None:
-    out = build_readout(_small(), experiment_id="exp", conversion="purchase").as_dict()
+    out = build_readout(
+        _small(), experiment_id="exp", conversion="purchase", min_sample=1
+    ).as_dict()
     json.dumps(out, allow_nan=False)
     assert {"experiment_id", "conversion", "control", "variants", "lift", "srm", "excluded"} <= set(
         out
@@ -83,7 +85,7 @@ def test_the_json_shape_has_the_issue_s_fields() -> None:
 
 def test_each_lift_is_the_inference_on_that_metric() -> None:
     data = _small()
-    readout = build_readout(data, experiment_id="exp")
+    readout = build_readout(data, experiment_id="exp", min_sample=1)
     lifts = {x.metric: x for x in readout.lift}
     converted = (data.conversion_events > 0).astype(float)
     for metric, y, x, statistic in [
@@ -94,12 +96,9 @@ def test_each_lift_is_the_inference_on_that_metric() -> None:
     ]:
         a, b = arm_moments(data.variant, 2, y, x)
         expected = relative_lift(statistic(a), statistic(b))
-        got = lifts[metric]
-        assert (got.estimate, got.ci_low, got.ci_high, got.p_value) == (
-            expected.estimate, expected.ci_low, expected.ci_high, expected.p_value
-        )  # fmt: skip
-    assert lifts["conversion_rate"].estimate == pytest.approx(1.0)  # 0.25 -> 0.5
-    assert lifts["aov"].estimate == pytest.approx(17.5 / 15 - 1)
+        assert lifts[metric].plain == expected
+    assert lifts["conversion_rate"].plain.estimate == pytest.approx(1.0)  # 0.25 -> 0.5
+    assert lifts["aov"].plain.estimate == pytest.approx(17.5 / 15 - 1)
 
 
 def _random(n: int, arms: int = 2, seed: int = 3, **extra: bool) -> VisitorData:
@@ -120,7 +119,7 @@ def _random(n: int, arms: int = 2, seed: int = 3, **extra: bool) -> VisitorData:
 
 def test_cuped_is_reported_beside_the_plain_estimate_when_pre_exposure_data_exist() -> None:
     data = _random(5_000, pre_conversion_events=True, pre_revenue=True)
-    readout = build_readout(data, experiment_id="exp", sequential=True)
+    readout = build_readout(data, experiment_id="exp", sequential=True, min_sample=1)
     lifts = {x.metric: x for x in readout.lift}
     converted = (data.conversion_events > 0).astype(float)
     pre_converted = (data.pre_conversion_events > 0).astype(float)
@@ -128,9 +127,8 @@ def test_cuped_is_reported_beside_the_plain_estimate_when_pre_exposure_data_exis
     expected, theta = cuped_lift(a, b, n_tune=5000.0)
     assert lifts["conversion_rate"].cuped == expected
     assert lifts["conversion_rate"].theta == theta
-    assert (
-        lifts["conversion_rate"].estimate
-        == relative_lift(mean_statistic(a), mean_statistic(b), n_tune=5000.0).estimate
+    assert lifts["conversion_rate"].plain == relative_lift(
+        mean_statistic(a), mean_statistic(b), n_tune=5000.0
     )
     assert lifts["revenue_per_visitor"].cuped is not None
     assert lifts["aov"].cuped is None
@@ -138,6 +136,23 @@ def test_cuped_is_reported_beside_the_plain_estimate_when_pre_exposure_data_exis
     assert all(x.cuped is None and x.theta is None for x in plain.lift)
     # Pre-exposure conversions are covariates only: they never count as conversions.
     assert [v.conversions for v in readout.variants] == [v.conversions for v in plain.variants]
+
+
+def test_intervals_wait_for_the_minimum_sample() -> None:
+    data = _random(4_000)  # about 330 converted visitors per arm
+    converted = [v.conversions for v in build_readout(data, experiment_id="e").variants]
+    assert min(converted) > 150
+    assert all(x.plain.p_value is not None for x in build_readout(data, experiment_id="e").lift)
+    waiting = build_readout(data, experiment_id="e", min_sample=max(converted) + 1)
+    for lift in waiting.lift:
+        assert lift.plain.estimate is not None and lift.plain.difference is not None
+        assert lift.plain.ci_low is None and lift.plain.p_value is None
+        assert lift.plain.reason is not None and lift.plain.reason.startswith(
+            f"waiting for {max(converted) + 1} visitors with a"
+        )
+    rate = waiting.lift[0]
+    assert rate.metric == "conversion_rate"
+    assert rate.plain.reason.endswith(f"(most so far: {max(converted)})")
 
 
 def test_every_variant_is_compared_with_the_chosen_control() -> None:
@@ -157,7 +172,7 @@ def test_srm_uses_the_configured_weights_and_counts_empty_arms() -> None:
     readout = build_readout(empty, experiment_id="e")
     assert readout.srm.flagged
     assert readout.variants[1].visitors == 0 and readout.variants[1].conversion_rate is None
-    assert readout.lift[0].reason == "fewer than 2 visitors in an arm"
+    assert readout.lift[0].plain.reason == "fewer than 2 visitors in an arm"
 
 
 @pytest.mark.parametrize(
