@@ -39,7 +39,7 @@ from target_personalize.engine.experiments.inference import (
     sequential_halfwidth,
     welch_dof,
 )
-from target_personalize.engine.experiments.moments import Moments, arm_moments
+from target_personalize.engine.experiments.moments import FloatArray, IntArray, Moments, arm_moments
 from target_personalize.engine.experiments.readout import (
     DEFAULT_MIN_SAMPLE,
     METRICS,
@@ -67,6 +67,8 @@ __all__ = [
     "Estimate",
     "Experiment",
     "ExperimentError",
+    "FloatArray",
+    "IntArray",
     "Lift",
     "Metric",
     "Moments",

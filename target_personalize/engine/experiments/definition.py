@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from target_personalize.engine import Objectives, RankerError
@@ -192,7 +192,6 @@ class Experiment:
     conversion: str = "purchase"
     control: str = ""
     seed: str = ""
-    _ids: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_id(self.experiment_id, "experiment id")
@@ -219,12 +218,11 @@ class Experiment:
         object.__setattr__(self, "weights", tuple(float(w) for w in weights))
         object.__setattr__(self, "control", control)
         object.__setattr__(self, "seed", self.seed or self.experiment_id)
-        object.__setattr__(self, "_ids", ids)
 
     @property
     def variant_ids(self) -> tuple[str, ...]:
         """The variants' ids, in order."""
-        return self._ids
+        return tuple(v.variant_id for v in self.variants)
 
     @classmethod
     def from_cli(

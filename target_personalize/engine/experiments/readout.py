@@ -64,21 +64,23 @@ class Metric:
         numerator: the per-visitor column summed (``converted`` is ``conversion_events > 0``).
         denominator: the per-visitor column it is divided by; ``None`` for visitors (a mean).
         covariate: the pre-exposure column CUPED adjusts by, for a mean.
+        sample: what the minimum sample counts: visitors with a non-zero numerator.
     """
 
     name: str
     numerator: str
     denominator: str | None = None
     covariate: str | None = None
+    sample: str = ""
 
 
 #: Every metric, in report order.
 METRICS: tuple[Metric, ...] = (
-    Metric("conversion_rate", "converted", covariate="pre_converted"),
-    Metric("revenue_per_visitor", "revenue", covariate="pre_revenue"),
-    Metric("margin_per_visitor", "margin", covariate="pre_margin"),
-    Metric("aov", "revenue", "conversion_events"),
-    Metric("ctr", "clicks", "impressions"),
+    Metric("conversion_rate", "converted", None, "pre_converted", "converting visitors"),
+    Metric("revenue_per_visitor", "revenue", None, "pre_revenue", "visitors with revenue"),
+    Metric("margin_per_visitor", "margin", None, "pre_margin", "visitors with margin"),
+    Metric("aov", "revenue", "conversion_events", None, "visitors with revenue"),
+    Metric("ctr", "clicks", "impressions", None, "visitors with clicks"),
 )
 
 
@@ -252,10 +254,7 @@ def build_readout(
             )
             most = int(max(support[c], support[i]))
             if most < min_sample:
-                reason = (
-                    f"waiting for {min_sample} visitors with a {metric.numerator} value in an "
-                    f"arm (most so far: {most})"
-                )
+                reason = f"waiting for {min_sample} {metric.sample} in an arm (most so far: {most})"
                 plain = _withheld(plain, reason)
                 adjusted = None if adjusted is None else _withheld(adjusted, reason)
             lifts.append(Lift(vid, metric.name, plain, adjusted, theta))

@@ -148,11 +148,14 @@ def test_intervals_wait_for_the_minimum_sample() -> None:
         assert lift.plain.estimate is not None and lift.plain.difference is not None
         assert lift.plain.ci_low is None and lift.plain.p_value is None
         assert lift.plain.reason is not None and lift.plain.reason.startswith(
-            f"waiting for {max(converted) + 1} visitors with a"
+            f"waiting for {max(converted) + 1} "
         )
     rate = waiting.lift[0]
     assert rate.metric == "conversion_rate"
-    assert rate.plain.reason.endswith(f"(most so far: {max(converted)})")
+    assert rate.plain.reason == (
+        f"waiting for {max(converted) + 1} converting visitors in an arm "
+        f"(most so far: {max(converted)})"
+    )
 
 
 def test_every_variant_is_compared_with_the_chosen_control() -> None:
