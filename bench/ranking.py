@@ -60,16 +60,19 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from target_personalize.engine._evaluation import (
+from target_personalize.engine.evaluation.replay import (
     EvaluationReport,
     default_rankers,
     evaluate,
     evaluate_store,
     prepare_fixed_split,
 )
-from target_personalize.engine._interactions import interactions_from_store, read_session_file
-from target_personalize.engine._ranking import SessionRanker
-from target_personalize.engine._store import EventStore
+from target_personalize.engine.ranking.interactions import (
+    interactions_from_store,
+    read_session_file,
+)
+from target_personalize.engine.ranking.session_ranker import SessionRanker
+from target_personalize.engine.store.event_store import EventStore
 
 # The shared data set lies beside the repository (../shared/data).
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from target_personalize.commands._options import DATABASE_URL, FORMAT
 from target_personalize.engine import EngineError, EventStore
-from target_personalize.engine._funnels import (
+from target_personalize.engine.funnel.discovery import (
     DEFAULT_WINDOW,
     discover_funnel,
     explicit_funnel,
@@ -24,7 +24,11 @@ from target_personalize.engine._funnels import (
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from target_personalize.engine._funnels import DiscoveredFunnel, Funnel, ProgressCallback
+    from target_personalize.engine.funnel.discovery import (
+        DiscoveredFunnel,
+        Funnel,
+        ProgressCallback,
+    )
 
 __all__ = ["FUNNEL_OPTIONS", "funnel", "parse_window", "progress_bar", "run_funnels"]
 

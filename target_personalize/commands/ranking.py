@@ -15,8 +15,7 @@ from rich.table import Table
 
 from target_personalize.commands._options import DATABASE_URL, FORMAT, parse_objectives
 from target_personalize.engine import EngineError, EventStore
-from target_personalize.engine._base import RankerBase
-from target_personalize.engine._evaluation import (
+from target_personalize.engine.evaluation.replay import (
     EvaluationReport,
     default_rankers,
     evaluate,
@@ -24,11 +23,12 @@ from target_personalize.engine._evaluation import (
     prepare_fixed_split,
     read_split_file,
 )
-from target_personalize.engine._model_io import load_ranker, save_ranker
-from target_personalize.engine._ranking import SessionRanker
+from target_personalize.engine.ranking.contract import RankerBase
+from target_personalize.engine.ranking.model_io import load_ranker, save_ranker
+from target_personalize.engine.ranking.session_ranker import SessionRanker
 
 if t.TYPE_CHECKING:
-    from target_personalize.engine._base import ScoredItem
+    from target_personalize.engine.ranking.contract import ScoredItem
 
 __all__ = ["evaluate_command", "fit", "rank", "recommend"]
 
@@ -65,7 +65,7 @@ def _event_weights(
     if choice == "mined":
         if store is None:
             raise click.BadParameter("mined weights need the store", param_hint="--event-weights")
-        from target_personalize.engine._funnels import discover_funnel  # noqa: PLC0415
+        from target_personalize.engine.funnel.discovery import discover_funnel  # noqa: PLC0415
 
         weights = dict(discover_funnel(store, conversion).event_weights)
         _stderr.print(f"Mined event weights: {json.dumps(weights)}")

@@ -9,7 +9,7 @@ import click
 
 from target_personalize.commands.funnel import FUNNEL_OPTIONS, progress_bar, run_funnels
 from target_personalize.engine import EngineError, EventStore
-from target_personalize.engine._report import write_report
+from target_personalize.engine.funnel.report import write_report
 
 __all__ = ["report"]
 

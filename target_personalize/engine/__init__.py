@@ -7,26 +7,7 @@ Store: :class:`EventStore`. Funnels: :func:`discover_funnel`, :func:`explicit_fu
 
 from __future__ import annotations
 
-from target_personalize.engine._base import (
-    DEFAULT_EVENT_WEIGHTS,
-    ModelFormatError,
-    ModelNotFittedError,
-    Objectives,
-    RankerBase,
-    RankerError,
-    ScoredItem,
-    check_random_state,
-)
-from target_personalize.engine._baselines import (
-    VSKNN,
-    MostPopular,
-    ViewsItemKNN,
-)
-from target_personalize.engine._columns import (
-    EVENT_COLUMNS,
-    ITEM_COLUMNS,
-)
-from target_personalize.engine._evaluation import (
+from target_personalize.engine.evaluation.replay import (
     EvaluationReport,
     ModelResult,
     SplitInfo,
@@ -38,13 +19,13 @@ from target_personalize.engine._evaluation import (
     precision_at_k,
     read_split_file,
 )
-from target_personalize.engine._exceptions import (
+from target_personalize.engine.exceptions import (
     EngineError,
     InvalidEventError,
     StoreError,
     UnsupportedDatabaseError,
 )
-from target_personalize.engine._funnels import (
+from target_personalize.engine.funnel.discovery import (
     DEFAULT_WINDOW,
     LIFT_PRIOR_UNITS,
     Contribution,
@@ -62,36 +43,55 @@ from target_personalize.engine._funnels import (
     discover_funnel,
     explicit_funnel,
 )
-from target_personalize.engine._interactions import (
+from target_personalize.engine.funnel.report import (
+    render_report,
+    write_report,
+)
+from target_personalize.engine.ranking.baselines import (
+    VSKNN,
+    MostPopular,
+    ViewsItemKNN,
+)
+from target_personalize.engine.ranking.contract import (
+    DEFAULT_EVENT_WEIGHTS,
+    ModelFormatError,
+    ModelNotFittedError,
+    Objectives,
+    RankerBase,
+    RankerError,
+    ScoredItem,
+    check_random_state,
+)
+from target_personalize.engine.ranking.interactions import (
     Interactions,
     ItemTable,
     interactions_from_store,
     read_session_file,
 )
-from target_personalize.engine._model_io import (
+from target_personalize.engine.ranking.model_io import (
     load_ranker,
     model_path,
     refresh_ranker,
     save_ranker,
 )
-from target_personalize.engine._ranking import (
+from target_personalize.engine.ranking.session_ranker import (
     SessionRanker,
 )
-from target_personalize.engine._records import (
-    coerce_event,
-    coerce_item,
+from target_personalize.engine.store.columns import (
+    EVENT_COLUMNS,
+    ITEM_COLUMNS,
 )
-from target_personalize.engine._report import (
-    render_report,
-    write_report,
-)
-from target_personalize.engine._store import (
+from target_personalize.engine.store.event_store import (
     DEFAULT_DATABASE_URL,
     EventStore,
     LoadResult,
     Reject,
     StoreSummary,
     read_batch_files,
+)
+from target_personalize.engine.store.records import (
+    coerce_event,
+    coerce_item,
 )
 
 __all__ = [

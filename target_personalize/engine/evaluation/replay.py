@@ -39,21 +39,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from target_personalize.engine._base import CART_TYPES, Objectives, Query, RankerBase
-from target_personalize.engine._baselines import VSKNN, MostPopular, ViewsItemKNN
-from target_personalize.engine._index import top_k
-from target_personalize.engine._interactions import (
+from target_personalize.engine.ranking.baselines import VSKNN, MostPopular, ViewsItemKNN
+from target_personalize.engine.ranking.contract import CART_TYPES, Objectives, Query, RankerBase
+from target_personalize.engine.ranking.index import top_k
+from target_personalize.engine.ranking.interactions import (
     Interactions,
     interactions_from_events,
     interactions_from_store,
     read_session_file,
 )
-from target_personalize.engine._ranking import SessionRanker
+from target_personalize.engine.ranking.session_ranker import SessionRanker
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from target_personalize.engine._store import EventStore
+    from target_personalize.engine.store.event_store import EventStore
 
 __all__ = [
     "EvaluationReport",
@@ -551,7 +551,7 @@ def evaluate_store(
     Returns:
         The report.
     """
-    from target_personalize.engine._interactions import to_epoch  # noqa: PLC0415
+    from target_personalize.engine.ranking.interactions import to_epoch  # noqa: PLC0415
 
     data = interactions_from_store(store)
     train, test, at = prepare_split(

@@ -11,8 +11,8 @@ from typing import Any
 
 import msgspec
 
-from target_personalize.engine._columns import EVENT_COLUMNS, ITEM_COLUMNS, ITEM_FIELDS, Kind
-from target_personalize.engine._exceptions import InvalidEventError
+from target_personalize.engine.exceptions import InvalidEventError
+from target_personalize.engine.store.columns import EVENT_COLUMNS, ITEM_COLUMNS, ITEM_FIELDS, Kind
 
 __all__ = ["coerce_event", "coerce_item", "parse_timestamp"]
 

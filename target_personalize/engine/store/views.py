@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from target_personalize.engine._columns import EVENT_COLUMNS
+from target_personalize.engine.store.columns import EVENT_COLUMNS
 
 __all__ = ["DEFAULT_SESSION_GAP_MINUTES", "event_items_sql", "sessionized_events_sql"]
 

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from target_personalize.engine._funnels import (
+from target_personalize.engine.funnel.discovery import (
     LIFT_PRIOR_UNITS,
     Contribution,
     FunnelError,
@@ -16,11 +16,10 @@ from target_personalize.engine._funnels import (
     discover_funnel,
     explicit_funnel,
 )
-from target_personalize.engine._markov import fit_markov_chain
-from target_personalize.engine._ranking import SessionRanker
-from target_personalize.engine._store import EventStore
-
-from .conftest import Journeys
+from target_personalize.engine.funnel.markov import fit_markov_chain
+from target_personalize.engine.ranking.session_ranker import SessionRanker
+from target_personalize.engine.store.event_store import EventStore
+from tests.engine.conftest import Journeys
 
 DAY = 86400
 WEEK = 7 * DAY

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from target_personalize.engine._funnels import (
+    from target_personalize.engine.funnel.discovery import (
         DiscoveredFunnel,
         Funnel,
         ImplicitSignal,

@@ -19,14 +19,14 @@ import numpy.typing as npt
 import pyarrow as pa
 from sqlalchemy.engine import URL, make_url
 
-from target_personalize.engine._columns import (
+from target_personalize.engine.exceptions import StoreError, UnsupportedDatabaseError
+from target_personalize.engine.store.columns import (
     EVENT_COLUMNS,
     ITEM_COLUMNS,
     ITEM_FIELDS,
     REJECT_COLUMNS,
     Kind,
 )
-from target_personalize.engine._exceptions import StoreError, UnsupportedDatabaseError
 
 __all__ = ["Backend", "open_backend"]
 

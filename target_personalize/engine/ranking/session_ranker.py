@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from target_personalize.engine._base import RankerBase
-from target_personalize.engine._index import CoOccurrence, SessionIndex, sequence_pairs
+from target_personalize.engine.ranking.contract import RankerBase
+from target_personalize.engine.ranking.index import CoOccurrence, SessionIndex, sequence_pairs
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from target_personalize.engine._base import Query
-    from target_personalize.engine._interactions import Interactions
+    from target_personalize.engine.ranking.contract import Query
+    from target_personalize.engine.ranking.interactions import Interactions
 
 __all__ = ["SessionRanker"]
 

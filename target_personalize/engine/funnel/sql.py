@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from target_personalize.engine._views import sessionized_events_sql
+from target_personalize.engine.store.views import sessionized_events_sql
 
 __all__ = [
     "SIGNALS",

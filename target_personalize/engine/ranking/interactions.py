@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from target_personalize.engine._views import event_items_sql, sessionized_events_sql
+from target_personalize.engine.store.views import event_items_sql, sessionized_events_sql
 
 if TYPE_CHECKING:
-    from target_personalize.engine._store import EventStore
+    from target_personalize.engine.store.event_store import EventStore
 
 __all__ = [
     "Interactions",
@@ -58,7 +58,7 @@ def to_epoch(moment: datetime | float | str | None) -> float:
     if isinstance(moment, int | float):
         return float(moment)
     if isinstance(moment, str):
-        from target_personalize.engine._records import parse_timestamp  # noqa: PLC0415
+        from target_personalize.engine.store.records import parse_timestamp  # noqa: PLC0415
 
         moment = parse_timestamp(moment)
     if moment.tzinfo is not None:
@@ -535,7 +535,7 @@ def interactions_from_events(records: Iterable[Mapping[str, Any]]) -> Interactio
 
     Sessions are derived exactly as the store derives them.
     """
-    from target_personalize.engine._store import EventStore  # noqa: PLC0415
+    from target_personalize.engine.store.event_store import EventStore  # noqa: PLC0415
 
     with EventStore("duckdb:///:memory:") as store:
         store.load_events(records)

@@ -10,9 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from target_personalize.engine._base import Objectives, Query
-from target_personalize.engine._baselines import VSKNN, MostPopular
-from target_personalize.engine._evaluation import (
+from target_personalize.engine.evaluation.replay import (
     default_rankers,
     evaluate,
     evaluate_store,
@@ -23,13 +21,18 @@ from target_personalize.engine._evaluation import (
     prepare_split,
     read_split_file,
 )
-from target_personalize.engine._interactions import Interactions, ItemTable, read_session_file
-from target_personalize.engine._ranking import SessionRanker
-
-from .contract import session_events, store_with
+from target_personalize.engine.ranking.baselines import VSKNN, MostPopular
+from target_personalize.engine.ranking.contract import Objectives, Query
+from target_personalize.engine.ranking.interactions import (
+    Interactions,
+    ItemTable,
+    read_session_file,
+)
+from target_personalize.engine.ranking.session_ranker import SessionRanker
+from tests.engine.ranking.contract import session_events, store_with
 
 # The shared data set lies beside the repository (../shared/data).
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 YOOCHOOSE_TRAIN = DATA / "yoochoose-clicks-100k-train_full.txt"
 YOOCHOOSE_TEST = DATA / "yoochoose-clicks-100k-test.txt"
 

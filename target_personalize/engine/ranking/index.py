@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from target_personalize.engine._interactions import Interactions
+    from target_personalize.engine.ranking.interactions import Interactions
 
 __all__ = ["CoOccurrence", "SessionIndex", "concat_ranges", "top_k"]
 

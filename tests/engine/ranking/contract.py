@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from target_personalize.engine._base import ModelNotFittedError, RankerBase, RankerError
-from target_personalize.engine._store import EventStore
+from target_personalize.engine.ranking.contract import ModelNotFittedError, RankerBase, RankerError
+from target_personalize.engine.store.event_store import EventStore
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 

@@ -23,17 +23,17 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow.parquet as pq
 
-from target_personalize.engine._backends import Backend, DuckDBBackend, open_backend
-from target_personalize.engine._columns import (
+from target_personalize.engine.exceptions import InvalidEventError
+from target_personalize.engine.store.backends import Backend, DuckDBBackend, open_backend
+from target_personalize.engine.store.columns import (
     EVENT_COLUMNS,
     ITEM_COLUMNS,
     ITEM_FIELDS,
     REJECT_COLUMNS,
     Kind,
 )
-from target_personalize.engine._exceptions import InvalidEventError
-from target_personalize.engine._keys import KeyFilter
-from target_personalize.engine._records import coerce_event, coerce_item
+from target_personalize.engine.store.keys import KeyFilter
+from target_personalize.engine.store.records import coerce_event, coerce_item
 
 __all__ = [
     "DEFAULT_DATABASE_URL",

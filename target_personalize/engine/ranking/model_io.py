@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy.engine import make_url
 
-from target_personalize.engine._base import ModelFormatError, Objectives, RankerBase
-from target_personalize.engine._ranking import SessionRanker
+from target_personalize.engine.ranking.contract import ModelFormatError, Objectives, RankerBase
+from target_personalize.engine.ranking.session_ranker import SessionRanker
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from target_personalize.engine._store import EventStore
+    from target_personalize.engine.store.event_store import EventStore
 
 __all__ = ["load_ranker", "model_path", "refresh_ranker", "save_ranker"]
 

@@ -52,8 +52,9 @@ from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, get_args
 
-from target_personalize.engine._exceptions import EngineError
-from target_personalize.engine._funnel_sql import (
+from target_personalize.engine.exceptions import EngineError
+from target_personalize.engine.funnel.markov import Transition, fit_markov_chain
+from target_personalize.engine.funnel.sql import (
     SIGNALS,
     TIME_BINS,
     Chain,
@@ -75,10 +76,9 @@ from target_personalize.engine._funnel_sql import (
     units_sql,
     walks_sql,
 )
-from target_personalize.engine._markov import Transition, fit_markov_chain
 
 if TYPE_CHECKING:
-    from target_personalize.engine._store import EventStore
+    from target_personalize.engine.store.event_store import EventStore
 
 __all__ = [
     "DEFAULT_WINDOW",

@@ -40,9 +40,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 import numpy.typing as npt
 
-from target_personalize.engine._exceptions import EngineError
-from target_personalize.engine._index import concat_ranges, top_k
-from target_personalize.engine._interactions import (
+from target_personalize.engine.exceptions import EngineError
+from target_personalize.engine.ranking.index import concat_ranges, top_k
+from target_personalize.engine.ranking.interactions import (
     Interactions,
     ItemTable,
     interactions_from_store,
@@ -50,7 +50,7 @@ from target_personalize.engine._interactions import (
 )
 
 if TYPE_CHECKING:
-    from target_personalize.engine._store import EventStore
+    from target_personalize.engine.store.event_store import EventStore
 
 __all__ = [
     "DEFAULT_EVENT_WEIGHTS",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from target_personalize.engine import EventStore
-from target_personalize.engine._keys import KeyFilter
+from target_personalize.engine.store.keys import KeyFilter
 from tests.support.events import event
 
 

@@ -1,0 +1,8 @@
+"""The event store: canonical events, the item catalog and rejects, in DuckDB or PostgreSQL.
+
+``event_store`` (:class:`~target_personalize.engine.EventStore`, idempotent loads) over
+``backends`` (one connection per database kind), ``columns`` (the canonical columns),
+``records`` (checks and coercion of incoming records), ``keys`` (the key filter of a
+long-running writer) and ``views`` (the SQL views the funnel and the ranker read).
+The public names are exported by :mod:`target_personalize.engine`.
+"""
