@@ -27,7 +27,7 @@ import tracemalloc
 import typing as t
 from pathlib import Path
 
-from target_personalize.engine.store.event_store import EventStore
+from target_personalize.engine import EventStore, discover_funnel, explicit_funnel
 
 #: Events per session average 9 (2..16); three consecutive sessions share a user.
 GENERATE_SQL = """
@@ -80,8 +80,6 @@ def generate(path: Path, events: int) -> int:
 
 def run_one(path: Path, kind: str) -> dict[str, object]:
     """Run one funnel computation in this process and measure it."""
-    from target_personalize.engine.funnel.discovery import discover_funnel, explicit_funnel  # noqa: PLC0415
-
     tracemalloc.start()
     with EventStore(f"duckdb:///{path}") as store:
         started = time.perf_counter()

@@ -60,19 +60,17 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from target_personalize.engine.evaluation.replay import (
+from target_personalize.engine import (
     EvaluationReport,
+    EventStore,
+    SessionRanker,
     default_rankers,
     evaluate,
     evaluate_store,
-    prepare_fixed_split,
-)
-from target_personalize.engine.ranking.interactions import (
     interactions_from_store,
     read_session_file,
 )
-from target_personalize.engine.ranking.session_ranker import SessionRanker
-from target_personalize.engine.store.event_store import EventStore
+from target_personalize.engine.evaluation.replay import prepare_fixed_split
 
 # The shared data set lies beside the repository (../shared/data).
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

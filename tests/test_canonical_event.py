@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from tap_clickstream.events import EVENT_SCHEMA
 from tap_clickstream.schema_objects import ITEM_FIELDS as TAP_ITEM_FIELDS
-from target_personalize.engine.store.columns import EVENT_COLUMNS, ITEM_FIELDS
+from target_personalize.engine import EVENT_COLUMNS
+from target_personalize.engine.store.columns import ITEM_FIELDS
 
 _JSON_TYPE = {
     "str": "string",

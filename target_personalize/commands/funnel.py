@@ -14,9 +14,10 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from target_personalize.commands._options import DATABASE_URL, FORMAT
-from target_personalize.engine import EngineError, EventStore
-from target_personalize.engine.funnel.discovery import (
+from target_personalize.engine import (
     DEFAULT_WINDOW,
+    EngineError,
+    EventStore,
     discover_funnel,
     explicit_funnel,
 )
@@ -24,11 +25,8 @@ from target_personalize.engine.funnel.discovery import (
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from target_personalize.engine.funnel.discovery import (
-        DiscoveredFunnel,
-        Funnel,
-        ProgressCallback,
-    )
+    from target_personalize.engine import DiscoveredFunnel, Funnel
+    from target_personalize.engine.funnel.discovery import ProgressCallback
 
 __all__ = ["FUNNEL_OPTIONS", "funnel", "parse_window", "progress_bar", "run_funnels"]
 

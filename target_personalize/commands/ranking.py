@@ -14,21 +14,24 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from target_personalize.commands._options import DATABASE_URL, FORMAT, parse_objectives
-from target_personalize.engine import EngineError, EventStore
-from target_personalize.engine.evaluation.replay import (
+from target_personalize.engine import (
+    EngineError,
     EvaluationReport,
+    EventStore,
+    RankerBase,
+    SessionRanker,
     default_rankers,
+    discover_funnel,
     evaluate,
     evaluate_store,
-    prepare_fixed_split,
+    load_ranker,
     read_split_file,
+    save_ranker,
 )
-from target_personalize.engine.ranking.contract import RankerBase
-from target_personalize.engine.ranking.model_io import load_ranker, save_ranker
-from target_personalize.engine.ranking.session_ranker import SessionRanker
+from target_personalize.engine.evaluation.replay import prepare_fixed_split
 
 if t.TYPE_CHECKING:
-    from target_personalize.engine.ranking.contract import ScoredItem
+    from target_personalize.engine import ScoredItem
 
 __all__ = ["evaluate_command", "fit", "rank", "recommend"]
 
@@ -65,8 +68,6 @@ def _event_weights(
     if choice == "mined":
         if store is None:
             raise click.BadParameter("mined weights need the store", param_hint="--event-weights")
-        from target_personalize.engine.funnel.discovery import discover_funnel  # noqa: PLC0415
-
         weights = dict(discover_funnel(store, conversion).event_weights)
         _stderr.print(f"Mined event weights: {json.dumps(weights)}")
         return weights

@@ -8,8 +8,7 @@ from pathlib import Path
 import click
 
 from target_personalize.commands.funnel import FUNNEL_OPTIONS, progress_bar, run_funnels
-from target_personalize.engine import EngineError, EventStore
-from target_personalize.engine.funnel.report import write_report
+from target_personalize.engine import EngineError, EventStore, write_report
 
 __all__ = ["report"]
 

@@ -21,7 +21,11 @@ from target_personalize.engine.evaluation.replay import (
 )
 from target_personalize.engine.exceptions import (
     EngineError,
+    FunnelError,
     InvalidEventError,
+    ModelFormatError,
+    ModelNotFittedError,
+    RankerError,
     StoreError,
     UnsupportedDatabaseError,
 )
@@ -32,7 +36,6 @@ from target_personalize.engine.funnel.discovery import (
     DiscoveredFunnel,
     DiscoveredStep,
     Funnel,
-    FunnelError,
     FunnelStep,
     ImplicitSignal,
     PathStat,
@@ -53,14 +56,12 @@ from target_personalize.engine.ranking.baselines import (
     ViewsItemKNN,
 )
 from target_personalize.engine.ranking.contract import (
-    DEFAULT_EVENT_WEIGHTS,
-    ModelFormatError,
-    ModelNotFittedError,
-    Objectives,
     RankerBase,
-    RankerError,
     ScoredItem,
     check_random_state,
+)
+from target_personalize.engine.ranking.event_weights import (
+    DEFAULT_EVENT_WEIGHTS,
 )
 from target_personalize.engine.ranking.interactions import (
     Interactions,
@@ -73,6 +74,9 @@ from target_personalize.engine.ranking.model_io import (
     model_path,
     refresh_ranker,
     save_ranker,
+)
+from target_personalize.engine.ranking.objectives import (
+    Objectives,
 )
 from target_personalize.engine.ranking.session_ranker import (
     SessionRanker,

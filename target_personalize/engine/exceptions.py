@@ -5,12 +5,25 @@ The tree::
 EngineError
 ├── StoreError            the store cannot be opened, created or written
 │   └── UnsupportedDatabaseError   the URL names a database the store does not support
-└── InvalidEventError     an event does not fit the canonical schema (field and reason)
+├── InvalidEventError     an event does not fit the canonical schema (field and reason)
+├── FunnelError           a funnel cannot be computed as asked (unit, steps, range...)
+└── RankerError           a ranker cannot do what was asked
+    ├── ModelNotFittedError  recommend/rank/save before fit or load
+    └── ModelFormatError     a saved model is missing, unreadable or of another kind
 """
 
 from __future__ import annotations
 
-__all__ = ["EngineError", "InvalidEventError", "StoreError", "UnsupportedDatabaseError"]
+__all__ = [
+    "EngineError",
+    "FunnelError",
+    "InvalidEventError",
+    "ModelFormatError",
+    "ModelNotFittedError",
+    "RankerError",
+    "StoreError",
+    "UnsupportedDatabaseError",
+]
 
 
 class EngineError(Exception):
@@ -36,3 +49,19 @@ class InvalidEventError(EngineError, ValueError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class FunnelError(EngineError, ValueError):
+    """A funnel request cannot be computed as asked (unknown unit, no steps, bad range...)."""
+
+
+class RankerError(EngineError):
+    """A ranker cannot do what was asked."""
+
+
+class ModelNotFittedError(RankerError):
+    """The ranker has not been fitted (or loaded) yet."""
+
+
+class ModelFormatError(RankerError):
+    """A saved model is missing, unreadable, or was saved by another kind of ranker."""

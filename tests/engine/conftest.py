@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from target_personalize.engine.store.event_store import EventStore
+from target_personalize.engine import EventStore
 from tests.support.postgres import postgres_schema_url
 
 BACKENDS = ["duckdb", pytest.param("postgresql", marks=pytest.mark.postgres)]

@@ -40,7 +40,8 @@ import numpy as np
 import numpy.typing as npt
 
 from target_personalize.engine.ranking.baselines import VSKNN, MostPopular, ViewsItemKNN
-from target_personalize.engine.ranking.contract import CART_TYPES, Objectives, Query, RankerBase
+from target_personalize.engine.ranking.contract import RankerBase
+from target_personalize.engine.ranking.event_weights import CART_TYPES
 from target_personalize.engine.ranking.index import top_k
 from target_personalize.engine.ranking.interactions import (
     Interactions,
@@ -48,6 +49,8 @@ from target_personalize.engine.ranking.interactions import (
     interactions_from_store,
     read_session_file,
 )
+from target_personalize.engine.ranking.objectives import Objectives
+from target_personalize.engine.ranking.query import Query
 from target_personalize.engine.ranking.session_ranker import SessionRanker
 
 if TYPE_CHECKING:

@@ -52,7 +52,7 @@ from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, get_args
 
-from target_personalize.engine.exceptions import EngineError
+from target_personalize.engine.exceptions import FunnelError
 from target_personalize.engine.funnel.markov import Transition, fit_markov_chain
 from target_personalize.engine.funnel.sql import (
     SIGNALS,
@@ -116,10 +116,6 @@ LIFT_PRIOR_UNITS = 20.0
 
 _ROUND = 6
 _TABLES = itertools.count(1)
-
-
-class FunnelError(EngineError, ValueError):
-    """A funnel request cannot be computed as asked (unknown unit, no steps, bad range...)."""
 
 
 # Results

@@ -19,14 +19,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 import numpy.typing as npt
 
-from target_personalize.engine.ranking.contract import RankerBase, RankerError
+from target_personalize.engine.exceptions import RankerError
+from target_personalize.engine.ranking.contract import RankerBase
 from target_personalize.engine.ranking.index import CoOccurrence, SessionIndex
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from target_personalize.engine.ranking.contract import Query
     from target_personalize.engine.ranking.interactions import Interactions
+    from target_personalize.engine.ranking.query import Query
 
 __all__ = ["VIEW_TYPES", "VSKNN", "MostPopular", "ViewsItemKNN"]
 

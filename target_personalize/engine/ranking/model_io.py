@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy.engine import make_url
 
-from target_personalize.engine.ranking.contract import ModelFormatError, Objectives, RankerBase
+from target_personalize.engine.exceptions import ModelFormatError
+from target_personalize.engine.ranking.contract import RankerBase
+from target_personalize.engine.ranking.objectives import Objectives
 from target_personalize.engine.ranking.session_ranker import SessionRanker
 
 if TYPE_CHECKING:

@@ -39,8 +39,8 @@ from target_personalize.engine.ranking.index import CoOccurrence, SessionIndex, 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from target_personalize.engine.ranking.contract import Query
     from target_personalize.engine.ranking.interactions import Interactions
+    from target_personalize.engine.ranking.query import Query
 
 __all__ = ["SessionRanker"]
 

@@ -10,25 +10,24 @@ from typing import Any
 import numpy as np
 import pytest
 
-from target_personalize.engine.evaluation.replay import (
+from target_personalize.engine import (
+    VSKNN,
+    Interactions,
+    ItemTable,
+    MostPopular,
+    Objectives,
+    SessionRanker,
     default_rankers,
     evaluate,
     evaluate_store,
     ndcg_at_k,
     per_user_split,
     precision_at_k,
-    prepare_fixed_split,
-    prepare_split,
+    read_session_file,
     read_split_file,
 )
-from target_personalize.engine.ranking.baselines import VSKNN, MostPopular
-from target_personalize.engine.ranking.contract import Objectives, Query
-from target_personalize.engine.ranking.interactions import (
-    Interactions,
-    ItemTable,
-    read_session_file,
-)
-from target_personalize.engine.ranking.session_ranker import SessionRanker
+from target_personalize.engine.evaluation.replay import prepare_fixed_split, prepare_split
+from target_personalize.engine.ranking.query import Query
 from tests.engine.ranking.contract import session_events, store_with
 
 # The shared data set lies beside the repository (../shared/data).

@@ -8,17 +8,17 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from target_personalize.engine.funnel.discovery import (
+from target_personalize.engine import (
     LIFT_PRIOR_UNITS,
     Contribution,
+    EventStore,
     FunnelError,
+    SessionRanker,
     compute_event_weights,
     discover_funnel,
     explicit_funnel,
 )
 from target_personalize.engine.funnel.markov import fit_markov_chain
-from target_personalize.engine.ranking.session_ranker import SessionRanker
-from target_personalize.engine.store.event_store import EventStore
 from tests.engine.conftest import Journeys
 
 DAY = 86400

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from target_personalize.commands.funnel import funnel, parse_window
 from target_personalize.commands.report import report
-from target_personalize.engine.store.event_store import EventStore
+from target_personalize.engine import EventStore
 from tests.engine.conftest import Journeys
 
 from .test_funnels import discovery_set

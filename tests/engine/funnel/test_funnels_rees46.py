@@ -13,8 +13,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from tap_clickstream.samples import SAMPLE_EVENT_MAP, SAMPLE_PATH
-from target_personalize.engine.funnel.discovery import discover_funnel, explicit_funnel
-from target_personalize.engine.store.event_store import EventStore
+from target_personalize.engine import EventStore, discover_funnel, explicit_funnel
 from tests.support.postgres import postgres_schema_url
 
 BUY = "purchase"

@@ -12,9 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from target_personalize.engine.funnel.discovery import discover_funnel, explicit_funnel
-from target_personalize.engine.funnel.report import render_report, write_report
-from target_personalize.engine.store.event_store import EventStore
+from target_personalize.engine import (
+    EventStore,
+    discover_funnel,
+    explicit_funnel,
+    render_report,
+    write_report,
+)
 from tests.engine.conftest import Journeys
 
 from .test_funnels import discovery_set

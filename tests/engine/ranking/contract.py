@@ -18,8 +18,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from target_personalize.engine.ranking.contract import ModelNotFittedError, RankerBase, RankerError
-from target_personalize.engine.store.event_store import EventStore
+from target_personalize.engine import EventStore, ModelNotFittedError, RankerBase, RankerError
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 

@@ -9,18 +9,23 @@ from typing import Any
 import numpy as np
 import pytest
 
-from target_personalize.engine.ranking.baselines import VSKNN, MostPopular, ViewsItemKNN
-from target_personalize.engine.ranking.contract import (
+from target_personalize.engine import (
     DEFAULT_EVENT_WEIGHTS,
+    VSKNN,
+    EventStore,
+    Interactions,
     ModelFormatError,
+    MostPopular,
     Objectives,
     RankerBase,
     RankerError,
+    SessionRanker,
+    ViewsItemKNN,
+    interactions_from_store,
+    load_ranker,
+    model_path,
+    refresh_ranker,
 )
-from target_personalize.engine.ranking.interactions import Interactions, interactions_from_store
-from target_personalize.engine.ranking.model_io import load_ranker, model_path, refresh_ranker
-from target_personalize.engine.ranking.session_ranker import SessionRanker
-from target_personalize.engine.store.event_store import EventStore
 from tests.support.postgres import postgres_schema_url
 
 from .contract import T0, RankerContract, follows_sessions, session_events, store_with

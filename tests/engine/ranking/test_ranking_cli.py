@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from target_personalize.commands.ranking import evaluate_command, fit, rank, recommend
-from target_personalize.engine.store.event_store import EventStore
+from target_personalize.engine import EventStore
 
 from .contract import follows_sessions, session_events
 

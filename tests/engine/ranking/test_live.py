@@ -1,0 +1,68 @@
+"""Live sessions: what a serving ranker keeps of the events it observes."""
+
+from __future__ import annotations
+
+from target_personalize.engine import SessionRanker
+
+from .contract import follows_sessions, session_events, store_with
+
+
+def _view(session: str | None, item: str, user: str | None = None) -> dict[str, object]:
+    return {
+        "session_id": session,
+        "user_id": user,
+        "event_type": "product_view",
+        "items": [{"item_id": item}],
+    }
+
+
+def test_the_least_recently_observed_session_is_dropped_with_its_visitor() -> None:
+    with store_with(session_events(follows_sessions())) as store:
+        ranker = SessionRanker(max_live_sessions=2, remind_weight=0.0).fit(store)
+    ranker.observe(_view("one", "A", user="u1"))
+    ranker.observe(_view("two", "C", user="u2"))
+    ranker.observe(_view("one", "A"))  # "one" is now the most recent
+    ranker.observe(_view("three", "C", user="u3"))  # drops "two"
+    assert ranker.recommend(session_id="one", k=1, exclude_seen=True)[0].item_id == "B"
+    assert ranker.recommend(user_id="u1", k=1, exclude_seen=True)[0].item_id == "B"
+    assert ranker.recommend(user_id="u3", k=1, exclude_seen=True)[0].item_id == "D"
+    # "two" and its visitor are forgotten: they answer as a session never seen.
+    assert ranker.recommend(session_id="two", k=4) == ranker.recommend(session_id="never", k=4)
+    assert ranker.recommend(user_id="u2", k=4) == ranker.recommend(user_id="nobody", k=4)
+
+
+def test_a_visitor_without_session_id_has_one_live_session() -> None:
+    with store_with(session_events(follows_sessions())) as store:
+        ranker = SessionRanker(remind_weight=0.0).fit(store)
+    ranker.observe(_view(None, "A", user="walker"))
+    ranker.observe(_view(None, "C", user="walker"))
+    assert {r.item_id for r in ranker.recommend(user_id="walker", k=2, exclude_seen=True)} == {
+        "B",
+        "D",
+    }
+    assert ranker.recommend(session_id="walker#live", k=2) == ranker.recommend(
+        user_id="walker", k=2
+    )
+    ranker.observe({"event_type": "product_view", "items": [{"item_id": "A"}]})  # no visitor
+    assert ranker.recommend(user_id="walker", k=2) == ranker.recommend(
+        session_id="walker#live", k=2
+    )
+
+
+class _ShortMemory(SessionRanker):
+    max_session_events = 1
+
+
+def test_a_live_session_keeps_its_latest_events() -> None:
+    relevance_of_b = []
+    for kind in (SessionRanker, _ShortMemory):
+        with store_with(session_events(follows_sessions())) as store:
+            ranker = kind(remind_weight=0.0, sr_weight=0.0, lambda_spw=100.0).fit(store)
+        for item in ("A", "C"):
+            ranker.observe(_view("s", item))
+        answer = ranker.recommend(session_id="s", k=4, exclude_seen=True)
+        found = {r.item_id: r.relevance for r in answer}
+        relevance_of_b.append(found["B"])
+    # B follows A: A still counts in a session of 100 events, not in one of 1.
+    assert relevance_of_b[0] > 0.2
+    assert relevance_of_b[1] < 1e-2, relevance_of_b
