@@ -27,21 +27,11 @@ FORMAT = click.option(
 )
 
 
-def parse_objectives(pairs: Sequence[str]) -> dict[str, float] | None:
+def parse_objectives(pairs: Sequence[str]) -> Objectives | None:
     """Parse repeated ``--objective NAME=WEIGHT`` options (None when there are none)."""
     if not pairs:
         return None
-    parsed: dict[str, float] = {}
-    for pair in pairs:
-        name, sep, weight = pair.partition("=")
-        try:
-            parsed[name.strip()] = float(weight)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise click.BadParameter(f"{pair!r}: expected NAME=WEIGHT", param_hint="--objective")
     try:
-        Objectives.parse(parsed)
+        return Objectives.from_pairs(pairs)
     except RankerError as error:
         raise click.BadParameter(str(error), param_hint="--objective") from None
-    return parsed

@@ -81,9 +81,10 @@ def serve(
 
     from target_personalize.serve import ServeConfigError, ServeSettings, create_app  # noqa: PLC0415
 
+    objectives = parse_objectives(objective_pairs)
     overrides: dict[str, t.Any] = {
         "key_conversion": conversion,
-        "objectives": parse_objectives(objective_pairs),
+        "objectives": None if objectives is None else objectives.as_dict(),
         "host": host,
         "api_keys_file": api_keys_file,
         "ack": ack,

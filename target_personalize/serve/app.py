@@ -92,21 +92,14 @@ def _event_request_schema() -> dict[str, Any]:
     }
 
 
-def _parse_objectives(text: str | None) -> dict[str, float] | None:
-    """``conversion:1,margin:0.5`` (``=`` works too) as a dict; raises 422 on a bad one."""
+def _parse_objectives(text: str | None) -> Objectives | None:
+    """``conversion:1,margin:0.5`` (``=`` works too); raises 422 on a bad one."""
     if not text:
         return None
-    parsed: dict[str, float] = {}
-    for pair in text.split(","):
-        name, sep, weight = pair.replace("=", ":").partition(":")
-        try:
-            parsed[name.strip()] = float(weight)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise _unprocessable(["query", "objectives"], f"{pair!r}: expected NAME:WEIGHT")
-    _check_objectives(parsed, ["query", "objectives"])
-    return parsed
+    try:
+        return Objectives.from_pairs(text.split(","))
+    except RankerError as error:
+        raise _unprocessable(["query", "objectives"], str(error)) from None
 
 
 def _check_objectives(value: dict[str, float], loc: list[str | int]) -> None:
@@ -408,8 +401,8 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
         started = time.perf_counter()
         if user_id is None and session_id is None:
             raise _unprocessable(["query", "session_id"], "give user_id or session_id")
-        weights = _parse_objectives(objectives)
-        goals = serving.ranker.objectives if weights is None else Objectives.parse(weights)
+        parsed = _parse_objectives(objectives)
+        goals = serving.ranker.objectives if parsed is None else parsed
         filters = {
             name: value for name, value in (("category", category), ("brand", brand)) if value
         }
