@@ -70,7 +70,7 @@ from target_personalize.engine import (
     interactions_from_store,
     read_session_file,
 )
-from target_personalize.engine.evaluation.replay import prepare_fixed_split
+from target_personalize.engine.evaluation.splits import prepare_fixed_split
 
 # The shared data set lies beside the repository (../shared/data).
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

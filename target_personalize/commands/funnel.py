@@ -26,7 +26,7 @@ if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from target_personalize.engine import DiscoveredFunnel, Funnel
-    from target_personalize.engine.funnel.discovery import ProgressCallback
+    from target_personalize.engine.funnel.shared import ProgressCallback
 
 __all__ = ["FUNNEL_OPTIONS", "funnel", "parse_window", "progress_bar", "run_funnels"]
 

@@ -28,7 +28,7 @@ from target_personalize.engine import (
     read_split_file,
     save_ranker,
 )
-from target_personalize.engine.evaluation.replay import prepare_fixed_split
+from target_personalize.engine.evaluation.splits import prepare_fixed_split
 
 if t.TYPE_CHECKING:
     from target_personalize.engine import ScoredItem

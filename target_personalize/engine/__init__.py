@@ -7,16 +7,22 @@ Store: :class:`EventStore`. Funnels: :func:`discover_funnel`, :func:`explicit_fu
 
 from __future__ import annotations
 
+from target_personalize.engine.evaluation.metrics import (
+    ndcg_at_k,
+    precision_at_k,
+)
 from target_personalize.engine.evaluation.replay import (
-    EvaluationReport,
-    ModelResult,
-    SplitInfo,
     default_rankers,
     evaluate,
     evaluate_store,
-    ndcg_at_k,
+)
+from target_personalize.engine.evaluation.results import (
+    EvaluationReport,
+    ModelResult,
+    SplitInfo,
+)
+from target_personalize.engine.evaluation.splits import (
     per_user_split,
-    precision_at_k,
     read_split_file,
 )
 from target_personalize.engine.exceptions import (
@@ -30,25 +36,29 @@ from target_personalize.engine.exceptions import (
     UnsupportedDatabaseError,
 )
 from target_personalize.engine.funnel.discovery import (
-    DEFAULT_WINDOW,
     LIFT_PRIOR_UNITS,
     Contribution,
     DiscoveredFunnel,
     DiscoveredStep,
-    Funnel,
-    FunnelStep,
     ImplicitSignal,
     PathStat,
     SignalBucket,
-    TimeBin,
-    TimeToConvert,
     compute_event_weights,
     discover_funnel,
+)
+from target_personalize.engine.funnel.explicit import (
+    DEFAULT_WINDOW,
+    Funnel,
+    FunnelStep,
     explicit_funnel,
 )
 from target_personalize.engine.funnel.report import (
     render_report,
     write_report,
+)
+from target_personalize.engine.funnel.shared import (
+    TimeBin,
+    TimeToConvert,
 )
 from target_personalize.engine.ranking.baselines import (
     VSKNN,

@@ -1,29 +1,12 @@
-"""Funnel mining toward the key conversion: discovered funnels, explicit funnels, event weights.
+"""Discovered funnels: which event types lead to the key conversion, and the ranker's weights.
 
-Two entry points, both running their heavy work as SQL inside the :class:`EventStore` (DuckDB or
-PostgreSQL, same results):
-
-* :func:`discover_funnel` finds from the data which event types lead to the key conversion:
-  the typical ordered steps of converting journeys with per-step reach, share of converters,
-  conversion rate, lift, time to conversion and drop-off; the most frequent paths of converting
-  and non-converting journeys; each event type's contribution (lift, and removal effect on a
-  Markov chain over event types) normalised into :attr:`DiscoveredFunnel.event_weights`, which
-  the ranker reads; and how implicit signals (engagement time, scroll depth, media progress)
-  relate to converting.
-* :func:`explicit_funnel` computes the funnel of steps the user names, with the semantics of
-  product analytics tools: ordered steps (loose by default, strict optional), a conversion
-  window measured from the first step, per session or per user, each unit counted once.
-
-Definitions shared by both:
-
-* A *unit* is a session (``session_key`` of ``sessionized_events_sql()``: the source's session
-  id, else 30 minutes of inactivity) or a user (``visitor``: user id, else anonymous id, else
-  session id). Only raw events (not aggregates) in ``[since, until)`` count.
-* The key conversion, and every explicit step, matches an event whose canonical ``event_type``
-  or raw ``event_name`` equals it.
-* A unit converts when it holds at least one conversion; its *journey* is its events up to its
-  first conversion (all its events if it never converts). Events at the same timestamp as the
-  conversion count as before it.
+:func:`discover_funnel` finds from the data the typical ordered steps of converting journeys
+with per-step reach, share of converters, conversion rate, lift, time to conversion and
+drop-off; the most frequent paths of converting and non-converting journeys; each event type's
+contribution (lift, and removal effect on a Markov chain over event types) normalised into
+:attr:`DiscoveredFunnel.event_weights`, which the ranker reads; and how implicit signals
+(engagement time, scroll depth, media progress) relate to converting. The heavy work runs as
+SQL inside the store (units, journeys and ranges as defined in :mod:`.shared`).
 
 Event weights (:attr:`DiscoveredFunnel.event_weights`): a dict from canonical event type to a
 weight in [0, 1]. The types of the conversion events weigh 1.0. Every other type ``t`` seen in
@@ -42,21 +25,28 @@ conversion weighs 0. Weights are rounded to 4 decimals.
 
 from __future__ import annotations
 
-import itertools
-import logging
 import math
-import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, fields, is_dataclass, replace
-from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, get_args
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from target_personalize.engine.exceptions import FunnelError
-from target_personalize.engine.funnel.markov import Transition, fit_markov_chain
+from target_personalize.engine.funnel.markov import MarkovChain, Transition, fit_markov_chain
+from target_personalize.engine.funnel.shared import (
+    ProgressCallback,
+    Run,
+    TimeToConvert,
+    Unit,
+    as_plain,
+    check_unit_and_range,
+    histogram,
+    num,
+    ratio,
+    temporary_run,
+)
 from target_personalize.engine.funnel.sql import (
     SIGNALS,
-    TIME_BINS,
     Chain,
     SignalSpec,
     chain_sql,
@@ -64,10 +54,7 @@ from target_personalize.engine.funnel.sql import (
     conversion_types_sql,
     event_types_sql,
     events_sql,
-    funnel_events_sql,
     journeys_sql,
-    ordered_funnel_events_sql,
-    overlap_sql,
     paths_sql,
     signal_units_sql,
     signals_sql,
@@ -81,162 +68,19 @@ if TYPE_CHECKING:
     from target_personalize.engine.store.event_store import EventStore
 
 __all__ = [
-    "DEFAULT_WINDOW",
     "LIFT_PRIOR_UNITS",
     "Contribution",
     "DiscoveredFunnel",
     "DiscoveredStep",
-    "Funnel",
-    "FunnelError",
-    "FunnelStep",
     "ImplicitSignal",
-    "Order",
     "PathStat",
-    "ProgressCallback",
     "SignalBucket",
-    "TimeBin",
-    "TimeToConvert",
-    "Unit",
     "compute_event_weights",
     "discover_funnel",
-    "explicit_funnel",
 ]
 
-logger = logging.getLogger(__name__)
-
-Unit = Literal["session", "user"]
-Order = Literal["loose", "strict"]
-#: Called with (stage description, stages done, total stages) as the work advances.
-ProgressCallback = Callable[[str, int, int], None]
-
-#: The conversion window of an explicit funnel unless told otherwise (Mixpanel's default).
-DEFAULT_WINDOW = timedelta(days=7)
 #: Pseudo-units that shrink an event type's conversion rate towards the base rate for weights.
 LIFT_PRIOR_UNITS = 20.0
-
-_ROUND = 6
-_TABLES = itertools.count(1)
-
-
-# Results
-
-
-def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-@dataclass(frozen=True)
-class TimeBin:
-    """One bar of a time-to-convert histogram: ``[lower, upper)`` seconds (upper None: open)."""
-
-    label: str
-    lower_seconds: float
-    upper_seconds: float | None
-    units: int
-
-
-@dataclass(frozen=True)
-class TimeToConvert:
-    """How long converting takes.
-
-    Attributes:
-        converters: units that converted.
-        median_seconds: median time to convert (None without converters); also
-            ``mean_seconds`` and ``p90_seconds`` (90th percentile, linear interpolation).
-        histogram: converters per time bin.
-    """
-
-    converters: int
-    median_seconds: float | None
-    mean_seconds: float | None
-    p90_seconds: float | None
-    histogram: tuple[TimeBin, ...]
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-friendly form."""
-        return dict(_plain(self))
-
-
-@dataclass(frozen=True)
-class FunnelStep:
-    """One step of an explicit funnel.
-
-    Attributes:
-        name: the event type or raw event name the step matches.
-        units: units that reached this step (in order, within the window).
-        step_conversion: ``units`` / units of the previous step (1.0 for the first step; None
-            when the previous step has no units).
-        overall_conversion: ``units`` / units that entered step 1 (None if none did).
-        drop_off: units of the previous step that did not reach this one (0 for step 1).
-        drop_off_rate: ``1 - step_conversion``.
-        median_seconds_from_start: median time from step 1 to this step; also the mean.
-    """
-
-    name: str
-    units: int
-    step_conversion: float | None
-    overall_conversion: float | None
-    drop_off: int
-    drop_off_rate: float | None
-    median_seconds_from_start: float | None
-    mean_seconds_from_start: float | None
-
-
-@dataclass(frozen=True)
-class Funnel:
-    """An explicit funnel: steps the user named, counted as product analytics tools do.
-
-    Attributes:
-        steps: the steps, in order.
-        unit: ``"session"`` or ``"user"``.
-        order: ``"loose"`` (other events may happen between steps) or ``"strict"``.
-        window_seconds: the conversion window from step 1 (None: unbounded).
-        since, until: the time range, ``[since, until)``, None for open.
-        time_to_convert: from step 1 to the last step, for units that completed the funnel.
-    """
-
-    steps: tuple[FunnelStep, ...]
-    unit: Unit
-    order: Order
-    window_seconds: float | None
-    since: datetime | None
-    until: datetime | None
-    time_to_convert: TimeToConvert
-
-    @property
-    def entered(self) -> int:
-        """Units that reached step 1."""
-        return self.steps[0].units if self.steps else 0
-
-    @property
-    def completed(self) -> int:
-        """Units that reached the last step."""
-        return self.steps[-1].units if self.steps else 0
-
-    @property
-    def overall_conversion(self) -> float | None:
-        """``completed / entered`` (None if nobody entered)."""
-        return self.completed / self.entered if self.entered else None
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-friendly form (documented in ``docs/funnel.md``)."""
-        return {
-            "kind": "explicit",
-            **_plain(self),
-            "entered": self.entered,
-            "completed": self.completed,
-            "overall_conversion": self.overall_conversion,
-        }
 
 
 @dataclass(frozen=True)
@@ -394,222 +238,7 @@ class DiscoveredFunnel:
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly form (documented in ``docs/funnel.md``)."""
-        return {"kind": "discovered", **_plain(self)}
-
-
-# Helpers
-
-
-def _as_datetime(value: datetime | date | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            return value.astimezone(UTC).replace(tzinfo=None)
-        return value
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day)
-    raise FunnelError(f"{name} must be a date or datetime, not {type(value).__name__}")
-
-
-def _check_common(
-    unit: str, since: datetime | date | None, until: datetime | date | None
-) -> tuple[datetime | None, datetime | None]:
-    if unit not in get_args(Unit):
-        raise FunnelError(f"unit must be 'session' or 'user', not {unit!r}")
-    start, end = _as_datetime(since, "since"), _as_datetime(until, "until")
-    if start is not None and end is not None and start >= end:
-        raise FunnelError(f"since ({start}) must be before until ({end})")
-    return start, end
-
-
-def _ratio(part: float, whole: float) -> float | None:
-    return part / whole if whole else None
-
-
-def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return round(number, _ROUND) if math.isfinite(number) else None
-
-
-def _histogram(counts: Sequence[Any]) -> tuple[TimeBin, ...]:
-    return tuple(
-        TimeBin(label, lower, upper, int(count or 0))
-        for (label, lower, upper), count in zip(TIME_BINS, counts, strict=True)
-    )
-
-
-class _TypeStats(NamedTuple):
-    """One event type in the journeys: units with it, converters, and timing over converters."""
-
-    label: str
-    units: int
-    converters: int
-    position: float | None
-    median: float | None
-    p90: float | None
-
-
-class _Run:
-    """Temporary tables of one computation, dropped at the end, and progress reports."""
-
-    def __init__(self, store: EventStore, total: int, progress: ProgressCallback | None) -> None:
-        self.store = store
-        self.total = total
-        self.done = 0
-        self.progress = progress
-        self.tables: list[str] = []
-
-    def table(self, name: str) -> str:
-        table = f"_funnel_{os.getpid()}_{next(_TABLES)}_{name}"
-        self.tables.append(table)
-        return table
-
-    def create(self, table: str, query: tuple[str, list[Any]]) -> None:
-        self.store.query(*query)
-        if self.store.dialect == "postgresql":
-            self.store.query(f"ANALYZE {table}")
-
-    def drop(self, table: str) -> None:
-        self.store.query(f"DROP TABLE IF EXISTS {table}")
-        self.tables.remove(table)
-
-    def stage(self, description: str) -> None:
-        logger.debug("Funnel stage %d/%d: %s", self.done + 1, self.total, description)
-        if self.progress is not None:
-            self.progress(description, self.done, self.total)
-        self.done += 1
-
-    def finish(self) -> None:
-        if self.progress is not None:
-            self.progress("done", self.total, self.total)
-
-
-@contextmanager
-def _run(store: EventStore, total: int, progress: ProgressCallback | None) -> Iterator[_Run]:
-    run = _Run(store, total, progress)
-    try:
-        yield run
-        run.finish()
-    finally:
-        for table in run.tables:
-            store.query(f"DROP TABLE IF EXISTS {table}")
-
-
-# Explicit funnels
-
-
-def explicit_funnel(
-    store: EventStore,
-    steps: Sequence[str],
-    *,
-    unit: Unit = "session",
-    order: Order = "loose",
-    window: timedelta | None = DEFAULT_WINDOW,
-    since: datetime | date | None = None,
-    until: datetime | date | None = None,
-    progress: ProgressCallback | None = None,
-) -> Funnel:
-    """Count an explicit funnel: the units that reach each named step, in order.
-
-    Semantics (Mixpanel "uniques"): a unit enters at its first event in range matching step 1;
-    the conversion window is measured from that event and is not reset by repeats of step 1.
-    Step k is reached by the earliest later event matching it that no earlier step used, at
-    most ``window`` after the entry. Events with the same timestamp may satisfy steps in either
-    order. In ``"strict"`` order nothing else may happen at a time strictly between two
-    consecutive steps; in ``"loose"`` order anything may. Each unit counts once.
-
-    Args:
-        store: the event store.
-        steps: event types or raw event names, in funnel order (a name may repeat).
-        unit: count ``"session"``s or ``"user"``s.
-        order: ``"loose"`` (default) or ``"strict"``.
-        window: the conversion window, measured from step 1 and inclusive; None for no limit.
-        since: first moment of the range (inclusive); a date means its midnight UTC.
-        until: end of the range (exclusive).
-        progress: called as the work advances.
-
-    Returns:
-        The funnel.
-
-    Raises:
-        FunnelError: on no steps, an empty step name, an unknown unit or order, a negative
-            window or an empty range.
-    """
-    start, end = _check_common(unit, since, until)
-    names = [str(step).strip() for step in steps]
-    if not names or not all(names):
-        raise FunnelError("an explicit funnel needs at least one step, and no step may be empty")
-    if order not in get_args(Order):
-        raise FunnelError(f"order must be 'loose' or 'strict', not {order!r}")
-    if window is not None and window < timedelta(0):
-        raise FunnelError(f"the conversion window must not be negative, got {window}")
-    strict = order == "strict"
-    with _run(store, 2, progress) as run:
-        run.stage("Selecting the funnel's events")
-        table = run.table("steps")
-        run.create(
-            table,
-            funnel_events_sql(
-                table, steps=names, unit=unit, keep_all=strict, since=start, until=end
-            ),
-        )
-        # Events that match two steps (a repeated step, or a type named by one step and a raw
-        # name by another) must not serve both: then, and for strict order, number them.
-        exclusive = int(store.query(*overlap_sql(table, len(names)))[0][0]) <= 1
-        if strict or not exclusive:
-            ordered = run.table("ordered")
-            run.create(
-                ordered, ordered_funnel_events_sql(ordered, table, len(names), strict=strict)
-            )
-            table = ordered
-        run.stage("Following units through the steps")
-        chain = Chain(
-            table,
-            [(f"r.m{k} = 1", []) for k in range(1, len(names) + 1)],
-            exclusive=exclusive,
-            strict=strict,
-            window=window,
-        )
-        rows = store.query(*chain_sql(chain))
-    result: list[FunnelStep] = []
-    entered = int(rows[0][1]) if rows else 0
-    previous: int | None = None
-    for (_, count, median, mean, _p90, *_bins), name in zip(rows, names, strict=True):
-        units = int(count)
-        step_conversion = 1.0 if previous is None and units else _ratio(units, previous or 0)
-        result.append(
-            FunnelStep(
-                name=name,
-                units=units,
-                step_conversion=step_conversion,
-                overall_conversion=_ratio(units, entered),
-                drop_off=0 if previous is None else previous - units,
-                drop_off_rate=None if step_conversion is None else 1.0 - step_conversion,
-                median_seconds_from_start=_num(median),
-                mean_seconds_from_start=_num(mean),
-            )
-        )
-        previous = units
-    last = rows[-1]
-    time_to_convert = TimeToConvert(
-        converters=int(last[1]),
-        median_seconds=_num(last[2]),
-        mean_seconds=_num(last[3]),
-        p90_seconds=_num(last[4]),
-        histogram=_histogram(last[5:]),
-    )
-    return Funnel(
-        steps=tuple(result),
-        unit=unit,
-        order=order,
-        window_seconds=None if window is None else window.total_seconds(),
-        since=start,
-        until=end,
-        time_to_convert=time_to_convert,
-    )
+        return {"kind": "discovered", **as_plain(self)}
 
 
 # Discovered funnels
@@ -702,7 +331,7 @@ def discover_funnel(
             out-of-range parameters.
     """
     del random_state  # deterministic: nothing is sampled
-    start, end = _check_common(unit, since, until)
+    start, end = check_unit_and_range(unit, since, until)
     conversion = str(conversion).strip()
     if not conversion:
         raise FunnelError("the key conversion must name an event type or raw event name")
@@ -712,109 +341,196 @@ def discover_funnel(
         raise FunnelError("max_steps and top_paths must not be negative")
     if window is not None and window < timedelta(0):
         raise FunnelError(f"the conversion window must not be negative, got {window}")
-    with _run(store, 6, progress) as run:
-        run.stage("Gathering events into journeys")
-        # Label ids in the byte order of the labels: comparing id arrays compares label paths.
-        labels = sorted(
-            {str(r[0]) for r in store.query(*event_types_sql(start, end))} | {conversion},
-            key=str.encode,
-        )
-        label_of = dict(enumerate(labels, start=1))
-        events, units_table = run.table("events"), run.table("units")
-        journeys = run.table("journeys")
-        run.create(
-            events,
-            events_sql(
-                events, conversion=conversion, labels=labels, unit=unit, since=start, until=end
-            ),
-        )
-        run.create(units_table, units_sql(units_table, events))
-        run.create(journeys, journeys_sql(journeys, events, units_table))
-        run.drop(events)
+    with temporary_run(store, 6, progress) as run:
+        journeys = _gather_journeys(run, conversion, unit, start, end)
+        totals = _count_units(run, journeys, conversion, start, end)
+        types, path_rows, chain = _collapse_journeys(run, journeys, top_paths)
+        steps = _choose_steps(types, totals.converters, min_share, max_steps)
+        funnel_counts = _follow_steps(run, journeys, steps, window)
+        signals = _implicit_signals(run, journeys)
+    contributions, weights = _contributions(types, chain, totals)
+    converting, non_converting = _paths(path_rows, journeys.label_of, totals)
+    return DiscoveredFunnel(
+        conversion=conversion,
+        unit=unit,
+        since=start,
+        until=end,
+        units=totals.units,
+        converters=totals.converters,
+        base_rate=totals.base_rate,
+        steps=_discovered_steps(steps, funnel_counts, totals, conversion),
+        converting_paths=converting,
+        non_converting_paths=non_converting,
+        contributions=contributions,
+        event_weights=weights,
+        signals=signals,
+        time_to_convert=totals.time_to_convert,
+        conversion_probability=chain.conversion_probability,
+    )
 
-        run.stage("Counting units and time to convert")
-        units_row = store.query(*time_to_convert_sql(units_table))[0]
-        units, converters = int(units_row[0]), int(units_row[1])
-        base_rate = _ratio(converters, units)
-        time_to_convert = TimeToConvert(
+
+# The steps of discover_funnel
+
+
+class _Journeys(NamedTuple):
+    """The journeys table (one row per event up to the conversion) and its helper tables."""
+
+    table: str
+    units: str
+    label_of: dict[int, str]
+
+
+class _Totals(NamedTuple):
+    """Units, converters and how long converting takes."""
+
+    units: int
+    converters: int
+    base_rate: float | None
+    time_to_convert: TimeToConvert
+    conversion_types: list[str]
+
+
+class _TypeStats(NamedTuple):
+    """One event type in the journeys: units with it, converters, and timing over converters."""
+
+    label: str
+    units: int
+    converters: int
+    position: float | None
+    median: float | None
+    p90: float | None
+
+
+def _gather_journeys(
+    run: Run, conversion: str, unit: Unit, start: datetime | None, end: datetime | None
+) -> _Journeys:
+    """Stage 1: every unit's events up to its first conversion, event types as label ids."""
+    run.stage("Gathering events into journeys")
+    store = run.store
+    # Label ids in the byte order of the labels: comparing id arrays compares label paths.
+    labels = sorted(
+        {str(r[0]) for r in store.query(*event_types_sql(start, end))} | {conversion},
+        key=str.encode,
+    )
+    events, units, journeys = run.table("events"), run.table("units"), run.table("journeys")
+    run.create(
+        events,
+        events_sql(events, conversion=conversion, labels=labels, unit=unit, since=start, until=end),
+    )
+    run.create(units, units_sql(units, events))
+    run.create(journeys, journeys_sql(journeys, events, units))
+    run.drop(events)
+    return _Journeys(journeys, units, dict(enumerate(labels, start=1)))
+
+
+def _count_units(
+    run: Run, journeys: _Journeys, conversion: str, start: datetime | None, end: datetime | None
+) -> _Totals:
+    """Stage 2: units, converters, time to convert, and the event types of conversions."""
+    run.stage("Counting units and time to convert")
+    store = run.store
+    row = store.query(*time_to_convert_sql(journeys.units))[0]
+    units, converters = int(row[0]), int(row[1])
+    conversion_types = sorted(
+        str(r[0]) for r in store.query(*conversion_types_sql(conversion, start, end))
+    )
+    return _Totals(
+        units=units,
+        converters=converters,
+        base_rate=ratio(converters, units),
+        time_to_convert=TimeToConvert(
             converters=converters,
-            median_seconds=_num(units_row[2]),
-            p90_seconds=_num(units_row[3]),
-            mean_seconds=_num(units_row[4]),
-            histogram=_histogram(units_row[5:]),
-        )
-        conversion_types = sorted(
-            str(r[0]) for r in store.query(*conversion_types_sql(conversion, start, end))
-        )
+            median_seconds=num(row[2]),
+            p90_seconds=num(row[3]),
+            mean_seconds=num(row[4]),
+            histogram=histogram(row[5:]),
+        ),
+        conversion_types=conversion_types,
+    )
 
-        run.stage("Collapsing journeys into paths")
-        walks = run.table("walks")
-        run.create(walks, walks_sql(walks, journeys))
-        type_rows = store.query(*contributions_sql(walks, units_table))
-        path_rows = store.query(*paths_sql(walks, top_paths))
 
-        run.stage("Fitting the Markov chain over event types")
-        chain = fit_markov_chain(
-            _with_exits(
-                [
-                    (
-                        None if a is None else label_of[int(a)],
-                        None if b is None else label_of[int(b)],
-                        int(n),
-                    )
-                    for a, b, n in store.query(*transitions_sql(walks))
-                ]
-            )
-        )
-        run.drop(walks)
+def _collapse_journeys(
+    run: Run, journeys: _Journeys, top_paths: int
+) -> tuple[list[_TypeStats], list[tuple[Any, ...]], MarkovChain]:
+    """Stages 3 and 4: journeys as paths of event types; per-type stats; the Markov chain."""
+    run.stage("Collapsing journeys into paths")
+    store = run.store
+    label_of = journeys.label_of
+    walks = run.table("walks")
+    run.create(walks, walks_sql(walks, journeys.table))
+    type_rows = store.query(*contributions_sql(walks, journeys.units))
+    path_rows = store.query(*paths_sql(walks, top_paths))
+    run.stage("Fitting the Markov chain over event types")
+    steps = [
+        (None if a is None else label_of[int(a)], None if b is None else label_of[int(b)], int(n))
+        for a, b, n in store.query(*transitions_sql(walks))
+    ]
+    chain = fit_markov_chain(_with_exits(steps))
+    run.drop(walks)
+    types = sorted(
+        (
+            _TypeStats(label_of[int(lid)], int(n), int(c), num(position), num(median), num(p90))
+            for lid, n, c, position, median, p90 in type_rows
+        ),
+        key=lambda t: t.label,
+    )
+    return types, path_rows, chain
 
-        types = sorted(
-            (
-                _TypeStats(
-                    label_of[int(lid)], int(n), int(c), _num(position), _num(median), _num(p90)
-                )
-                for lid, n, c, position, median, p90 in type_rows
-            ),
-            key=lambda t: t.label,
-        )
-        candidates = [t for t in types if converters and t.converters / converters >= min_share]
-        chosen = sorted(candidates, key=lambda t: (-t.converters, t.label))[:max_steps]
-        ordered = sorted(
-            chosen,
-            key=lambda t: (1.0 if t.position is None else t.position, -t.converters, t.label),
-        )
-        lid_of = {label: lid for lid, label in label_of.items()}
 
-        run.stage("Following units through the discovered steps")
-        # The steps are distinct event types and the conversion is none of them, so no event
-        # can serve two steps: the funnel needs no event positions.
-        steps_chain = Chain(
-            journeys,
-            [
-                *(("r.is_conv = 0 AND r.lid = %s", [lid_of[t.label]]) for t in ordered),
-                ("r.is_conv = 1", []),
-            ],
-            window=window,
-        )
-        funnel_counts = [int(r[1]) for r in store.query(*chain_sql(steps_chain))]
+def _choose_steps(
+    types: list[_TypeStats], converters: int, min_share: float, max_steps: int
+) -> list[_TypeStats]:
+    """The steps: the types most shared by converters, by median first occurrence."""
+    candidates = [t for t in types if converters and t.converters / converters >= min_share]
+    chosen = sorted(candidates, key=lambda t: (-t.converters, t.label))[:max_steps]
+    return sorted(
+        chosen,
+        key=lambda t: (1.0 if t.position is None else t.position, -t.converters, t.label),
+    )
 
-        run.stage("Relating implicit signals to converting")
-        signal_table = run.table("signals")
-        run.create(signal_table, signal_units_sql(signal_table, journeys))
-        signals = tuple(
-            _signal(spec, store.query(*signals_sql(signal_table, spec))[0]) for spec in SIGNALS
-        )
 
-    steps = []
-    for k, (label, n, c, _position, median, p90) in enumerate(ordered):
+def _follow_steps(
+    run: Run, journeys: _Journeys, steps: list[_TypeStats], window: timedelta | None
+) -> list[int]:
+    """Stage 5: the units that reach each step, then the conversion, in loose order."""
+    run.stage("Following units through the discovered steps")
+    lid_of = {label: lid for lid, label in journeys.label_of.items()}
+    # The steps are distinct event types and the conversion is none of them, so no event
+    # can serve two steps: the funnel needs no event positions.
+    chain = Chain(
+        journeys.table,
+        [
+            *(("r.is_conv = 0 AND r.lid = %s", [lid_of[t.label]]) for t in steps),
+            ("r.is_conv = 1", []),
+        ],
+        window=window,
+    )
+    return [int(r[1]) for r in run.store.query(*chain_sql(chain))]
+
+
+def _implicit_signals(run: Run, journeys: _Journeys) -> tuple[ImplicitSignal, ...]:
+    """Stage 6: each implicit signal over the journeys, against converting."""
+    run.stage("Relating implicit signals to converting")
+    table = run.table("signals")
+    run.create(table, signal_units_sql(table, journeys.table))
+    return tuple(_signal(spec, run.store.query(*signals_sql(table, spec))[0]) for spec in SIGNALS)
+
+
+def _discovered_steps(
+    steps: list[_TypeStats], funnel_counts: list[int], totals: _Totals, conversion: str
+) -> tuple[DiscoveredStep, ...]:
+    """The steps with their reach, share, rate, lift and drop-off, then the conversion."""
+    converters, base_rate = totals.converters, totals.base_rate
+    found = []
+    for k, (label, n, c, _position, median, p90) in enumerate(steps):
         here, after = funnel_counts[k], funnel_counts[k + 1]
         rate = c / n
-        steps.append(
+        found.append(
             DiscoveredStep(
                 event_type=label,
                 units=n,
                 converters=c,
-                converter_share=_ratio(c, converters),
+                converter_share=ratio(c, converters),
                 conversion_rate=rate,
                 lift=rate / base_rate if base_rate else None,
                 median_seconds_to_conversion=median,
@@ -823,7 +539,7 @@ def discover_funnel(
                 drop_off=None if not here else 1.0 - after / here,
             )
         )
-    steps.append(
+    found.append(
         DiscoveredStep(
             event_type=conversion,
             units=converters,
@@ -837,13 +553,20 @@ def discover_funnel(
             drop_off=None,
         )
     )
+    return tuple(found)
 
+
+def _contributions(
+    types: list[_TypeStats], chain: MarkovChain, totals: _Totals
+) -> tuple[tuple[Contribution, ...], dict[str, float]]:
+    """Every event type's contribution, highest weight first, and the event weights."""
+    converters, base_rate = totals.converters, totals.base_rate
     unweighted = [
         Contribution(
             event_type=label,
             units=n,
             converters=c,
-            converter_share=_ratio(c, converters),
+            converter_share=ratio(c, converters),
             conversion_rate=c / n,
             lift=c / n / base_rate if base_rate else None,
             removal_effect=chain.removal_effects.get(label, 0.0),
@@ -852,7 +575,7 @@ def discover_funnel(
         for label, n, c, *_ in types
     ]
     weights = compute_event_weights(
-        unweighted, base_rate=base_rate, conversion_types=conversion_types
+        unweighted, base_rate=base_rate, conversion_types=totals.conversion_types
     )
     contributions = tuple(
         sorted(
@@ -860,9 +583,16 @@ def discover_funnel(
             key=lambda c: (-c.weight, -c.units, c.event_type),
         )
     )
+    return contributions, weights
 
+
+def _paths(
+    path_rows: list[tuple[Any, ...]], label_of: dict[int, str], totals: _Totals
+) -> tuple[tuple[PathStat, ...], tuple[PathStat, ...]]:
+    """The most frequent converting and non-converting paths."""
+    converters = totals.converters
     converting, non_converting = [], []
-    others_total = units - converters
+    others_total = totals.units - converters
     for group, path, conv_count, other_count in path_rows:
         conv, others = int(conv_count), int(other_count)
         sequence = tuple(label_of[int(lid)] for lid in path or ())
@@ -871,23 +601,9 @@ def discover_funnel(
             converting.append(PathStat(sequence, True, conv, conv / converters, rate))
         else:
             non_converting.append(PathStat(sequence, False, others, others / others_total, rate))
-
-    return DiscoveredFunnel(
-        conversion=conversion,
-        unit=unit,
-        since=start,
-        until=end,
-        units=units,
-        converters=converters,
-        base_rate=base_rate,
-        steps=tuple(steps),
-        converting_paths=tuple(sorted(converting, key=_path_order)),
-        non_converting_paths=tuple(sorted(non_converting, key=_path_order)),
-        contributions=contributions,
-        event_weights=weights,
-        signals=signals,
-        time_to_convert=time_to_convert,
-        conversion_probability=chain.conversion_probability,
+    return (
+        tuple(sorted(converting, key=_path_order)),
+        tuple(sorted(non_converting, key=_path_order)),
     )
 
 
@@ -926,17 +642,17 @@ def _signal(spec: SignalSpec, row: Sequence[Any]) -> ImplicitSignal:
     buckets = []
     for i, (label, lower, upper) in enumerate(spec.buckets):
         n, c = int(row[7 + 2 * i] or 0), int(row[8 + 2 * i] or 0)
-        buckets.append(SignalBucket(label, lower, upper, n, c, _ratio(c, n)))
+        buckets.append(SignalBucket(label, lower, upper, n, c, ratio(c, n)))
     return ImplicitSignal(
         name=spec.name,
         aggregate=spec.aggregate,
         unit=spec.unit,
         units=units,
         converters=converters,
-        mean_converters=_num(row[2]),
-        mean_others=_num(row[3]),
-        median_converters=_num(row[4]),
-        median_others=_num(row[5]),
-        correlation=_num(row[6]),
+        mean_converters=num(row[2]),
+        mean_others=num(row[3]),
+        median_converters=num(row[4]),
+        median_others=num(row[5]),
+        correlation=num(row[6]),
         buckets=tuple(buckets),
     )

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from target_personalize.engine.funnel.discovery import (
         DiscoveredFunnel,
-        Funnel,
         ImplicitSignal,
         PathStat,
-        TimeToConvert,
     )
+    from target_personalize.engine.funnel.explicit import Funnel
+    from target_personalize.engine.funnel.shared import TimeToConvert
 
 __all__ = ["render_report", "write_report"]
 
@@ -222,6 +222,53 @@ def _signal_rows(signals: Sequence[ImplicitSignal]) -> str:
     )
 
 
+def _cards(funnel: DiscoveredFunnel) -> str:
+    ttc = funnel.time_to_convert
+    cards = [
+        (f"{funnel.units:,}", f"{funnel.unit}s"),
+        (f"{funnel.converters:,}", "converted"),
+        (_pct(funnel.base_rate, 2), "conversion rate"),
+        (_duration(ttc.median_seconds), "median time to convert"),
+        (_duration(ttc.p90_seconds), "p90 time to convert"),
+    ]
+    return "".join(
+        f'<div class="card"><div class="value">{_e(v)}</div><div class="label">{_e(k)}</div></div>'
+        for v, k in cards
+    )
+
+
+def _step_rows(funnel: DiscoveredFunnel) -> str:
+    return "".join(
+        f"<tr><td>{_e(s.event_type)}</td><td>{s.funnel_units:,}</td><td>{s.units:,}</td>"
+        f"<td>{_pct(s.converter_share)}</td><td>{_pct(s.conversion_rate)}</td>"
+        f"<td>{_num(s.lift)}</td><td>{_duration(s.median_seconds_to_conversion)}</td>"
+        f"<td>{_duration(s.p90_seconds_to_conversion)}</td><td>{_pct(s.drop_off)}</td></tr>"
+        for s in funnel.steps
+    )
+
+
+def _contribution_rows(funnel: DiscoveredFunnel) -> str:
+    return "".join(
+        f"<tr><td>{_e(c.event_type)}</td><td>{c.units:,}</td><td>{_pct(c.converter_share)}</td>"
+        f"<td>{_pct(c.conversion_rate)}</td><td>{_num(c.lift)}</td>"
+        f"<td>{_num(c.removal_effect, 3)}</td><td>{c.weight:.4f}</td></tr>"
+        for c in funnel.contributions
+    )
+
+
+def _explicit_section(explicit: Funnel) -> str:
+    named = [(s.name, s.units) for s in explicit.steps]
+    window = _duration(explicit.window_seconds) if explicit.window_seconds else "none"
+    return (
+        "<section><h2>Your funnel</h2>"
+        f'<p class="note">{_e(explicit.order)} order, conversion window {window}, '
+        f"per {_e(explicit.unit)}; completed {explicit.completed:,} of {explicit.entered:,} "
+        f"({_pct(explicit.overall_conversion)}), median time to convert "
+        f"{_duration(explicit.time_to_convert.median_seconds)}.</p>"
+        f"{_funnel_chart(named, 'Explicit funnel')}</section>"
+    )
+
+
 def render_report(
     funnel: DiscoveredFunnel,
     *,
@@ -244,42 +291,10 @@ def render_report(
     heading = title or f"Funnel toward {funnel.conversion}"
     span = " to ".join(d.isoformat(sep=" ") if d else "open" for d in (funnel.since, funnel.until))
     ttc = funnel.time_to_convert
-    cards = [
-        (f"{funnel.units:,}", f"{funnel.unit}s"),
-        (f"{funnel.converters:,}", "converted"),
-        (_pct(funnel.base_rate, 2), "conversion rate"),
-        (_duration(ttc.median_seconds), "median time to convert"),
-        (_duration(ttc.p90_seconds), "p90 time to convert"),
-    ]
-    card_html = "".join(
-        f'<div class="card"><div class="value">{_e(v)}</div><div class="label">{_e(k)}</div></div>'
-        for v, k in cards
-    )
-    step_rows = "".join(
-        f"<tr><td>{_e(s.event_type)}</td><td>{s.funnel_units:,}</td><td>{s.units:,}</td>"
-        f"<td>{_pct(s.converter_share)}</td><td>{_pct(s.conversion_rate)}</td>"
-        f"<td>{_num(s.lift)}</td><td>{_duration(s.median_seconds_to_conversion)}</td>"
-        f"<td>{_duration(s.p90_seconds_to_conversion)}</td><td>{_pct(s.drop_off)}</td></tr>"
-        for s in funnel.steps
-    )
-    contribution_rows = "".join(
-        f"<tr><td>{_e(c.event_type)}</td><td>{c.units:,}</td><td>{_pct(c.converter_share)}</td>"
-        f"<td>{_pct(c.conversion_rate)}</td><td>{_num(c.lift)}</td>"
-        f"<td>{_num(c.removal_effect, 3)}</td><td>{c.weight:.4f}</td></tr>"
-        for c in funnel.contributions
-    )
-    explicit_section = ""
-    if explicit is not None:
-        named = [(s.name, s.units) for s in explicit.steps]
-        window = _duration(explicit.window_seconds) if explicit.window_seconds else "none"
-        explicit_section = (
-            "<section><h2>Your funnel</h2>"
-            f'<p class="note">{_e(explicit.order)} order, conversion window {window}, '
-            f"per {_e(explicit.unit)}; completed {explicit.completed:,} of {explicit.entered:,} "
-            f"({_pct(explicit.overall_conversion)}), median time to convert "
-            f"{_duration(explicit.time_to_convert.median_seconds)}.</p>"
-            f"{_funnel_chart(named, 'Explicit funnel')}</section>"
-        )
+    card_html = _cards(funnel)
+    step_rows = _step_rows(funnel)
+    contribution_rows = _contribution_rows(funnel)
+    explicit_section = "" if explicit is None else _explicit_section(explicit)
     body = f"""
 <h1>{_e(heading)}</h1>
 <p class="meta">Key conversion <b>{_e(funnel.conversion)}</b> · per {_e(funnel.unit)} ·

@@ -155,28 +155,9 @@ class SessionIndex:
             if kind_rank is None
             else np.asarray(kind_rank, dtype=np.float64)
         )
-        pair_order = np.lexsort((seq_pos, seq_item, seq_session))
-        ps, pi = seq_session[pair_order], seq_item[pair_order]
-        new_pair = np.ones(ps.size, dtype=np.bool_)
-        if ps.size:
-            new_pair[1:] = (ps[1:] != ps[:-1]) | (pi[1:] != pi[:-1])
-        starts = np.flatnonzero(new_pair)
-        ends = np.concatenate((starts[1:], [ps.size])) - 1 if ps.size else starts
-        u_session = ps[starts]
-        u_item = pi[starts]
-        u_last = seq_pos[pair_order][ends] if ps.size else np.zeros(0, dtype=np.int64)
-        kinds_sorted = seq_kind[pair_order]
-        if ps.size:
-            best = np.maximum.reduceat(strength[kinds_sorted], starts)
-            # The first type reaching the best strength, per pair.
-            hit = strength[kinds_sorted] == np.repeat(best, np.diff(np.append(starts, ps.size)))
-            group = np.repeat(np.arange(starts.size), np.diff(np.append(starts, ps.size)))
-            first_hit = np.full(starts.size, -1, dtype=np.int64)
-            idx = np.flatnonzero(hit)
-            first_hit[group[idx][::-1]] = idx[::-1]
-            u_kind = kinds_sorted[first_hit]
-        else:
-            u_kind = np.zeros(0, dtype=np.int64)
+        u_session, u_item, u_last, u_kind = _distinct_items(
+            seq_session, seq_item, seq_kind, seq_pos, strength
+        )
         u_ptr = np.concatenate(([0], np.cumsum(np.bincount(u_session, minlength=sessions.size))))
         # Items -> sessions, sessions ascending within each item.
         by_item = np.argsort(u_item, kind="stable")
@@ -226,6 +207,39 @@ class SessionIndex:
         starts = self.u_ptr[sessions]
         ends = self.u_ptr[sessions + 1]
         return concat_ranges(starts, ends), np.repeat(np.arange(sessions.size), ends - starts)
+
+
+def _distinct_items(
+    seq_session: IntArray,
+    seq_item: IntArray,
+    seq_kind: IntArray,
+    seq_pos: IntArray,
+    strength: FloatArray,
+) -> tuple[IntArray, IntArray, IntArray, IntArray]:
+    """Distinct items per session: session, item, last position, strongest event type."""
+    pair_order = np.lexsort((seq_pos, seq_item, seq_session))
+    ps, pi = seq_session[pair_order], seq_item[pair_order]
+    new_pair = np.ones(ps.size, dtype=np.bool_)
+    if ps.size:
+        new_pair[1:] = (ps[1:] != ps[:-1]) | (pi[1:] != pi[:-1])
+    starts = np.flatnonzero(new_pair)
+    ends = np.concatenate((starts[1:], [ps.size])) - 1 if ps.size else starts
+    u_session = ps[starts]
+    u_item = pi[starts]
+    u_last = seq_pos[pair_order][ends] if ps.size else np.zeros(0, dtype=np.int64)
+    kinds_sorted = seq_kind[pair_order]
+    if ps.size:
+        best = np.maximum.reduceat(strength[kinds_sorted], starts)
+        # The first type reaching the best strength, per pair.
+        hit = strength[kinds_sorted] == np.repeat(best, np.diff(np.append(starts, ps.size)))
+        group = np.repeat(np.arange(starts.size), np.diff(np.append(starts, ps.size)))
+        first_hit = np.full(starts.size, -1, dtype=np.int64)
+        idx = np.flatnonzero(hit)
+        first_hit[group[idx][::-1]] = idx[::-1]
+        u_kind = kinds_sorted[first_hit]
+    else:
+        u_kind = np.zeros(0, dtype=np.int64)
+    return u_session, u_item, u_last, u_kind
 
 
 @dataclass(frozen=True, eq=False)

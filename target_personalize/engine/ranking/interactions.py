@@ -596,7 +596,8 @@ def interactions_from_store(
         store.query(f"DROP TABLE IF EXISTS {table}")
 
 
-def _read_table(store: EventStore, table: str) -> Interactions:
+def _read_items(store: EventStore, table: str) -> ItemTable:
+    """The items of a table of item events, with what the catalog says of them."""
     run = store.query
     # Items: from events (any category/brand, mean price) and the catalog, which wins.
     event_items = run(
@@ -631,7 +632,7 @@ def _read_table(store: EventStore, table: str) -> Interactions:
             merged[str(item_id)][4] = float(value)
     ids = list(merged)
     rows = [merged[i] for i in ids]
-    items = ItemTable.build(
+    return ItemTable.build(
         ids,
         category=[r[0] for r in rows],
         brand=[r[1] for r in rows],
@@ -640,6 +641,12 @@ def _read_table(store: EventStore, table: str) -> Interactions:
         order_value=[r[4] for r in rows],
         available=[r[5] for r in rows],
     )
+
+
+def _read_table(store: EventStore, table: str) -> Interactions:
+    """The interactions of a table of item events (``event_items_sql`` columns)."""
+    run = store.query
+    items = _read_items(store, table)
     # Rows, with strings coded in SQL. Dense ranks follow the database's collation, so they
     # are mapped onto the numpy-sorted vocabularies here.
     session_rank, item_rank, kind_rank, epoch = store.query_arrays(

@@ -26,7 +26,7 @@ from target_personalize.engine import (
     read_session_file,
     read_split_file,
 )
-from target_personalize.engine.evaluation.replay import prepare_fixed_split, prepare_split
+from target_personalize.engine.evaluation.splits import prepare_fixed_split, prepare_split
 from target_personalize.engine.ranking.query import Query
 from tests.engine.ranking.contract import session_events, store_with
 
