@@ -131,6 +131,10 @@ def _naive_utc(moment: datetime | None) -> datetime | None:
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
+#: A canonical record and its store row (checked by ``coerce_event``, not checked again).
+Checked = tuple[dict[str, Any], tuple[Any, ...]]
+
+
 class _Normaliser:
     """Turns the body of POST /v1/events into canonical records, or errors with field paths."""
 
@@ -139,8 +143,8 @@ class _Normaliser:
 
     def one(
         self, raw: object, index: int, prefix: list[str | int]
-    ) -> tuple[dict[str, Any] | None, list[EventError]]:
-        """One element: its canonical record (``None`` when it holds no event) and errors."""
+    ) -> tuple[Checked | None, list[EventError]]:
+        """One element: its record and row (``None`` when it holds no event) and errors."""
         if not isinstance(raw, dict):
             return None, [
                 EventError(index=index, loc=prefix, msg="expected an object", type="dict_type")
@@ -172,16 +176,16 @@ class _Normaliser:
         record["event_ts"] = _naive_utc(record["event_ts"])
         record["ingested_at"] = _naive_utc(record["ingested_at"])
         try:
-            coerce_event(record)
+            row = coerce_event(record)
         except EngineError as error:
             field = getattr(error, "field", "event")
             return None, [
                 EventError(index=index, loc=[*prefix, field], msg=str(error), type="value_error")
             ]
-        return record, []
+        return (record, row), []
 
-    def batch(self, body: object) -> tuple[list[dict[str, Any]], list[EventError], int]:
-        """All elements: records, errors, and how many Segment calls held no event."""
+    def batch(self, body: object) -> tuple[list[Checked], list[EventError], int]:
+        """All elements: records with their rows, errors, and Segment calls without an event."""
         if isinstance(body, list):
             elements, prefix = body, ["body"]
         elif isinstance(body, dict) and isinstance(body.get("batch"), list):
@@ -190,19 +194,19 @@ class _Normaliser:
             elements, prefix = [body], []
         if len(elements) > MAX_BATCH:
             raise _unprocessable(["body"], f"at most {MAX_BATCH} events per request")
-        records: list[dict[str, Any]] = []
+        events: list[Checked] = []
         errors: list[EventError] = []
         skipped = 0
         single = not prefix
         for index, raw in enumerate(elements):
             where: list[str | int] = ["body"] if single else [*prefix, index]
-            record, problems = self.one(raw, index, where)
+            event, problems = self.one(raw, index, where)
             errors += problems
-            if record is not None:
-                records.append(record)
+            if event is not None:
+                events.append(event)
             elif not problems:
                 skipped += 1
-        return records, errors, skipped
+        return events, errors, skipped
 
 
 def _json(content: dict[str, Any], status: int = 200) -> Response:
@@ -366,11 +370,12 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
             body = _decode(await request.body())
         except msgspec.DecodeError as error:
             raise _unprocessable(["body"], f"invalid JSON: {error}") from None
-        records, errors, skipped = normaliser.batch(body)
+        events, errors, skipped = normaliser.batch(body)
         if errors and not partial:
             return _json({"detail": [error.model_dump() for error in errors]}, 422)
+        records = [record for record, _ in events]
         try:
-            await serving.store_events(records)
+            await serving.store_events(records, [row for _, row in events])
         except (EngineError, OSError) as error:
             raise HTTPException(503, f"the events could not be stored: {error}") from None
         duplicates = serving.observe(records)

@@ -3,7 +3,7 @@
 DuckDB allows one writing process, and a connection is not shared between threads here, so
 every store access (event loads, funnel mining, counts) runs on a single thread, in order.
 Events are group-committed: the writer takes every load waiting in its queue (gathering for
-``flush_ms`` more), stores them with one ``EventStore.load_events`` call (one transaction), and
+``flush_ms`` more), stores them with one ``EventStore.load_rows`` call (one transaction), and
 only then resolves the requests' futures. With ``ack="commit"`` a request waits for that; with
 ``ack="journal"`` (the default for a DuckDB file) a journal thread first appends the events to
 the write-ahead journal and flushes it to disk, and the request waits only for that.
@@ -51,10 +51,11 @@ _STOP = object()
 
 
 class _Load:
-    __slots__ = ("durable", "future", "records", "segment")
+    __slots__ = ("durable", "future", "records", "rows", "segment")
 
-    def __init__(self, records: list[dict[str, Any]]) -> None:
-        self.records = records
+    def __init__(self, records: list[dict[str, Any]], rows: list[tuple[Any, ...]]) -> None:
+        self.records = records  # for the journal
+        self.rows = rows  # for the store, checked by coerce_event already
         self.future: Future[int] = Future()  # committed in the store
         self.durable: Future[int] = Future()  # flushed to the journal
         self.segment = -1
@@ -192,13 +193,13 @@ class ServingState:
         self.store.close()
 
     def _commit(self, loads: list[_Load]) -> None:
-        records = [record for load in loads for record in load.records]
+        rows = [row for load in loads for row in load.rows]
         try:
-            result = self.store.load_events(records, stream="api")
+            self.store.load_rows(rows)
         except Exception as error:
             self._failed_commits += 1
             if self.journal is not None:  # the events stay in the journal, replayed at start
-                logger.exception("Could not store %d journaled events", len(records))
+                logger.exception("Could not store %d journaled events", len(rows))
             for load in loads:
                 load.future.set_exception(error)
             return
@@ -206,8 +207,6 @@ class ServingState:
         if self.journal is not None:
             for load in loads:
                 self.journal.stored(load.segment, len(load.records))
-        if result.rejects:  # validated before, so this should not happen
-            logger.warning("%d events went to rejects", result.rejected)
         for load in loads:
             load.future.set_result(len(load.records))
 
@@ -224,8 +223,14 @@ class ServingState:
         result: T = await asyncio.wrap_future(call.future)
         return result
 
-    async def store_events(self, records: list[dict[str, Any]]) -> None:
+    async def store_events(
+        self, records: list[dict[str, Any]], rows: list[tuple[Any, ...]]
+    ) -> None:
         """Store canonical events; returns once they are committed, or journaled (``ack``).
+
+        Args:
+            records: the events (what the journal keeps).
+            rows: their store rows, as ``coerce_event`` checked them (what the store takes).
 
         Raises:
             EngineError: when the store cannot write them.
@@ -233,7 +238,7 @@ class ServingState:
         if not records:
             return
         self.events_received += len(records)
-        load = _Load(records)
+        load = _Load(records, rows)
         if self.journal is None:
             self._queue.put(load)
             await asyncio.wrap_future(load.future)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
+
 from target_personalize.engine import EVENT_COLUMNS
+from target_personalize.engine.store import event_store
+from target_personalize.serve import app
 from target_personalize.serve.models import CanonicalEvent
 from tests.serve.conftest import Server
 
@@ -83,6 +87,26 @@ def test_duplicate_events_are_stored_once(server: Server) -> None:
     assert first["accepted"] == 2 and first["duplicates"] == 1
     assert again["duplicates"] == 1
     assert _store_count(server) == start + 1
+
+
+def test_each_posted_event_is_checked_once(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The API checks an event (and answers 422 naming the field at fault); the store then
+    # takes the checked row as it is.
+    checked: list[str] = []
+    coerce = app.coerce_event
+
+    def counting(record: Any) -> tuple[Any, ...]:
+        checked.append(str(record["event_id"]))
+        return coerce(record)
+
+    monkeypatch.setattr(app, "coerce_event", counting)
+    monkeypatch.setattr(event_store, "coerce_event", counting)
+    session = f"once-{uuid.uuid4().hex[:8]}"
+    batch = [_event(session, f"item-{n}") for n in range(5)]
+    before = _store_count(server)
+    assert server.client.post("/v1/events", json=batch).json()["accepted"] == 5
+    assert _store_count(server) == before + 5  # runs after the commit of the batch
+    assert sorted(checked) == sorted(e["event_id"] for e in batch)
 
 
 def test_bad_payloads_get_422_with_field_paths_and_nothing_is_stored(server: Server) -> None:

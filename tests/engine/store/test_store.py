@@ -10,7 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from target_personalize.engine import EventStore, UnsupportedDatabaseError
+from target_personalize.engine import (
+    EVENT_COLUMNS,
+    EventStore,
+    UnsupportedDatabaseError,
+    coerce_event,
+)
 from tests.support.events import event
 
 
@@ -77,6 +82,24 @@ def test_bad_records_go_to_rejects_and_the_rest_loads(
         record = stored[0][3]
         record = json.loads(record) if isinstance(record, str) else record
         assert record["properties"] == event(2, **bad)["properties"]
+
+
+@pytest.mark.parametrize("tracked", [False, True])
+def test_rows_checked_already_are_stored_as_their_events_would_be(
+    store_url: str, tracked: bool
+) -> None:
+    records = [event(1), event(2, revenue="3.5"), event(1, page_title="later")]
+    query = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY source, event_id"
+    with EventStore(store_url) as store:
+        store.load_events(records)
+        expected = store.query(query)
+        store.query("DELETE FROM events")
+        if tracked:
+            store.track_keys()
+        result = store.load_rows([coerce_event(r) for r in records])
+        assert (result.loaded, result.rejects) == (3, [])
+        assert store.query(query) == expected
+        assert [row[11] for row in expected] == ["later", None]  # the later version won
 
 
 def test_values_are_stored_with_their_types(store_url: str) -> None:
