@@ -1,8 +1,9 @@
 """The server's state: one store connection behind one writer thread, the ranker in memory.
 
 DuckDB allows one writing process, and a connection is not shared between threads here, so
-every store access (event loads, funnel mining, counts) runs on a single thread, in order.
-Events are group-committed: the writer takes every load waiting in its queue (gathering for
+the server's connection (event loads, counts) is used by a single thread, in order; work that
+only reads for long (funnel mining, the model refresh) opens a connection of its own in a
+worker thread, so loads go on meanwhile. Events are group-committed: the writer takes every load waiting in its queue (gathering for
 ``flush_ms`` more), stores them with one ``EventStore.load_rows`` call (one transaction), and
 only then resolves the requests' futures. With ``ack="commit"`` a request waits for that; with
 ``ack="journal"`` (the default for a DuckDB file) a journal thread first appends the events to
@@ -331,8 +332,7 @@ class ServingState:
     async def refresh_forever(self) -> None:
         """Refresh the model every ``refresh_seconds``; a failed refresh keeps the current one."""
         interval = self.settings.refresh_seconds
-        if model_path(self.settings.database_url) is None and self.store.dialect == "duckdb":
-            # A second connection to an in-memory DuckDB would see an empty database.
+        if not self._reads_apart:
             logger.info("An in-memory store is not refreshed in the background")
             return
         while True:
@@ -371,9 +371,21 @@ class ServingState:
             found = discover_funnel(store, wanted)
             return {**found.as_dict(), "event_weights": dict(found.event_weights)}
 
-        result = await self.run_in_store(mine)
+        def mine_apart() -> dict[str, Any]:
+            with EventStore(self.settings.database_url) as reader:
+                return mine(reader)
+
+        if self._reads_apart:
+            result = await anyio.to_thread.run_sync(mine_apart)
+        else:
+            result = await self.run_in_store(mine)
         self._funnel = (time.time(), wanted, result)
         return result
+
+    @property
+    def _reads_apart(self) -> bool:
+        """Whether a second connection sees the store (not so for an in-memory DuckDB)."""
+        return self.store.dialect != "duckdb" or model_path(self.settings.database_url) is not None
 
     @staticmethod
     def _count(store: EventStore) -> int:
