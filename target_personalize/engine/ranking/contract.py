@@ -340,12 +340,15 @@ class RankerBase(abc.ABC):
             raise RankerError("give a user_id or a session_id")
         self._fitted  # noqa: B018 - raises when not fitted
         live = self._live.of_request(user_id, session_id)
+        if live is None or not (live.categories or live.brands):
+            return self._history.query(user_id, session_id, live)
+        vocabulary = self._fitted
         return self._history.query(
             user_id,
             session_id,
             live,
-            categories=tuple(live.categories) if live else (),
-            brands=tuple(live.brands) if live else (),
+            categories=vocabulary.category_codes(live.categories),
+            brands=vocabulary.brand_codes(live.brands),
         )
 
     def _history_rows(self, visitor: str) -> IntArray:

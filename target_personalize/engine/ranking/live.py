@@ -19,14 +19,23 @@ __all__ = ["LiveSession", "LiveSessions"]
 
 @dataclass
 class LiveSession:
-    """A session fed by observed events (mutable, in memory only)."""
+    """A session fed by observed events (mutable, in memory only).
+
+    Attributes:
+        visitor: the user (else anonymous) id, when known.
+        items: item indexes of the session's events, in order; ``kinds`` and ``ts`` their
+            event types and times.
+        categories: category names the session showed without items (filters, pages).
+        brands: brand names likewise.
+        words: search words of the session (and of its category and brand filters).
+    """
 
     visitor: str | None
     items: list[int] = field(default_factory=list)
     kinds: list[int] = field(default_factory=list)
     ts: list[float] = field(default_factory=list)
-    categories: list[int] = field(default_factory=list)
-    brands: list[int] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    brands: list[str] = field(default_factory=list)
     words: list[str] = field(default_factory=list)
 
 
@@ -133,7 +142,11 @@ class LiveSessions:
                 value = filters.get(name)
                 if isinstance(value, str):
                     session.words.extend(TOKEN.findall(value.lower()))
-        for name in ("items", "kinds", "ts", "words"):
+        for found in (filters, event.get("properties")):
+            if isinstance(found, Mapping):
+                _add_names(session.categories, found.get("category"))
+                _add_names(session.brands, found.get("brand"))
+        for name in ("items", "kinds", "ts", "words", "categories", "brands"):
             values = getattr(session, name)
             if len(values) > self.max_events:
                 del values[: len(values) - self.max_events]
@@ -160,3 +173,13 @@ class LiveSessions:
         if session.visitor:
             self._by_visitor[session.visitor] = key
         return session
+
+
+def _add_names(names: list[str], value: object) -> None:
+    """Append the name or names in ``value`` (a string or a list of them) not seen yet."""
+    given = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    for name in given:
+        if isinstance(name, str) and name:
+            if name in names:
+                names.remove(name)
+            names.append(name)

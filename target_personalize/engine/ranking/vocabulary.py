@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,6 +15,8 @@ from target_personalize.engine.ranking.interactions import Interactions, ItemTab
 __all__ = ["Vocabulary"]
 
 IntArray = npt.NDArray[np.int64]
+#: Category and brand names whose codes are remembered (any name a client sends is looked up).
+_NAMES_KEPT = 10_000
 
 
 class Vocabulary:
@@ -35,6 +37,8 @@ class Vocabulary:
         self._event_weights = event_weights
         self.kind_weight = kind_weights(data.event_types, event_weights)
         self._extra: dict[str, int] = {}
+        self._category_codes: dict[str, tuple[int, ...]] = {}
+        self._brand_codes: dict[str, tuple[int, ...]] = {}
 
     @property
     def items(self) -> ItemTable:
@@ -58,6 +62,18 @@ class Vocabulary:
                 self.kind_weight, self._event_weights.get(name, UNKNOWN_EVENT_WEIGHT)
             )
         return self.data.event_types.index(name)
+
+    def category_codes(self, names: Iterable[str]) -> tuple[int, ...]:
+        """The codes of the categories ``names`` name, with their subcategories.
+
+        A name matches a category of that name and, as a dotted prefix, its subcategories
+        (``home`` matches ``home.kitchen``), as the ``category`` filter does.
+        """
+        return _codes(names, self.items.categories, self._category_codes, dotted=True)
+
+    def brand_codes(self, names: Iterable[str]) -> tuple[int, ...]:
+        """The codes of the brands ``names`` name."""
+        return _codes(names, self.items.brands, self._brand_codes, dotted=False)
 
     def lookup(self, item_ids: Sequence[str]) -> IntArray:
         """The indexes of ``item_ids``, -1 for unknown ones."""
@@ -90,6 +106,31 @@ class Vocabulary:
             brand=raw.get("brand") or None,
             price=float(price) if isinstance(price, int | float) else None,
         )
+        if table.categories != self.items.categories:
+            self._category_codes.clear()
+        if table.brands != self.items.brands:
+            self._brand_codes.clear()
         self.data = dataclasses.replace(self.data, items=table)
         self._extra[item_id] = index
         return index, True
+
+
+def _codes(
+    names: Iterable[str], known: Sequence[str], cache: dict[str, tuple[int, ...]], *, dotted: bool
+) -> tuple[int, ...]:
+    """The codes of ``known`` names that ``names`` match (``dotted``: subcategories too)."""
+    codes: set[int] = set()
+    for name in names:
+        found = cache.get(name)
+        if found is None:
+            prefix = f"{name}." if dotted else None
+            found = tuple(
+                i
+                for i, candidate in enumerate(known)
+                if candidate == name or (prefix is not None and candidate.startswith(prefix))
+            )
+            if len(cache) >= _NAMES_KEPT:
+                cache.clear()
+            cache[name] = found
+        codes.update(found)
+    return tuple(sorted(codes))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from target_personalize.engine import SessionRanker
+from typing import Any
+
+from target_personalize.engine import EventStore, SessionRanker
 
 from .contract import follows_sessions, session_events, store_with
 
@@ -66,3 +68,67 @@ def test_a_live_session_keeps_its_latest_events() -> None:
     # B follows A: A still counts in a session of 100 events, not in one of 1.
     assert relevance_of_b[0] > 0.2
     assert relevance_of_b[1] < 1e-2, relevance_of_b
+
+
+# Category and brand signals without items reach cold start (issue 11)
+
+
+def _shop() -> EventStore:
+    """Shoes are the most popular; hats and pots (a category named in Cyrillic) less so."""
+    sessions: list[list[Any]] = []
+    for i in range(15):
+        sessions.append(
+            [["shoe1", "shoe2"], ["shoe2", "shoe1"], ["hat1", "hat2"], ["shoe1"], ["pot1", "pot2"]][
+                i % 5
+            ]
+        )
+    catalog = {
+        "shoe1": {"category": "apparel.shoes", "brand": "runfast"},
+        "shoe2": {"category": "apparel.shoes", "brand": "runfast"},
+        "hat1": {"category": "apparel.hats", "brand": "capco"},
+        "hat2": {"category": "apparel.hats", "brand": "capco"},
+        "pot1": {"category": "кухня", "brand": "zen"},
+        "pot2": {"category": "кухня", "brand": "zen"},
+    }
+    return store_with(session_events(sessions, catalog=catalog))
+
+
+def _top(ranker: SessionRanker, session: str, k: int) -> set[str]:
+    return {r.item_id for r in ranker.recommend(session_id=session, k=k)}
+
+
+def test_a_category_filter_without_items_narrows_a_new_session() -> None:
+    with _shop() as store:
+        ranker = SessionRanker().fit(store)
+    assert _top(ranker, "nobody", 2) == {"shoe1", "shoe2"}  # the most popular
+    # A category name with no latin word in it: only the filter's name can say what it means.
+    ranker.observe({"session_id": "f", "event_type": "filter", "filters": {"category": "кухня"}})
+    assert _top(ranker, "f", 2) == {"pot1", "pot2"}
+
+
+def test_a_category_page_without_items_narrows_to_the_category_and_its_subcategories() -> None:
+    with _shop() as store:
+        ranker = SessionRanker().fit(store)
+    ranker.observe(
+        {
+            "session_id": "p",
+            "event_type": "category_view",
+            "properties": {"category": "apparel.hats"},
+        }
+    )
+    assert _top(ranker, "p", 2) == {"hat1", "hat2"}
+    ranker.observe(
+        {"session_id": "a", "event_type": "category_view", "properties": {"category": "apparel"}}
+    )
+    assert _top(ranker, "a", 4) == {"shoe1", "shoe2", "hat1", "hat2"}
+
+
+def test_a_list_of_brands_narrows_to_those_brands_and_survives_a_refit() -> None:
+    with _shop() as store:
+        ranker = SessionRanker().fit(store)
+        ranker.observe(
+            {"session_id": "b", "event_type": "filter", "filters": {"brand": ["capco", "zen"]}}
+        )
+        assert _top(ranker, "b", 4) == {"hat1", "hat2", "pot1", "pot2"}
+        ranker.fit(store)
+    assert _top(ranker, "b", 4) == {"hat1", "hat2", "pot1", "pot2"}
