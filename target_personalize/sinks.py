@@ -8,13 +8,13 @@ from singer_sdk.sinks import BatchSink
 from typing_extensions import override
 
 from target_personalize.engine import EventStore, LoadResult, read_batch_files
+from target_personalize.engine.store.records import REQUIRED_EVENT_FIELDS
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers._batch import BaseBatchFileEncoding
 
     from target_personalize.target import TargetPersonalize
 
-_REQUIRED = frozenset({"source", "event_id", "event_ts"})
 #: Bad records logged one by one per sink before only the count goes on.
 _LOGGED_REJECTS = 20
 
@@ -101,7 +101,7 @@ class EventsSink(_StoreSink):
         key_properties: t.Sequence[str] | None,
     ) -> None:
         super().__init__(target, stream_name, schema, key_properties)
-        missing = sorted(_REQUIRED - set(schema.get("properties", {})))
+        missing = sorted(set(REQUIRED_EVENT_FIELDS) - set(schema.get("properties", {})))
         if missing:
             self.logger.warning(
                 "Stream %s does not carry the canonical event (no %s): its records will be "

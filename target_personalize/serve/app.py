@@ -19,7 +19,6 @@ import gc
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,7 +30,13 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
-from target_personalize.engine import EngineError, Objectives, RankerError, coerce_event
+from target_personalize.engine import (
+    EVENT_COLUMNS,
+    EngineError,
+    Objectives,
+    RankerError,
+    coerce_event,
+)
 from target_personalize.serve.auth import FailureLimiter, KeyRing, Role
 from target_personalize.serve.models import (
     CanonicalEvent,
@@ -57,6 +62,7 @@ _SEGMENT_EVENTS: dict[str, type[SegmentTrack] | type[SegmentPage]] = {
     "screen": SegmentPage,
 }
 _SEGMENT_SKIPPED = {"identify", "group", "alias"}
+_TIMES = [(name, list(EVENT_COLUMNS).index(name)) for name in ("event_ts", "ingested_at")]
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
@@ -125,12 +131,6 @@ def _errors(error: ValidationError, index: int, prefix: list[str | int]) -> list
     ]
 
 
-def _naive_utc(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is None:
-        return moment
-    return moment.astimezone(UTC).replace(tzinfo=None)
-
-
 #: A canonical record and its store row (checked by ``coerce_event``, not checked again).
 Checked = tuple[dict[str, Any], tuple[Any, ...]]
 
@@ -173,8 +173,6 @@ class _Normaliser:
             record["event_type"] = self.event_type_of(record["event_name"] or "unknown")
         if not record["event_name"]:
             record["event_name"] = record["event_type"]
-        record["event_ts"] = _naive_utc(record["event_ts"])
-        record["ingested_at"] = _naive_utc(record["ingested_at"])
         try:
             row = coerce_event(record)
         except EngineError as error:
@@ -182,6 +180,8 @@ class _Normaliser:
             return None, [
                 EventError(index=index, loc=[*prefix, field], msg=str(error), type="value_error")
             ]
+        for name, at in _TIMES:  # naive UTC, as the store holds them
+            record[name] = row[at]
         return (record, row), []
 
     def batch(self, body: object) -> tuple[list[Checked], list[EventError], int]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import pytest
 
-from target_personalize.engine import EVENT_COLUMNS
+from target_personalize.engine import EVENT_COLUMNS, EventStore
 from target_personalize.engine.store import event_store
 from target_personalize.serve import app
 from target_personalize.serve.models import CanonicalEvent
@@ -107,6 +108,19 @@ def test_each_posted_event_is_checked_once(server: Server, monkeypatch: pytest.M
     assert server.client.post("/v1/events", json=batch).json()["accepted"] == 5
     assert _store_count(server) == before + 5  # runs after the commit of the batch
     assert sorted(checked) == sorted(e["event_id"] for e in batch)
+
+
+def test_times_with_an_offset_are_stored_and_observed_as_utc(server: Server) -> None:
+    session = f"utc-{uuid.uuid4().hex[:8]}"
+    posted = _event(session, "a", event_ts="2024-05-02T12:00:00+02:00")
+    posted["ingested_at"] = "2024-05-02T07:30:00-03:00"
+    assert server.client.post("/v1/events", json=posted).json()["accepted"] == 1
+    _store_count(server)  # runs after the commit
+    with EventStore(server.settings.database_url) as store:
+        stored = store.query(
+            "SELECT event_ts, ingested_at FROM events WHERE event_id = %s", [posted["event_id"]]
+        )
+    assert stored == [(datetime(2024, 5, 2, 10, 0), datetime(2024, 5, 2, 10, 30))]
 
 
 def test_bad_payloads_get_422_with_field_paths_and_nothing_is_stored(server: Server) -> None:

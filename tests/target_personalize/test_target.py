@@ -77,6 +77,20 @@ def test_bad_records_are_rejected_counted_and_the_load_goes_on(
     assert "key file/e2: event_ts" in caplog.text
 
 
+def test_a_stream_without_the_canonical_fields_is_named_when_it_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    properties = {k: v for k, v in EVENT_SCHEMA["properties"].items() if k != "event_ts"}
+    schema = {
+        **SCHEMA,
+        "stream": "odd_events",
+        "schema": {**EVENT_SCHEMA, "properties": properties},
+    }
+    _run({"database_url": f"duckdb:///{tmp_path / 'store.duckdb'}"}, [schema], capsys)
+    assert "Stream odd_events does not carry the canonical event (no event_ts)" in caplog.text
+    assert "Stream file_events" not in caplog.text
+
+
 def _jsonl_batch(path: Path, records: list[dict[str, Any]]) -> None:
     with gzip.open(path, "wt") as handle:
         for record in records:

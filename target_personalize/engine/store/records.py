@@ -14,8 +14,10 @@ import msgspec
 from target_personalize.engine.exceptions import InvalidEventError
 from target_personalize.engine.store.columns import EVENT_COLUMNS, ITEM_COLUMNS, ITEM_FIELDS, Kind
 
-__all__ = ["coerce_event", "coerce_item", "parse_timestamp"]
+__all__ = ["REQUIRED_EVENT_FIELDS", "coerce_event", "coerce_item", "parse_timestamp"]
 
+#: Fields every canonical event must have (besides ``event_name`` or ``event_type``).
+REQUIRED_EVENT_FIELDS = ("source", "event_id", "event_ts")
 _SNAKE = re.compile(r"[^0-9a-z]+")
 
 
@@ -169,7 +171,6 @@ _SCALARS: dict[Kind, Callable[[object], Any]] = {
 }
 _ITEM_PLAN = [(name, _NATIVE.get(kind), _SCALARS[kind]) for name, kind in ITEM_FIELDS.items()]
 _ITEM_CONVERTERS = [(name, _SCALARS[kind]) for name, kind in ITEM_COLUMNS.items()]
-_REQUIRED = ("source", "event_id", "event_ts")
 _AT = {name: index for index, name in enumerate(EVENT_COLUMNS)}
 _DEFAULTS = {"event_count": 1, "is_aggregate": False, "properties": "{}", "user_properties": "{}"}
 _EVENT_PLAN = [(name, _NATIVE.get(kind), _SCALARS[kind]) for name, kind in EVENT_COLUMNS.items()]
@@ -199,7 +200,7 @@ def coerce_event(record: Mapping[str, Any]) -> tuple[Any, ...]:
             raise InvalidEventError(name, str(error)) from None
     if row[_ITEMS_AT] is None:
         row[_ITEMS_AT] = []
-    for name in _REQUIRED:
+    for name in REQUIRED_EVENT_FIELDS:
         if row[_AT[name]] in (None, ""):
             raise InvalidEventError(name, "is missing")
     name, kind = row[_NAME_AT], row[_TYPE_AT]
