@@ -3,6 +3,9 @@
 Store: :class:`EventStore`. Funnels: :func:`discover_funnel`, :func:`explicit_funnel`,
 :func:`write_report`. Ranking: :class:`SessionRanker` (and the baselines),
 :func:`refresh_ranker`, :func:`evaluate_store`. Errors derive from :class:`EngineError`.
+
+This module is the engine's public API; the subpackages ``store``, ``funnel``, ``ranking``
+and ``evaluation`` hold its implementation (mapped in ``docs/design.md``).
 """
 
 from __future__ import annotations
