@@ -93,7 +93,9 @@ def load_ranker(store: EventStore, name: str = DEFAULT_MODEL_NAME) -> RankerBase
     if path is not None:
         return RankerBase.load(path) if path.exists() else None
     exists = store.query(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = %s", [_TABLE]
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_name = %s AND table_schema = current_schema()",
+        [_TABLE],
     )
     if not exists or not exists[0][0]:
         return None

@@ -301,6 +301,23 @@ def test_models_of_non_file_stores_live_in_a_table() -> None:
         assert loaded.recommend(session_id="s0") == ranker.recommend(session_id="s0")
 
 
+@pytest.mark.postgres
+def test_a_store_finds_only_the_models_of_its_own_schema() -> None:
+    # Two stores in one PostgreSQL database, each in its schema: a model saved by one is not
+    # the other's (which used to fail on the other schema's table).
+    events = session_events(follows_sessions())
+    with postgres_schema_url() as first_url, postgres_schema_url() as second_url:
+        with EventStore(first_url) as first:
+            first.load_events(events)
+            assert refresh_ranker(first, create=True) is not None
+        with EventStore(second_url) as second:
+            second.load_events(events)
+            assert load_ranker(second) is None
+            assert refresh_ranker(second) is None
+            assert refresh_ranker(second, create=True) is not None
+            assert load_ranker(second) is not None
+
+
 def test_load_refuses_other_files(tmp_path: Any) -> None:
     with pytest.raises(ModelFormatError):
         SessionRanker.load(tmp_path / "missing.npz")
