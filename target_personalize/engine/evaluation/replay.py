@@ -37,8 +37,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
+from target_personalize.engine.arrays import BoolArray, FloatArray, IntArray
 from target_personalize.engine.evaluation.results import EvaluationReport, ModelResult, SplitInfo
 from target_personalize.engine.evaluation.splits import prepare_split
 from target_personalize.engine.ranking.baselines import VSKNN, MostPopular, ViewsItemKNN
@@ -63,9 +63,6 @@ __all__ = ["default_rankers", "evaluate", "evaluate_store"]
 
 logger = logging.getLogger(__name__)
 
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
 Progress = Callable[[int, int], None]
 
 

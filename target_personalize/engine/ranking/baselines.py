@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 import numpy.typing as npt
 
+from target_personalize.engine.arrays import FloatArray, IntArray
 from target_personalize.engine.exceptions import RankerError
 from target_personalize.engine.ranking.contract import RankerBase
 from target_personalize.engine.ranking.index import CoOccurrence, SessionIndex
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = ["VIEW_TYPES", "VSKNN", "MostPopular", "ViewsItemKNN"]
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 #: Event types that count as views for :class:`ViewsItemKNN`.
 VIEW_TYPES = frozenset({"product_view", "view", "click", "item_view", "page_view"})

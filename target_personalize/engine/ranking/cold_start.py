@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from target_personalize.engine.arrays import FloatArray, IntArray
 from target_personalize.engine.ranking.index import concat_ranges
 
 if TYPE_CHECKING:
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["TOKEN", "ColdStart"]
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 #: A word of a search, a category or a brand (lower case).
 TOKEN = re.compile(r"[0-9a-z]+")

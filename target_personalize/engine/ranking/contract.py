@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 import numpy.typing as npt
 
+from target_personalize.engine.arrays import BoolArray, FloatArray, IntArray
 from target_personalize.engine.exceptions import ModelNotFittedError, RankerError
 from target_personalize.engine.ranking.cold_start import ColdStart
 from target_personalize.engine.ranking.event_weights import (
@@ -67,10 +68,6 @@ if TYPE_CHECKING:
 __all__ = ["RankerBase", "ScoredItem", "check_random_state"]
 
 logger = logging.getLogger(__name__)
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
 
 
 def check_random_state(random_state: int | np.random.Generator | None) -> np.random.Generator:

@@ -6,17 +6,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
+from target_personalize.engine.arrays import BoolArray, IntArray
 from target_personalize.engine.exceptions import RankerError
 
 if TYPE_CHECKING:
     from target_personalize.engine.ranking.interactions import ItemTable
 
 __all__ = ["filter_mask"]
-
-BoolArray = npt.NDArray[np.bool_]
-IntArray = npt.NDArray[np.int64]
 
 
 def filter_mask(

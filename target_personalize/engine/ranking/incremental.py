@@ -9,16 +9,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
+from target_personalize.engine.arrays import IntArray
 from target_personalize.engine.ranking.interactions import Interactions, ItemTable
 
 if TYPE_CHECKING:
     from target_personalize.engine.store.event_store import EventStore
 
 __all__ = ["max_loaded_at", "merge_interactions"]
-
-IntArray = npt.NDArray[np.int64]
 
 
 def max_loaded_at(store: EventStore) -> datetime | None:

@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from target_personalize.engine.arrays import FloatArray, IntArray
+
 if TYPE_CHECKING:
     from target_personalize.engine.ranking.interactions import Interactions
 
 __all__ = ["CoOccurrence", "SessionIndex", "concat_ranges", "top_k"]
-
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
 
 
 def concat_ranges(starts: IntArray, ends: IntArray) -> IntArray:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from target_personalize.engine.arrays import BoolArray, FloatArray, Int32Array, IntArray, StrArray
 from target_personalize.engine.store.views import event_items_sql, sessionized_events_sql
 
 if TYPE_CHECKING:
@@ -38,11 +39,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-IntArray = npt.NDArray[np.int64]
-Int32Array = npt.NDArray[np.int32]
-FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
-StrArray = npt.NDArray[np.str_]
 
 #: Event type given to rows of a session-rec file (clicks).
 SESSION_FILE_EVENT_TYPE = "product_view"

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
+from target_personalize.engine.arrays import FloatArray
 from target_personalize.engine.exceptions import RankerError
 
 if TYPE_CHECKING:
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ItemFactors", "Objectives"]
 
-FloatArray = npt.NDArray[np.float64]
 
 #: Pseudo-sessions that pull an item's conversion rate towards its category's.
 _ITEM_PRIOR = 10.0

@@ -9,14 +9,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from target_personalize.engine.arrays import FloatArray, IntArray
+
 if TYPE_CHECKING:
     from target_personalize.engine.ranking.interactions import Interactions
     from target_personalize.engine.ranking.live import LiveSession
 
 __all__ = ["Query", "SessionHistory", "find_sorted"]
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, eq=False)

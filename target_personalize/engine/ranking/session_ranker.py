@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from target_personalize.engine.arrays import FloatArray, IntArray
 from target_personalize.engine.ranking.contract import RankerBase
 from target_personalize.engine.ranking.index import CoOccurrence, SessionIndex, sequence_pairs
 
@@ -44,8 +45,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SessionRanker"]
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 _DAY = 86_400.0
 

@@ -7,14 +7,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from target_personalize.engine.arrays import IntArray
 from target_personalize.engine.ranking.event_weights import UNKNOWN_EVENT_WEIGHT, kind_weights
 from target_personalize.engine.ranking.interactions import Interactions, ItemTable
 
 __all__ = ["Vocabulary"]
 
-IntArray = npt.NDArray[np.int64]
 #: Category and brand names whose codes are remembered (any name a client sends is looked up).
 _NAMES_KEPT = 10_000
 
