@@ -8,7 +8,6 @@ items without interactions are reached through the category and brand of relevan
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,22 +16,13 @@ import numpy.typing as npt
 
 from target_personalize.engine.arrays import FloatArray, IntArray
 from target_personalize.engine.ranking.index import concat_ranges
+from target_personalize.engine.ranking.words import words_of
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     from target_personalize.engine.ranking.interactions import Interactions, ItemTable
     from target_personalize.engine.ranking.query import Query
 
-__all__ = ["TOKEN", "ColdStart"]
-
-
-#: A word of a search, a category or a brand (lower case).
-TOKEN = re.compile(r"[0-9a-z]+")
-
-
-def _words(names: Iterable[str]) -> list[set[str]]:
-    return [set(TOKEN.findall(name.lower())) for name in names]
+__all__ = ["ColdStart"]
 
 
 class ColdStart:
@@ -57,8 +47,8 @@ class ColdStart:
         self.base = self._popular_and_trending()
         self.base_max = float(self.base.max(initial=0.0))
         self._group(data.items)
-        self.category_words = _words(data.items.categories)
-        self.brand_words = _words(data.items.brands)
+        self.category_words = words_of(data.items.categories)
+        self.brand_words = words_of(data.items.brands)
 
     def _popular_and_trending(self) -> FloatArray:
         """Half popularity, half trend, each scaled to a maximum of 1, then to a max of 1."""
@@ -89,8 +79,8 @@ class ColdStart:
         self.has_interactions = np.append(self.has_interactions, False)
         self.base = np.append(self.base, 0.0)
         self._group(items)
-        self.category_words = _words(items.categories)
-        self.brand_words = _words(items.brands)
+        self.category_words = words_of(items.categories)
+        self.brand_words = words_of(items.brands)
 
     def context(self, query: Query, items: ItemTable) -> tuple[IntArray, IntArray]:
         """Category and brand codes the session showed, searched or filtered for."""

@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from target_personalize.engine.ranking.cold_start import TOKEN
 from target_personalize.engine.ranking.interactions import to_epoch
+from target_personalize.engine.ranking.words import TOKEN
 
 if TYPE_CHECKING:
     from target_personalize.engine.ranking.interactions import ItemTable
