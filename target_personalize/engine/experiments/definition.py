@@ -113,24 +113,8 @@ class Variant:
 
 
 def _parse_objectives(text: str, where: str) -> Objectives:
-    weights: dict[str, float] = {}
-    for part in text.split(","):
-        name, sep, raw = (s.strip() for s in part.partition("="))
-        if not sep or not name or not raw:
-            raise ExperimentError(
-                f"{where}: objective {part.strip()!r} must be NAME=WEIGHT, e.g. conversion=1"
-            )
-        try:
-            weight = float(raw)
-        except ValueError:
-            raise ExperimentError(
-                f"{where}: weight {raw!r} of objective {name!r} is not a number"
-            ) from None
-        if name in weights:
-            raise ExperimentError(f"{where}: objective {name!r} is given twice")
-        weights[name] = weight
     try:
-        return Objectives.parse(weights)
+        return Objectives.from_pairs(text.split(","))
     except RankerError as exc:
         raise ExperimentError(f"{where}: {exc}") from None
 

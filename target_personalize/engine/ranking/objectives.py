@@ -69,23 +69,28 @@ class Objectives:
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[str]) -> Objectives:
-        """Objectives from ``NAME=WEIGHT`` texts, as the CLI and the HTTP API take them.
+        """Objectives from ``NAME=WEIGHT`` texts, as the CLI, the HTTP API and experiments take them.
 
         ``NAME:WEIGHT`` works too, e.g. ``["conversion=1", "margin:0.5"]``.
 
         Raises:
-            RankerError: for a text that is not ``NAME=WEIGHT``, an unknown objective or a
-                negative weight.
+            RankerError: for a text that is not ``NAME=WEIGHT``, a weight that is not a number,
+                an objective given twice, an unknown objective or a negative weight.
         """
         parsed: dict[str, float] = {}
         for pair in pairs:
-            name, sep, weight = pair.replace(":", "=", 1).partition("=")
+            name, sep, raw = (s.strip() for s in pair.replace(":", "=", 1).partition("="))
+            if not sep or not name or not raw:
+                raise RankerError(
+                    f"objective {pair.strip()!r} must be NAME=WEIGHT, e.g. conversion=1"
+                )
             try:
-                parsed[name.strip()] = float(weight)
+                weight = float(raw)
             except ValueError:
-                sep = ""
-            if not sep:
-                raise RankerError(f"{pair!r}: expected NAME=WEIGHT")
+                raise RankerError(f"weight {raw!r} of objective {name!r} is not a number") from None
+            if name in parsed:
+                raise RankerError(f"objective {name!r} is given twice")
+            parsed[name] = weight
         return cls.parse(parsed)
 
     @property

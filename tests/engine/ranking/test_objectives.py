@@ -26,8 +26,10 @@ def test_pairs_give_objectives(pairs: list[str], expected: Objectives) -> None:
 @pytest.mark.parametrize(
     ("pair", "message"),
     [
-        ("conversion", "'conversion': expected NAME=WEIGHT"),
-        ("conversion=high", "'conversion=high': expected NAME=WEIGHT"),
+        ("conversion", "objective 'conversion' must be NAME=WEIGHT, e.g. conversion=1"),
+        ("=1", "objective '=1' must be NAME=WEIGHT"),
+        ("conversion=high", "weight 'high' of objective 'conversion' is not a number"),
+        ("conversion:2", "objective 'conversion' is given twice"),
         ("clicks=1", "unknown objective 'clicks'"),
         ("margin=-1", "objective 'margin' needs a weight >= 0, got -1.0"),
         ("margin:nan", "objective 'margin' needs a weight >= 0, got nan"),
