@@ -38,6 +38,8 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
     from singer_sdk.helpers.types import Context
 
+    from tap_clickstream.source_settings import SourceSettings
+
 __all__ = ["PLAIN_RECORDS", "EventStream", "ExportAPIStream"]
 
 #: The conformance level of streams whose records are built to the schema already (only its
@@ -57,8 +59,8 @@ class EventStream(Stream):
 
     schema: t.ClassVar[dict[str, t.Any]] = EVENT_SCHEMA
     primary_keys: t.ClassVar[list[str]] = ["source", "event_id"]
-    #: The config block that holds this source's settings (``mixpanel``, ``amplitude``...).
-    settings_key: t.ClassVar[str]
+    #: This source's settings block (``mixpanel``, ``amplitude``...).
+    source_settings: t.ClassVar[SourceSettings]
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
@@ -145,9 +147,14 @@ class EventStream(Stream):
             recent.discard(order.popleft())
 
     @property
+    def settings_key(self) -> str:
+        """The name of this source's settings block."""
+        return self.source_settings.key
+
+    @property
     def settings(self) -> dict[str, t.Any]:
-        """This source's settings block."""
-        return dict(self.config.get(self.settings_key) or {})
+        """This source's settings, each one it lacks at its default."""
+        return self.source_settings.with_defaults(self.config)
 
     @property
     def sync_started_at(self) -> datetime:
@@ -254,7 +261,7 @@ class ExportAPIStream(EventStream, RESTStream[t.Any]):
         custom = self.settings.get("api_url")
         if custom:
             return str(custom).rstrip("/")
-        return self.export_hosts[self.settings.get("region", "us")]
+        return self.export_hosts[self.settings["region"]]
 
     @property
     @override

@@ -14,6 +14,7 @@ from tests.tap_clickstream.helpers import run_cli
 SECRET = "do-not-print-this-42"
 MIXPANEL = {"project_id": "1234567", "username": "svc", "secret": SECRET}
 AMPLITUDE = {"api_key": "key", "secret_key": SECRET}
+PATHS = ["data/*.csv"]
 
 
 @pytest.mark.parametrize(
@@ -30,7 +31,9 @@ AMPLITUDE = {"api_key": "key", "secret_key": SECRET}
             {"files": {"paths": ["data/*.csv"], "mapping": {"event_ts": "t", "event_name": "e"}}},
             id="files mapped",
         ),
-        pytest.param({"files": {"mapping": {"event_ts": "t", "event_type": "k"}}}, id="type"),
+        pytest.param(
+            {"files": {"paths": PATHS, "mapping": {"event_ts": "t", "event_type": "k"}}}, id="type"
+        ),
         pytest.param({"event_map": {"Checkout Done": "purchase"}}, id="event_map"),
     ],
 )
@@ -81,21 +84,33 @@ def test_valid_settings(config: dict[str, Any]) -> None:
         ),
         ({"files": {"paths": "data/*.csv"}}, ["files.paths must be a list of glob patterns"]),
         (
-            {"files": {"mapping": {"user_id": "uid"}}},
+            {"files": {"paths": PATHS, "mapping": {"user_id": "uid"}}},
             [
                 "files.mapping must map event_ts to the column holding the event time",
                 "files.mapping must map event_name (or event_type) to a column",
             ],
         ),
         (
-            {"files": {"mapping": {"event_ts": "t", "event_name": "e", "when": "w"}}},
+            {
+                "files": {
+                    "paths": PATHS,
+                    "mapping": {"event_ts": "t", "event_name": "e", "when": "w"},
+                }
+            },
             ["files.mapping has keys that are not canonical fields: when"],
         ),
         (
-            {"files": {"mapping": {"event_ts": "t", "event_name": 5}}},
+            {"files": {"paths": PATHS, "mapping": {"event_ts": "t", "event_name": 5}}},
             ["files.mapping must give a column name for: event_name"],
         ),
-        ({"files": {"csv_delimiter": ";;"}}, ["files.csv_delimiter must be one character"]),
+        (
+            {"files": {"paths": PATHS, "csv_delimiter": ";;"}},
+            ["files.csv_delimiter must be one character"],
+        ),
+        (
+            {"files": {"mapping": {"event_ts": "t", "event_name": "e"}}},
+            ["files.paths is required to read event files"],
+        ),
     ],
 )
 def test_wrong_settings(config: dict[str, Any], expected: list[str]) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from tap_clickstream.config import SOURCES
 from tap_clickstream.registry import Provider, active_providers
 from tap_clickstream.tap import TapClickstream
 
@@ -42,6 +43,7 @@ def test_every_provider_names_its_settings_block() -> None:
     assert {p.key for p in Provider} == {
         "mixpanel", "amplitude", "ga4", "snowplow", "files", "catalog",
     }  # fmt: skip
+    assert {p.settings for p in Provider} == set(SOURCES)  # one checked block per provider
     ga4 = {"export_url": "duckdb:///x.duckdb", "property_id": "1", "api_endpoint": "http://x"}
     tap = TapClickstream(config={"ga4": ga4}, parse_env_config=False)
     for provider in Provider:

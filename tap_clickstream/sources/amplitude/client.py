@@ -19,7 +19,7 @@ if t.TYPE_CHECKING:
 class AmplitudeStream(ExportAPIStream):
     """Base stream for Amplitude's Export API (Basic auth with API key and secret key)."""
 
-    settings_key = "amplitude"
+    source_settings = settings.SETTINGS
     auth_settings = "amplitude.api_key, amplitude.secret_key and amplitude.region"
     path = settings.EXPORT_PATH
     export_hosts = settings.EXPORT_HOSTS

@@ -24,6 +24,7 @@ from tap_clickstream.normalize import (
     path_of,
     pop_first,
 )
+from tap_clickstream.source_settings import DEFAULT_HISTORY_DAYS
 from tap_clickstream.sources.amplitude import settings
 from tap_clickstream.sources.amplitude.client import AmplitudeStream
 from tap_clickstream.streams import PLAIN_RECORDS
@@ -73,19 +74,17 @@ class AmplitudeEventsStream(AmplitudeStream):
         """Return the ``[start, end)`` hour-aligned windows of upload time this sync reads."""
         bookmark = self.bookmark(context)
         if bookmark:
-            lookback = timedelta(
-                hours=self.settings.get("lookback_hours", settings.DEFAULT_LOOKBACK_HOURS)
-            )
+            lookback = timedelta(hours=self.settings["lookback_hours"])
             start = parse_ts(bookmark) - lookback
         elif self.config.get("start_date"):
             start = parse_ts(self.config["start_date"])
         else:
-            start = self.sync_started_at - timedelta(days=settings.DEFAULT_HISTORY_DAYS)
+            start = self.sync_started_at - timedelta(days=DEFAULT_HISTORY_DAYS)
         stop = self.sync_started_at - timedelta(hours=settings.SETTLE_HOURS)
         if self.config.get("end_date"):
             stop = min(stop, parse_ts(self.config["end_date"]))
         start, stop = _floor_hour(start), _floor_hour(stop)
-        hours = self.settings.get("window_hours", settings.DEFAULT_WINDOW_HOURS)
+        hours = self.settings["window_hours"]
         size = _HOUR * max(1, int(hours))
         windows = []
         while start < stop:

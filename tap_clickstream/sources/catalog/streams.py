@@ -100,7 +100,7 @@ class ItemsStream(EventStream):
     """
 
     name = "items"
-    settings_key = "catalog"
+    source_settings = settings.SETTINGS
     schema: t.ClassVar[dict[str, t.Any]] = ITEM_SCHEMA
     primary_keys: t.ClassVar[list[str]] = ["item_id"]
     replication_key = "updated_at"

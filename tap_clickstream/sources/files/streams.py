@@ -51,7 +51,7 @@ class FileEventsStream(EventStream):
     """
 
     name = "file_events"
-    settings_key = "files"
+    source_settings = settings.SETTINGS
     replication_key = "ingested_at"
     TYPE_CONFORMANCE_LEVEL = PLAIN_RECORDS  # the normaliser's records are JSON-ready
 
@@ -118,7 +118,7 @@ class FileEventsStream(EventStream):
                     yield _Done(newest, dict(seen))
                 continue
             try:
-                kind = readers.detect_format(path, self.settings.get("format", "auto"))
+                kind = readers.detect_format(path, self.settings["format"])
             except ValueError as error:
                 self.skip_bad_record(path.name, f"unknown format: {error}")
                 continue
@@ -159,7 +159,7 @@ class FileEventsStream(EventStream):
         if kind == "jsonl":
             rows = readers.read_jsonl(path)
         elif kind == "csv":
-            rows = readers.read_csv(path, self.settings.get("csv_delimiter", ","))
+            rows = readers.read_csv(path, self.settings["csv_delimiter"])
         else:
             rows = readers.read_parquet(path)
         unit = "row" if kind == "parquet" else "line"
@@ -182,9 +182,7 @@ class FileEventsStream(EventStream):
         # Imported here: DuckDB is for BATCH mode only (RECORD syncs start faster without it).
         from tap_clickstream.sources.files.columnar import FileConverter  # noqa: PLC0415
 
-        converter = FileConverter(
-            self.row_mapper(), self.settings.get("csv_delimiter", ","), self.logger
-        )
+        converter = FileConverter(self.row_mapper(), self.settings["csv_delimiter"], self.logger)
         batcher = TableBatcher(self.tap_name, self.name, batch_config)
         self._write_starting_replication_value(context)
         pending: list[_Done] = []

@@ -16,6 +16,7 @@ from singer_sdk.exceptions import FatalAPIError
 from typing_extensions import override
 
 from tap_clickstream.events import format_ts, parse_ts
+from tap_clickstream.source_settings import DEFAULT_HISTORY_DAYS
 from tap_clickstream.sources.ga4 import settings
 from tap_clickstream.sources.ga4.client import build_client, exhausted_buckets, is_quota_error
 from tap_clickstream.sources.ga4.export import normalise_export_row
@@ -80,7 +81,7 @@ class GA4EventsStream(EventStream):
     """
 
     name = "ga4_events"
-    settings_key = "ga4"
+    source_settings = settings.SETTINGS
     replication_key = "event_ts"
 
     def days(self, context: Context | None) -> tuple[date, date]:
@@ -88,12 +89,12 @@ class GA4EventsStream(EventStream):
         bookmark = self.bookmark(context)
         today = self.sync_started_at.date()
         if bookmark:
-            lookback = int(self.settings.get("lookback_days", settings.DEFAULT_LOOKBACK_DAYS))
+            lookback = int(self.settings["lookback_days"])
             first = parse_ts(bookmark).date() - timedelta(days=max(0, lookback))
         elif self.config.get("start_date"):
             first = parse_ts(self.config["start_date"]).date()
         else:
-            first = today - timedelta(days=settings.DEFAULT_HISTORY_DAYS)
+            first = today - timedelta(days=DEFAULT_HISTORY_DAYS)
         last = today
         if self.config.get("end_date"):
             last = min(last, parse_ts(self.config["end_date"]).date())
@@ -184,7 +185,7 @@ def ga4_streams(tap: Tap) -> list[EventStream]:
     Reports without a valid, unique name are left out: discovery runs without the config
     check, which names them when the tap syncs.
     """
-    block = dict(tap.config.get("ga4") or {})
+    block = settings.SETTINGS.with_defaults(tap.config)
     streams: list[EventStream] = [GA4EventsStream(tap=tap)]
     if block.get("property_id"):
         session = ReportSession(block)
@@ -233,7 +234,7 @@ class GA4ReportStream(EventStream):
         session: the client and quota shared with the other report streams.
     """
 
-    settings_key = "ga4"
+    source_settings = settings.SETTINGS
     replication_key = "event_ts"
     #: Tries per request on server errors and brief (concurrency) limits.
     max_tries: t.ClassVar[int] = 5
@@ -254,14 +255,12 @@ class GA4ReportStream(EventStream):
         """
         today = self.sync_started_at.astimezone(tz).date()
         if saved.get("last_date"):
-            lookback = int(
-                self.settings.get("lookback_days", settings.DEFAULT_REPORT_LOOKBACK_DAYS)
-            )
+            lookback = int(self.settings["lookback_days"])
             first = date.fromisoformat(saved["last_date"]) + timedelta(days=1 - max(0, lookback))
         elif self.config.get("start_date"):
             first = parse_ts(self.config["start_date"]).astimezone(tz).date()
         else:
-            first = today - timedelta(days=settings.DEFAULT_HISTORY_DAYS)
+            first = today - timedelta(days=DEFAULT_HISTORY_DAYS)
         last = today
         if self.config.get("end_date"):
             last = min(last, parse_ts(self.config["end_date"]).astimezone(tz).date())
@@ -301,7 +300,7 @@ class GA4ReportStream(EventStream):
             RunReportRequest,
         )
 
-        page_size = int(self.settings.get("page_size") or settings.DEFAULT_PAGE_SIZE)
+        page_size = int(self.settings["page_size"])
         offset = 0
         while True:
             if self.session.quota_stop:

@@ -17,7 +17,7 @@ if t.TYPE_CHECKING:
 class MixpanelStream(ExportAPIStream):
     """Base stream for Mixpanel's raw export API (service-account Basic auth)."""
 
-    settings_key = "mixpanel"
+    source_settings = settings.SETTINGS
     auth_settings = "mixpanel.username, mixpanel.secret and mixpanel.project_id"
     path = settings.EXPORT_PATH
     export_hosts = settings.EXPORT_HOSTS

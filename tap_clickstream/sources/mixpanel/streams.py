@@ -21,6 +21,7 @@ from tap_clickstream.normalize import (
     path_of,
     pop_first,
 )
+from tap_clickstream.source_settings import DEFAULT_HISTORY_DAYS
 from tap_clickstream.sources.mixpanel import settings
 from tap_clickstream.sources.mixpanel.client import MixpanelStream
 from tap_clickstream.streams import PLAIN_RECORDS
@@ -59,27 +60,25 @@ class MixpanelEventsStream(MixpanelStream):
     @property
     def timezone(self) -> ZoneInfo:
         """The project's timezone (``mixpanel.project_timezone``), UTC by default."""
-        return ZoneInfo(self.settings.get("project_timezone") or "UTC")
+        return ZoneInfo(self.settings["project_timezone"])
 
     def windows(self, context: Context | None) -> list[tuple[date, date]]:
         """Return the inclusive ``(from_date, to_date)`` windows this sync reads."""
         tz = self.timezone
         bookmark = self.bookmark(context)
         if bookmark:
-            lookback = timedelta(
-                days=self.settings.get("lookback_days", settings.DEFAULT_LOOKBACK_DAYS)
-            )
+            lookback = timedelta(days=self.settings["lookback_days"])
             start = (parse_ts(bookmark) - lookback).astimezone(tz).date()
         elif self.config.get("start_date"):
             start = parse_ts(self.config["start_date"]).astimezone(tz).date()
         else:
             start = self.sync_started_at.astimezone(tz).date() - timedelta(
-                days=settings.DEFAULT_HISTORY_DAYS
+                days=DEFAULT_HISTORY_DAYS
             )
         last = self.sync_started_at.astimezone(tz).date()
         if self.config.get("end_date"):
             last = min(last, parse_ts(self.config["end_date"]).astimezone(tz).date())
-        days = self.settings.get("window_days", settings.DEFAULT_WINDOW_DAYS)
+        days = self.settings["window_days"]
         size = timedelta(days=max(1, int(days)))
         windows = []
         while start <= last:

@@ -1,6 +1,17 @@
-"""Snowplow constants: layouts by warehouse, defaults, and the page-ping model's parameters."""
+"""Snowplow settings (the ``snowplow`` block) and constants: layouts, the page-ping model."""
 
 from __future__ import annotations
+
+import typing as t
+
+from singer_sdk import typing as th
+
+from tap_clickstream.source_settings import (
+    SourceSettings,
+    sqlalchemy_url_description,
+    sqlalchemy_url_errors,
+    whole_number_errors,
+)
 
 LAYOUTS = ("auto", "wide", "shredded")
 #: The layout each warehouse's loader writes, by SQLAlchemy dialect name (``layout: auto``).
@@ -14,10 +25,6 @@ DIALECT_LAYOUTS = {
     "postgresql": "shredded",
     "redshift": "shredded",
 }
-DEFAULT_SCHEMA = "atomic"
-DEFAULT_LOOKBACK_HOURS = 6
-DEFAULT_WINDOW_HOURS = 6
-DEFAULT_HISTORY_DAYS = 30
 #: The incremental cursor: ``load_tstamp`` where the loader writes it (RDB Loader >= 4,
 #: BigQuery Loader >= 1, Snowflake Loader), else ``collector_tstamp`` (Postgres loader).
 CURSOR_COLUMNS = ("load_tstamp", "collector_tstamp")
@@ -54,3 +61,75 @@ ECOMMERCE_TYPES = {
     "checkout_step": "begin_checkout",
     "transaction": "purchase",
 }
+
+SCHEMA = th.ObjectType(
+    th.Property(
+        "sqlalchemy_url",
+        th.StringType,
+        secret=True,
+        title="Warehouse URL",
+        description=sqlalchemy_url_description(
+            "warehouse holding the Snowplow events table",
+            "postgresql+psycopg://user:pass@host/db or snowflake://user@account/db",
+        ),
+    ),
+    th.Property(
+        "schema",
+        th.StringType,
+        default="atomic",
+        title="Schema",
+        description="Schema (BigQuery: dataset) of the events table.",
+    ),
+    th.Property(
+        "layout",
+        th.StringType,
+        default="auto",
+        allowed_values=list(LAYOUTS),
+        title="Layout",
+        description=(
+            "wide (entities as contexts_* / unstruct_event_* columns: Snowflake, BigQuery, "
+            "Databricks) or shredded (one table per entity: Redshift, Postgres); auto picks "
+            "by the URL's dialect."
+        ),
+    ),
+    th.Property(
+        "lookback_hours",
+        th.IntegerType,
+        default=6,
+        title="Lookback (hours)",
+        description="Hours of load time before the bookmark read again on each sync.",
+    ),
+    th.Property(
+        "window_hours",
+        th.IntegerType,
+        default=6,
+        title="Window (hours)",
+        description="Hours of load time per query. State is saved after each window.",
+    ),
+    additional_properties=False,
+)
+
+
+def check(block: dict[str, t.Any]) -> list[str]:
+    """The Snowplow rules JSON schema cannot express."""
+    errors: list[str] = []
+    if not block.get("sqlalchemy_url"):
+        errors.append("snowplow.sqlalchemy_url is required to read the Snowplow events table")
+    else:
+        errors += sqlalchemy_url_errors(block, "snowplow")
+    schema = block.get("schema")
+    if not isinstance(schema, str) or not schema.strip():
+        errors.append(f"snowplow.schema must name a schema, not {schema!r}")
+    errors += whole_number_errors(block, "snowplow", "lookback_hours", 0)
+    errors += whole_number_errors(block, "snowplow", "window_hours", 1)
+    return errors
+
+
+SETTINGS = SourceSettings(
+    key="snowplow",
+    title="Snowplow",
+    description="Snowplow atomic events in a SQL warehouse (stream snowplow_events).",
+    schema=SCHEMA,
+    groups=(("sqlalchemy_url",),),
+    check=check,
+)

@@ -15,6 +15,7 @@ from typing_extensions import override
 from tap_clickstream.events import ClickstreamEvent, Item, format_ts, parse_ts, snake_case
 from tap_clickstream.normalize import as_float, json_ready, path_of
 from tap_clickstream.normalize import as_str as _as_str
+from tap_clickstream.source_settings import DEFAULT_HISTORY_DAYS
 from tap_clickstream.sources.snowplow import settings
 from tap_clickstream.sources.snowplow.connector import SnowplowWarehouse
 from tap_clickstream.streams import EventStream
@@ -116,27 +117,27 @@ class SnowplowEventsStream(EventStream):
     """
 
     name = "snowplow_events"
-    settings_key = "snowplow"
+    source_settings = settings.SETTINGS
     replication_key = "ingested_at"
 
     def warehouse(self) -> SnowplowWarehouse:
         """Connect to the configured warehouse."""
         return SnowplowWarehouse(
             str(self.settings["sqlalchemy_url"]),
-            self.settings.get("schema", settings.DEFAULT_SCHEMA),
-            self.settings.get("layout", "auto"),
+            self.settings["schema"],
+            self.settings["layout"],
         )
 
     def bounds(self, context: Context | None) -> tuple[datetime, datetime]:
         """The range of load times this sync reads (naive UTC, as warehouses store them)."""
         bookmark = self.bookmark(context)
         if bookmark:
-            hours = self.settings.get("lookback_hours", settings.DEFAULT_LOOKBACK_HOURS)
+            hours = self.settings["lookback_hours"]
             start = parse_ts(bookmark) - timedelta(hours=int(hours))
         elif self.config.get("start_date"):
             start = parse_ts(self.config["start_date"])
         else:
-            start = self.sync_started_at - timedelta(days=settings.DEFAULT_HISTORY_DAYS)
+            start = self.sync_started_at - timedelta(days=DEFAULT_HISTORY_DAYS)
         end = self.sync_started_at
         if self.config.get("end_date"):
             end = min(end, parse_ts(self.config["end_date"]))
@@ -167,7 +168,7 @@ class SnowplowEventsStream(EventStream):
 
     def _read(self, context: Context | None, warehouse: SnowplowWarehouse) -> Iterator[Row]:
         start, end = self.bounds(context)
-        size = timedelta(hours=max(1, int(self.settings.get("window_hours") or 1)))
+        size = timedelta(hours=max(1, int(self.settings["window_hours"])))
         normalise = _Normaliser(self.map_event_type, warehouse.cursor)
         lo = start
         while lo < end:

@@ -33,7 +33,8 @@ def test_url_is_a_secret() -> None:
     ("block", "expected"),
     [
         ({}, []),  # an empty block is not a configured source
-        ({"schema": "atomic"}, ["snowplow.sqlalchemy_url is required"]),
+        ({"schema": "atomic", "layout": "auto"}, []),  # nor are its defaults (issue 18)
+        ({"schema": "events"}, ["snowplow.sqlalchemy_url is required"]),
         ({"sqlalchemy_url": SECRET}, ["snowplow.sqlalchemy_url must be a SQLAlchemy URL"]),
         (
             {"sqlalchemy_url": URL, "lookback_hours": -1, "window_hours": 0, "schema": " "},
