@@ -1,22 +1,46 @@
-"""Write the Hub definitions (hub/*.yml) and README settings tables from the plugins' ``--about``.
+"""Write the Hub definitions (hub/*.yml), meltano.yml's plugin definitions and the README's
+settings tables, all from the plugins' ``--about``.
 
 Run ``python scripts/plugin_definitions.py`` after changing a setting; a test checks that the
-committed files and meltano.yml match the plugins.
+committed files match the plugins. Each setting's default is written once, in the plugin's
+settings schema; every file here repeats it from ``--about``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
+from ruamel.yaml import YAML
+
+from tap_clickstream.config import SOURCES
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 REPO = "https://github.com/clickstream-personalize/clickstream-personalize"
+#: The keys of a Hub definition that ``meltano add --from-ref`` copies into a project, less
+#: ``supported_python_versions``, which it copies too but Meltano's project schema rejects.
+PROJECT_KEYS = (
+    "namespace",
+    "label",
+    "variant",
+    "docs",
+    "repo",
+    "executable",
+    "description",
+    "capabilities",
+    "settings",
+    "settings_group_validation",
+    "commands",
+)
+#: Every key of a plugin's entry in meltano.yml that comes from its definition.
+PROJECT_KEYS_ALL = frozenset({"name", "pip_url", *PROJECT_KEYS})
 
 PLUGINS: dict[str, dict[str, Any]] = {
     "tap-clickstream": {
@@ -92,10 +116,16 @@ def settings(schema: dict[str, Any], prefix: str = "") -> list[dict[str, Any]]:
     return entries
 
 
+def settings_groups() -> list[list[str]]:
+    """The tap's minimal valid configurations: nothing (the bundled sample), or one source."""
+    return [[], *([f"{s.key}.{name}" for name in group] for s in SOURCES for group in s.groups)]
+
+
 def definition(executable: str) -> dict[str, Any]:
     """The Hub definition of one plugin."""
     info = about(executable)
     meta = PLUGINS[executable]
+    groups = settings_groups() if meta["kind"] == "extractors" else None
     return {
         "name": executable,
         "variant": "clickstream-personalize",
@@ -112,8 +142,68 @@ def definition(executable: str) -> dict[str, Any]:
         "capabilities": sorted(info["capabilities"]),
         "supported_python_versions": info["supported_python_versions"],
         "settings": settings(info["settings"]),
+        **({"settings_group_validation": groups} if groups else {}),
         **({"commands": meta["commands"]} if "commands" in meta else {}),
     }
+
+
+def meltano_capabilities(kind: str) -> set[str]:
+    """The capabilities Meltano's own project schema lists for a plugin type."""
+    schema = json.loads(
+        resources.files("meltano").joinpath("schemas/meltano.schema.json").read_text()
+    )
+    rules = schema["$defs"]["plugins"][kind]["allOf"]
+    for rule in rules:
+        if "capabilities" in rule.get("properties", {}):
+            return set(rule["properties"]["capabilities"]["items"]["enum"])
+    raise LookupError(f"Meltano's schema lists no capabilities for {kind}")
+
+
+def project_plugin(executable: str) -> dict[str, Any]:
+    """The plugin's entry in this repository's meltano.yml: what ``meltano add --from-ref``
+    writes from the Hub definition, installed from the checkout.
+
+    Capabilities Meltano's project schema does not list yet (``validate-records``, which the
+    Hub's schema has) are left out, so meltano.yml validates; Meltano does not read a
+    loader's capabilities.
+    """
+    hub = definition(executable)
+    known = meltano_capabilities(str(PLUGINS[executable]["kind"]))
+    entry: dict[str, Any] = {"name": executable}
+    for key in PROJECT_KEYS:
+        if key in hub:
+            entry[key] = hub[key]
+        if key == "repo":
+            entry["pip_url"] = "-e ."
+    entry["capabilities"] = [c for c in entry["capabilities"] if c in known]
+    return entry
+
+
+def _project_yaml() -> YAML:
+    handler = YAML()
+    handler.preserve_quotes = True
+    handler.width = 4096  # no folded lines (ruamel leaves a space at their end)
+    handler.indent(mapping=2, sequence=2, offset=0)
+    return handler
+
+
+def meltano_yml_with_definitions(text: str) -> str:
+    """meltano.yml with each plugin's definition keys replaced by the current ones.
+
+    Its other keys (``config``, comments) and the inherited plugins stay as they are.
+    """
+    handler = _project_yaml()
+    project = handler.load(text)
+    for name, meta in PLUGINS.items():
+        plugins = project["plugins"][meta["kind"]]
+        index = next(i for i, p in enumerate(plugins) if p["name"] == name)
+        entry = project_plugin(name)
+        # The project's own keys (config, ...) after the definition.
+        entry.update({k: v for k, v in plugins[index].items() if k not in PROJECT_KEYS_ALL})
+        plugins[index] = entry
+    out = io.StringIO()
+    handler.dump(project, out)
+    return out.getvalue()
 
 
 def render(executable: str) -> str:
@@ -152,6 +242,9 @@ if __name__ == "__main__":
     readme = ROOT / "README.md"
     readme.write_text(readme_with_settings(readme.read_text()))
     print("wrote README.md settings tables")  # noqa: T201
+    project = ROOT / "meltano.yml"
+    project.write_text(meltano_yml_with_definitions(project.read_text()))
+    print("wrote meltano.yml plugin definitions")  # noqa: T201
     for name in PLUGINS:
         path_of(name).parent.mkdir(parents=True, exist_ok=True)
         path_of(name).write_text(render(name))
