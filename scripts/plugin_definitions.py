@@ -1,9 +1,8 @@
-"""Write the Hub definitions (hub/*.yml), meltano.yml's plugin definitions and the README's
-settings tables, all from the plugins' ``--about``.
+"""Write the Hub definitions, meltano.yml's plugins and the README's settings tables.
 
-Run ``python scripts/plugin_definitions.py`` after changing a setting; a test checks that the
-committed files match the plugins. Each setting's default is written once, in the plugin's
-settings schema; every file here repeats it from ``--about``.
+All come from the plugins' ``--about``. Run ``python scripts/plugin_definitions.py`` after
+changing a setting; a test checks that the committed files match the plugins. Each setting's
+default is written once, in the plugin's settings schema; every file here repeats it.
 """
 
 from __future__ import annotations
@@ -56,13 +55,38 @@ PLUGINS: dict[str, dict[str, Any]] = {
         "label": "Personalize",
         "description": "Personalization engine: conversion funnels and multi-objective rankings from clickstream",
         "keywords": ["meltano_sdk", "personalization", "recommendations", "funnel", "duckdb"],
+        # The `personalize` commands a Meltano user needs, on the target's store and settings
+        # (Meltano expands the variables it sets from them).
         "commands": {
             "serve": {
                 "executable": "personalize",
                 "args": "serve",
                 "description": "Serve the HTTP API and dashboard over the target's store, with "
                 "its settings.",
-            }
+            },
+            "summary": {
+                "executable": "personalize",
+                "args": "summary --database-url $TARGET_PERSONALIZE_DATABASE_URL",
+                "description": "What the store holds: events by source and type, users, "
+                "sessions, items.",
+            },
+            "funnel": {
+                "executable": "personalize",
+                "args": "funnel --database-url $TARGET_PERSONALIZE_DATABASE_URL "
+                "--conversion $TARGET_PERSONALIZE_KEY_CONVERSION",
+                "description": "The funnel toward the key conversion that the events show.",
+            },
+            "fit": {
+                "executable": "personalize",
+                "args": "fit --database-url $TARGET_PERSONALIZE_DATABASE_URL "
+                "--conversion $TARGET_PERSONALIZE_KEY_CONVERSION",
+                "description": "Fit the ranker once; each load then refreshes it.",
+            },
+            "recommend": {
+                "executable": "personalize",
+                "args": "recommend --database-url $TARGET_PERSONALIZE_DATABASE_URL",
+                "description": "The best items for a session (--session) or a user (--user).",
+            },
         },
     },
 }
@@ -160,10 +184,9 @@ def meltano_capabilities(kind: str) -> set[str]:
 
 
 def project_plugin(executable: str) -> dict[str, Any]:
-    """The plugin's entry in this repository's meltano.yml: what ``meltano add --from-ref``
-    writes from the Hub definition, installed from the checkout.
+    """The plugin's entry in this repository's meltano.yml, installed from the checkout.
 
-    Capabilities Meltano's project schema does not list yet (``validate-records``, which the
+    It is what ``meltano add --from-ref`` writes from the Hub definition. Capabilities Meltano's project schema does not list yet (``validate-records``, which the
     Hub's schema has) are left out, so meltano.yml validates; Meltano does not read a
     loader's capabilities.
     """

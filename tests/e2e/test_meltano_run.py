@@ -1,23 +1,19 @@
-"""`meltano run` end to end, with real subprocesses: the README's demo, and the SaaS sources
-against local servers that speak Mixpanel's and Amplitude's export formats."""
+"""`meltano run` end to end, with real subprocesses: the README's demo, and the inherited
+extractors of this repository's meltano.yml, in a fresh copy of the project, against local
+servers that speak Mixpanel's, Amplitude's and GA4's APIs."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
 from target_personalize.engine import EventStore
+from tests.e2e.meltano_project import ROOT, meltano, meltano_env, served_stats
 from tests.fakes.amplitude import FakeAmplitude
 from tests.fakes.ga4 import FakeGA4
 from tests.fakes.mixpanel import FakeMixpanel
@@ -25,37 +21,35 @@ from tests.tap_clickstream.helpers import FIXTURES, load_jsonl
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-MELTANO = Path(sys.executable).parent / "meltano"
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh copy of this repository's Meltano project, its plugins installed from the
+    checkout."""
+    home = tmp_path_factory.mktemp("project")
+    text = (ROOT / "meltano.yml").read_text()
+    assert text.count("pip_url: -e .\n") == 2
+    (home / "meltano.yml").write_text(text.replace("pip_url: -e .\n", f"pip_url: {ROOT}\n"))
+    meltano(["install"], home, meltano_env())
+    return home
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """A private Meltano system database (fresh state) and store for one test."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TAP_CLICKSTREAM", "TARGET_PERSONALIZE"))
-    }
-    env.update(
+    return meltano_env(
         MELTANO_DATABASE_URI=f"sqlite:///{tmp_path / 'meltano.db'}",
         TARGET_PERSONALIZE_DATABASE_URL=f"duckdb:///{tmp_path / 'store.duckdb'}",
         **extra,
     )
-    return env
 
 
-def _meltano(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [str(MELTANO), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done
+def _windows(requests: list[dict[str, object]]) -> list[tuple[date, date]]:
+    """The Mixpanel export windows of recorded requests."""
+    return [
+        (date.fromisoformat(q["from_date"]), date.fromisoformat(q["to_date"]))
+        for q in (r["query"] for r in requests)
+        if isinstance(q, dict)
+    ]
 
 
 def test_readme_demo_loads_the_bundled_sample(tmp_path: Path) -> None:
@@ -83,7 +77,9 @@ def test_readme_demo_loads_the_bundled_sample(tmp_path: Path) -> None:
     assert "Top 10 for session 192d6074" in done.stdout
 
 
-def test_meltano_run_reads_mixpanel_and_amplitude_into_the_store(tmp_path: Path) -> None:
+def test_meltano_run_reads_mixpanel_and_amplitude_into_the_store(
+    project: Path, tmp_path: Path
+) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     mixpanel_events = [
         {
@@ -126,11 +122,21 @@ def test_meltano_run_reads_mixpanel_and_amplitude_into_the_store(tmp_path: Path)
             TAP_CLICKSTREAM__AMPLITUDE_AMPLITUDE_API_KEY="amp-key",
             TAP_CLICKSTREAM__AMPLITUDE_AMPLITUDE_SECRET_KEY="amp-secret",
         )
-        first = _meltano(["run", "tap-clickstream--mixpanel", "target-personalize"], env)
-        _meltano(["run", "tap-clickstream--amplitude", "target-personalize"], env)
-        # A second scheduled run re-reads the lookback window: still every event once.
-        _meltano(["run", "tap-clickstream--mixpanel", "target-personalize"], env)
-        assert len(mixpanel.requests) > 1
+        first = meltano(["run", "tap-clickstream--mixpanel", "target-personalize"], project, env)
+        assert _windows(mixpanel.requests)[0][0] == (now - timedelta(days=4)).date()
+        meltano(["run", "tap-clickstream--amplitude", "target-personalize"], project, env)
+        # A second, scheduled run re-reads only the lookback window: still every event once.
+        job = ["tap-clickstream--mixpanel target-personalize"]
+        meltano(["job", "add", "mixpanel", "--tasks", json.dumps(job)], project, env)
+        meltano(
+            ["schedule", "add", "mixpanel-daily", "--job", "mixpanel", "--interval", "@daily"],
+            project,
+            env,
+        )
+        mixpanel.clear_requests()
+        meltano(["schedule", "run", "mixpanel-daily"], project, env)
+        today = now.date()
+        assert _windows(mixpanel.requests) == [(today - timedelta(days=2), today)]
     assert "svc-secret" not in first.stderr + first.stdout
     with EventStore(env["TARGET_PERSONALIZE_DATABASE_URL"]) as store:
         by_source = dict(store.query("SELECT source, count(*) FROM events GROUP BY source"))
@@ -143,13 +149,15 @@ def test_meltano_run_reads_mixpanel_and_amplitude_into_the_store(tmp_path: Path)
             "SELECT count(*) FROM events WHERE source = 'amplitude' AND session_id IS NULL"
         )
         assert no_session == [(6,)]
-    state = _meltano(["state", "get", "dev:tap-clickstream--mixpanel-to-target-personalize"], env)
+    state_id = "dev:tap-clickstream--mixpanel-to-target-personalize"
+    state = meltano(["state", "get", state_id], project, env)
     assert "mixpanel_events" in state.stdout and "svc-secret" not in state.stdout
     # The loader's `serve` command runs the HTTP API over the same store, with its settings.
-    assert _served_stats(env)["store_events"] == 70
+    stats = served_stats(project, env, ["invoke", "target-personalize:serve"])
+    assert stats["store_events"] == 70
 
 
-def test_meltano_run_reads_each_ga4_report_as_a_stream(tmp_path: Path) -> None:
+def test_meltano_run_reads_each_ga4_report_as_a_stream(project: Path, tmp_path: Path) -> None:
     facts = load_jsonl(FIXTURES / "ga4" / "report_facts.jsonl")
     reports = [
         {"name": "daily", "dimensions": ["date", "eventName", "pagePath"], "metrics": ["eventCount"]},
@@ -165,45 +173,34 @@ def test_meltano_run_reads_each_ga4_report_as_a_stream(tmp_path: Path) -> None:
             TAP_CLICKSTREAM__GA4_GA4_API_ENDPOINT=ga4.url,
             TAP_CLICKSTREAM__GA4_GA4_REPORTS=json.dumps(reports),
         )
-        _meltano(["run", "tap-clickstream--ga4", "target-personalize"], env)
+        # One report selected: only its stream is read, and only it keeps state.
+        meltano(["select", "tap-clickstream--ga4", "ga4_report_daily"], project, env)
+        meltano(["run", "tap-clickstream--ga4", "target-personalize"], project, env)
+        assert _reports(env).keys() == {"daily"}
+        assert set(_ga4_bookmarks(project, env)) == {"ga4_report_daily"}
+        # Every report again (none selected means all).
+        meltano(["select", "tap-clickstream--ga4", "--clear"], project, env)
+        meltano(["run", "tap-clickstream--ga4", "target-personalize"], project, env)
+    by_report = _reports(env)
+    assert set(by_report) == {"daily", "sales"} and all(by_report.values())
+    bookmarks = _ga4_bookmarks(project, env)
+    assert bookmarks["ga4_report_daily"]["last_date"] == "2024-03-03"
+    assert bookmarks["ga4_report_sales"]["last_date"] == "2024-03-03"
+
+
+def _reports(env: dict[str, str]) -> dict[str, int]:
     with EventStore(env["TARGET_PERSONALIZE_DATABASE_URL"]) as store:
-        by_report = dict(
+        return dict(
             store.query(
                 "SELECT json_extract_string(properties, '$.report'), count(*) FROM events "
                 "WHERE source = 'ga4_report' GROUP BY 1"
             )
         )
-    assert set(by_report) == {"daily", "sales"} and all(by_report.values())
-    state = _meltano(["state", "get", "dev:tap-clickstream--ga4-to-target-personalize"], env)
-    bookmarks = json.loads(state.stdout)["singer_state"]["bookmarks"]
-    assert bookmarks["ga4_report_daily"]["last_date"] == "2024-03-03"
-    assert bookmarks["ga4_report_sales"]["last_date"] == "2024-03-03"
 
 
-def _served_stats(env: dict[str, str]) -> dict[str, object]:
-    """`meltano invoke target-personalize:serve`'s /v1/stats, read over HTTP."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [str(MELTANO), "invoke", "target-personalize:serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+def _ga4_bookmarks(project: Path, env: dict[str, str]) -> dict[str, dict[str, str]]:
+    state = meltano(
+        ["state", "get", "dev:tap-clickstream--ga4-to-target-personalize"], project, env
     )
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                answer = httpx.get(f"http://127.0.0.1:{port}/v1/stats?fresh=true", timeout=5)
-            except httpx.TransportError:
-                time.sleep(0.5)
-                continue
-            stats: dict[str, object] = answer.json()
-            return stats
-        raise AssertionError(f"the server did not answer: {server.communicate()[1][-3000:]}")
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=60)
+    bookmarks: dict[str, dict[str, str]] = json.loads(state.stdout)["singer_state"]["bookmarks"]
+    return bookmarks
