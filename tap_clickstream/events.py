@@ -83,6 +83,9 @@ class ClickstreamEvent(TypedDict, total=False):
     city: str | None
     properties: dict[str, Any]
     user_properties: dict[str, Any]
+    experiment_id: str | None
+    variant_id: str | None
+    rec_id: str | None
 
 
 _STRING_FIELDS = [
@@ -112,6 +115,10 @@ EVENT_SCHEMA: dict[str, Any] = th.PropertiesList(
     *(th.Property(name, th.StringType) for name in _CONTEXT_FIELDS),
     th.Property("properties", th.ObjectType(additional_properties=True)),
     th.Property("user_properties", th.ObjectType(additional_properties=True)),
+    # Last, so stores created before them get the same column order when they are added.
+    th.Property("experiment_id", th.StringType, description="A/B test an exposure names"),
+    th.Property("variant_id", th.StringType, description="Its variant (arm)"),
+    th.Property("rec_id", th.StringType, description="Recommended list the event came from"),
 ).to_dict()
 
 #: Canonical columns, in schema order.
@@ -122,6 +129,7 @@ CANONICAL_TYPES: frozenset[str] = frozenset(
         "page_view", "product_view", "category_view", "search", "filter", "add_to_cart",
         "remove_from_cart", "add_to_wishlist", "begin_checkout", "purchase", "booking",
         "review_view", "message", "follow", "media_progress", "engagement",
+        "experiment_exposure",
     }
 )  # fmt: skip
 
@@ -173,6 +181,11 @@ _BUILTIN_CROSSWALK: dict[str, str] = {
     "media_player_event": "media_progress",
     "page_ping": "engagement", "user_engagement": "engagement", "scroll": "engagement",
     "engagement": "engagement",
+    # A/B test exposures: Segment/Mixpanel/Amplitude spec "Experiment Viewed", GrowthBook
+    # experiment_viewed, Amplitude Experiment $exposure ("[Experiment] Exposure" before it),
+    # Mixpanel $experiment_started
+    "experiment_viewed": "experiment_exposure", "exposure": "experiment_exposure",
+    "experiment_exposure": "experiment_exposure", "experiment_started": "experiment_exposure",
 }
 # fmt: on
 

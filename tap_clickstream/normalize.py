@@ -20,6 +20,7 @@ __all__ = [
     "as_filters",
     "as_float",
     "as_str",
+    "experiment_fields",
     "items_from_properties",
     "order_fields",
     "path_of",
@@ -132,6 +133,38 @@ def items_from_properties(props: dict[str, t.Any]) -> list[Item]:
         for name in names:
             props.pop(name, None)
     return [single]
+
+
+# Keys that name an experiment, its variant or a recommended list on any event, and keys that
+# do so only on an exposure (elsewhere "variant" is a product's, "flag_key" a feature flag's).
+_EXPERIMENT_KEYS = ("experiment_id", "experimentId")
+_VARIANT_KEYS = ("variant_id", "variation_id", "variationId")
+_EXPOSURE_EXPERIMENT_KEYS = ("experiment_name", "flag_key", "Experiment name", "experiment")
+_EXPOSURE_VARIANT_KEYS = ("variation_name", "variant", "Variant name", "variation")
+_REC_ID_KEYS = ("rec_id", "recId", "recommendation_id")
+
+
+def experiment_fields(
+    event_type: str, props: dict[str, t.Any]
+) -> tuple[str | None, str | None, str | None]:
+    """Pop and return ``(experiment_id, variant_id, rec_id)`` from an event's properties.
+
+    The exposures A/B tools log: Segment/Mixpanel/Amplitude "Experiment Viewed"
+    (``experiment_id`` else ``experiment_name``, ``variation_id`` else ``variation_name``),
+    GrowthBook's ``experiment_viewed`` (``experiment_id``/``experimentId``,
+    ``variation_id``/``variationId``), Amplitude Experiment's ``$exposure`` (``flag_key``,
+    ``variant``) and Mixpanel's ``$experiment_started`` ("Experiment name", "Variant name").
+    Names, flag keys and ``variant`` count only on an ``experiment_exposure`` event. ``rec_id``
+    (the recommended list a click or purchase came from) is read on every event.
+    """
+    exposure = event_type == "experiment_exposure"
+    experiment = as_str(pop_first(props, *_EXPERIMENT_KEYS))
+    if experiment is None and exposure:
+        experiment = as_str(pop_first(props, *_EXPOSURE_EXPERIMENT_KEYS))
+    variant = as_str(pop_first(props, *_VARIANT_KEYS))
+    if variant is None and exposure:
+        variant = as_str(pop_first(props, *_EXPOSURE_VARIANT_KEYS))
+    return experiment, variant, as_str(pop_first(props, *_REC_ID_KEYS))
 
 
 def as_filters(props: dict[str, t.Any]) -> dict[str, t.Any] | None:

@@ -173,6 +173,8 @@ class _Normaliser:
             record["event_type"] = self.event_type_of(record["event_name"] or "unknown")
         if not record["event_name"]:
             record["event_name"] = record["event_type"]
+        if record["rec_id"] is None and record["properties"].get("rec_id") not in (None, ""):
+            record["rec_id"] = str(record["properties"].pop("rec_id"))
         try:
             row = coerce_event(record)
         except EngineError as error:

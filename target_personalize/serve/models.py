@@ -82,6 +82,11 @@ class CanonicalEvent(BaseModel):
     city: str | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
     user_properties: dict[str, Any] = Field(default_factory=dict)
+    experiment_id: str | None = None
+    variant_id: str | None = None
+    rec_id: str | None = Field(
+        default=None, description="The recommended list this event came from (or properties.rec_id)."
+    )
 
 
 class _SegmentCall(BaseModel):

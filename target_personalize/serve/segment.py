@@ -4,7 +4,9 @@ Follows the Segment spec (common fields, and the e-commerce spec for products): 
 raw name and goes through :class:`tap_clickstream.events.EventTypeMapper` (so ``Product Viewed``
 becomes ``product_view``), ``messageId`` is the event id (a hash of the call when missing),
 ``properties.products`` (or a single ``product_id``/``sku``) become items, ``context.page`` and
-``context.campaign`` the page and UTM fields.
+``context.campaign`` the page and UTM fields. Exposures A/B tools log ("Experiment Viewed"...) and
+``properties.rec_id`` fill ``experiment_id``, ``variant_id`` and ``rec_id`` by the tap's crosswalk
+(``tap_clickstream.normalize.experiment_fields``).
 """
 
 from __future__ import annotations
@@ -96,7 +98,12 @@ def from_segment(
             json.dumps(call.model_dump(mode="json"), sort_keys=True).encode(), digest_size=16
         ).hexdigest()
     )
+    # The tap's module pulls in singer_sdk.typing; only the server needs it, never the engine.
+    from tap_clickstream.normalize import experiment_fields  # noqa: PLC0415
+
+    event_type = event_type_of(name)
     extra = {k: v for k, v in props.items() if k not in _USED}
+    experiment_id, variant_id, rec_id = experiment_fields(event_type, extra)
     if isinstance(call, SegmentPage):
         extra.update({k: v for k, v in (("name", call.name), ("category", call.category)) if v})
     traits = _sub(context, "traits")
@@ -104,7 +111,7 @@ def from_segment(
         "source": SEGMENT_SOURCE,
         "event_id": event_id,
         "event_name": name,
-        "event_type": event_type_of(name),
+        "event_type": event_type,
         "event_ts": _moment(call),
         "ingested_at": call.receivedAt,
         "user_id": _text(call.userId),
@@ -135,4 +142,7 @@ def from_segment(
         "city": _text(location.get("city")),
         "properties": extra,
         "user_properties": dict(traits),
+        "experiment_id": experiment_id,
+        "variant_id": variant_id,
+        "rec_id": rec_id,
     }

@@ -19,6 +19,7 @@ from tap_clickstream.normalize import (
     as_filters,
     as_float,
     as_str,
+    experiment_fields,
     items_from_properties,
     order_fields,
     path_of,
@@ -228,11 +229,13 @@ class _Normaliser:
         page_title = as_str(pop_first(props, "[Amplitude] Page Title", "page_title", "title"))
         referrer = as_str(pop_first(props, "[Amplitude] Page Referrer", "referrer", "$referrer"))
         filters = as_filters(props)
+        event_type = self.map_event_type(name)
+        experiment_id, variant_id, rec_id = experiment_fields(event_type, props)
         event: ClickstreamEvent = {
             "source": "amplitude",
             "event_id": str(uuid),
             "event_name": name,
-            "event_type": self.map_event_type(name),
+            "event_type": event_type,
             "event_ts": format_ts(parse_ts(happened)),
             "ingested_at": format_ts(parse_ts(raw["server_upload_time"])),
             "user_id": as_str(raw.get("user_id")),
@@ -266,5 +269,8 @@ class _Normaliser:
             "city": as_str(raw.get("city")),
             "properties": {**properties, **props},
             "user_properties": dict(raw.get("user_properties") or {}),
+            "experiment_id": experiment_id,
+            "variant_id": variant_id,
+            "rec_id": rec_id,
         }
         return event

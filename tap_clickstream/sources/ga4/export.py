@@ -13,7 +13,7 @@ import typing as t
 from datetime import UTC, datetime, timedelta
 
 from tap_clickstream.events import ClickstreamEvent, Item, format_ts, stable_event_id
-from tap_clickstream.normalize import as_float, as_str, path_of, pop_first
+from tap_clickstream.normalize import as_float, as_str, experiment_fields, path_of, pop_first
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -202,6 +202,8 @@ def normalise_export_row(
     engagement = as_float(params.pop("engagement_time_msec", None))
     scroll = as_float(params.pop("percent_scrolled", None))
     media = as_float(params.pop("video_percent", None))
+    event_type = map_event_type(name)
+    experiment_id, variant_id, rec_id = experiment_fields(event_type, params)
     properties: dict[str, t.Any] = {
         key: value
         for key, value in row.items()
@@ -212,7 +214,7 @@ def normalise_export_row(
         "source": "ga4",
         "event_id": event_id,
         "event_name": name,
-        "event_type": map_event_type(name),
+        "event_type": event_type,
         "event_ts": format_ts(moment),
         "ingested_at": ingested,
         "user_id": as_str(row.get("user_id")),
@@ -242,4 +244,7 @@ def normalise_export_row(
         "city": _set(geo.get("city")),
         "properties": properties,
         "user_properties": _key_values(row.get("user_properties")),
+        "experiment_id": experiment_id,
+        "variant_id": variant_id,
+        "rec_id": rec_id,
     }

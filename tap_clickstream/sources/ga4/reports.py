@@ -141,4 +141,7 @@ def normalise_report_row(
         "is_aggregate": True,
         "properties": properties,
         "user_properties": {},
+        "experiment_id": None,
+        "variant_id": None,
+        "rec_id": None,
     }

@@ -16,6 +16,7 @@ from tap_clickstream.normalize import (
     as_filters,
     as_float,
     as_str,
+    experiment_fields,
     items_from_properties,
     order_fields,
     path_of,
@@ -197,11 +198,13 @@ class _Normaliser:
         processed = props.pop("mp_processing_time_ms", None)
         url = as_str(props.pop("$current_url", None))
         order_id, revenue, currency = order_fields(props)
+        event_type = self.map_event_type(name)
+        experiment_id, variant_id, rec_id = experiment_fields(event_type, props)
         return {
             "source": "mixpanel",
             "event_id": insert_id or stable_event_id(name, distinct_id, event_ts),
             "event_name": name,
-            "event_type": self.map_event_type(name),
+            "event_type": event_type,
             "event_ts": event_ts,
             "ingested_at": format_ts(parse_ts(processed)) if processed is not None else None,
             "user_id": user_id,
@@ -235,6 +238,9 @@ class _Normaliser:
             "city": as_str(props.pop("$city", None)),
             "properties": props,
             "user_properties": {},
+            "experiment_id": experiment_id,
+            "variant_id": variant_id,
+            "rec_id": rec_id,
         }
 
 

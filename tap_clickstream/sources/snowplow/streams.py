@@ -13,7 +13,7 @@ from singer_sdk.exceptions import FatalAPIError
 from typing_extensions import override
 
 from tap_clickstream.events import ClickstreamEvent, Item, format_ts, parse_ts, snake_case
-from tap_clickstream.normalize import as_float, json_ready, path_of
+from tap_clickstream.normalize import as_float, experiment_fields, json_ready, path_of
 from tap_clickstream.normalize import as_str as _as_str
 from tap_clickstream.source_settings import DEFAULT_HISTORY_DAYS
 from tap_clickstream.sources.snowplow import settings
@@ -56,6 +56,11 @@ def _get(data: t.Mapping[str, t.Any], name: str) -> t.Any:
         return data[name]
     head, *rest = name.split("_")
     return data.get(head + "".join(part.title() for part in rest))
+
+
+def _sde_fields(sdes: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """The fields of the row's self-describing events, merged (a copy: the events stay kept)."""
+    return {k: v for sde in sdes.values() if isinstance(sde, dict) for k, v in sde.items()}
 
 
 def _json(value: object) -> t.Any:
@@ -328,6 +333,7 @@ class _Normaliser:
         if pings and kind == "page_view":
             props["page_pings"] = len(pings)
         page_url = as_str(row.get("page_url"))
+        experiment_id, variant_id, rec_id = experiment_fields(event_type, _sde_fields(sdes))
         return {
             "source": "snowplow",
             "event_id": str(row["event_id"]),
@@ -366,6 +372,9 @@ class _Normaliser:
             "city": as_str(row.get("geo_city")),
             "properties": props,
             "user_properties": {},
+            "experiment_id": experiment_id,
+            "variant_id": variant_id,
+            "rec_id": rec_id,
         }
 
 

@@ -99,6 +99,28 @@ class Backend(abc.ABC):
             f"loaded_at {self.types['ts']}{self.item_key_ddl})"
         )
         self.execute(f"CREATE TABLE IF NOT EXISTS rejects ({self.column_ddl(REJECT_COLUMNS)})")
+        self.add_missing_columns("events", EVENT_COLUMNS)
+
+    def add_missing_columns(self, table: str, columns: dict[str, Kind]) -> list[str]:
+        """Add the ``columns`` a store made by an earlier version lacks (nullable, at the end).
+
+        Returns:
+            The names of the columns added.
+        """
+        present = {
+            str(row[0])
+            for row in self.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = %s",
+                [table],
+            )
+        }
+        missing = [name for name in columns if name not in present]
+        for name in missing:
+            self.execute(f"ALTER TABLE {table} ADD COLUMN {name} {self.types[columns[name]]}")
+        if missing:
+            logger.info("Store table %s: added column(s) %s", table, ", ".join(missing))
+        return missing
 
     event_key_ddl = ""
     item_key_ddl = ""

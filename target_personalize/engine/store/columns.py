@@ -51,6 +51,10 @@ EVENT_COLUMNS: dict[str, Kind] = {
     "city": "str",
     "properties": "json",
     "user_properties": "json",
+    # Added after the first release: last, so a migrated store has the same column order.
+    "experiment_id": "str",
+    "variant_id": "str",
+    "rec_id": "str",
 }
 
 #: Fields of one entry of ``items``.

@@ -9,6 +9,7 @@ the field at fault.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
@@ -34,6 +35,7 @@ from target_personalize.engine.store.columns import (
 )
 from target_personalize.engine.store.keys import KeyFilter
 from target_personalize.engine.store.records import coerce_event, coerce_item
+from target_personalize.engine.store.served import create_served_tables
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -128,6 +130,7 @@ class EventStore:
         self.database_url = database_url
         self.backend: Backend = open_backend(database_url)
         self.backend.create_tables()
+        create_served_tables(self.backend)
         # One connection serves every sink; loads from parallel drains take turns.
         self._lock = threading.RLock()
         self._tracking = False
@@ -147,6 +150,12 @@ class EventStore:
     def dialect(self) -> Literal["duckdb", "postgresql"]:
         """Which database holds the store."""
         return "duckdb" if isinstance(self.backend, DuckDBBackend) else "postgresql"
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Backend]:
+        """The backend, held by this store's writer lock, inside one transaction."""
+        with self._lock, self.backend.transaction():
+            yield self.backend
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query (``%s`` placeholders) and return its rows."""

@@ -221,7 +221,7 @@ def test_json_lines_convert_as_row_mapper_does(
     monkeypatch.setattr(columnar, "CHUNK_BYTES", 20_000)  # lines cut at block boundaries
     path = tmp_path / "events.jsonl"
     path.write_text(jsonl_text(rng, [canonical_row(rng) for _ in range(600)]))
-    assert check(path, "jsonl", RowMapper({}, EVENT_MAP)) > 150
+    assert check(path, "jsonl", RowMapper({}, EVENT_MAP)) > 120  # rows on the SQL path
     mapping = {
         "event_ts": "event_ts",
         "event_name": "event_name",

@@ -1,0 +1,236 @@
+"""The readout's input as SQL over the store: the same queries on DuckDB and PostgreSQL.
+
+Definitions (docs/experiments.md): a visitor is ``user_id``, else ``anonymous_id``; exposures
+are the ``exposures`` rows served by us plus ``experiment_exposure`` events (exposures other
+tools logged); a visitor exposed to more than one variant is left out and counted; key
+conversions count at or after the visitor's first exposure, and those in the ``pre_days``
+before it are CUPED's covariates. Margin per unit is the catalog's ``margin``, else
+``price - cost``.
+
+Attribution, per variant: a key conversion carrying the ``rec_id`` of one of the experiment's
+served lists is a click-through; one without, of an item a list showed the same visitor within
+the attribution window before it, is a view-through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from target_personalize.engine.experiments.errors import ExperimentError
+from target_personalize.engine.experiments.visitors import VisitorData
+from target_personalize.engine.store.views import event_items_sql
+
+if TYPE_CHECKING:
+    from target_personalize.engine.store.event_store import EventStore
+
+__all__ = ["DEFAULT_ATTRIBUTION_WINDOW", "DEFAULT_PRE_DAYS", "Attribution", "read_experiment"]
+
+#: How long after a list was shown a conversion of one of its items counts as view-through.
+DEFAULT_ATTRIBUTION_WINDOW = timedelta(hours=24)
+#: Days before a visitor's first exposure whose conversions feed CUPED (GrowthBook: 14).
+DEFAULT_PRE_DAYS = 14
+
+_PARAMS = """params AS (
+    SELECT CAST(%s AS VARCHAR) AS experiment_id, CAST(%s AS VARCHAR) AS conversion,
+           CAST(%s AS BIGINT) AS window_s, CAST(%s AS BIGINT) AS pre_s)"""
+
+_EXPOSED = """exposed AS (
+    SELECT x.visitor_id AS visitor, x.variant_id, x.exposed_at AS ts
+    FROM exposures x, params p
+    WHERE x.experiment_id = p.experiment_id AND x.visitor_id IS NOT NULL
+    UNION ALL
+    SELECT coalesce(e.user_id, e.anonymous_id), e.variant_id, e.event_ts
+    FROM events e, params p
+    WHERE e.event_type = 'experiment_exposure' AND e.experiment_id = p.experiment_id
+      AND e.variant_id IS NOT NULL AND coalesce(e.user_id, e.anonymous_id) IS NOT NULL),
+per_visitor AS (
+    SELECT visitor, min(variant_id) AS variant_id, max(variant_id) AS other_variant,
+           min(ts) AS first_ts
+    FROM exposed GROUP BY visitor),
+assigned AS (
+    SELECT visitor, variant_id, first_ts FROM per_visitor WHERE variant_id = other_variant)"""
+
+_MARGINS = """unit_margin AS (
+    SELECT item_id, coalesce(margin, price - cost) AS margin FROM items
+    WHERE margin IS NOT NULL OR cost IS NOT NULL),
+event_margin AS (
+    SELECT ei.source, ei.event_id, sum(coalesce(ei.quantity, 1) * m.margin) AS margin
+    FROM ({event_items}) ei JOIN unit_margin m ON m.item_id = ei.item_id
+    GROUP BY ei.source, ei.event_id)"""
+
+_CONVERSIONS = """conversions AS (
+    SELECT a.visitor, e.source, e.event_id, e.event_ts >= a.first_ts AS post,
+           coalesce(e.revenue, 0) AS revenue, coalesce(m.margin, 0) AS margin
+    FROM assigned a
+    JOIN events e ON coalesce(e.user_id, e.anonymous_id) = a.visitor
+    CROSS JOIN params p
+    LEFT JOIN event_margin m ON m.source = e.source AND m.event_id = e.event_id
+    WHERE e.event_type = p.conversion AND NOT e.is_aggregate
+      AND e.event_ts >= a.first_ts - INTERVAL '1 second' * p.pre_s),
+visitor_conversions AS (
+    SELECT visitor,
+           sum(CASE WHEN post THEN 1 ELSE 0 END) AS conversion_events,
+           sum(CASE WHEN post THEN revenue ELSE 0 END) AS revenue,
+           sum(CASE WHEN post THEN margin ELSE 0 END) AS margin,
+           sum(CASE WHEN post THEN 0 ELSE 1 END) AS pre_conversion_events,
+           sum(CASE WHEN post THEN 0 ELSE revenue END) AS pre_revenue,
+           sum(CASE WHEN post THEN 0 ELSE margin END) AS pre_margin
+    FROM conversions GROUP BY visitor),
+shown AS (
+    SELECT i.rec_id, i.visitor_id AS visitor, i.variant_id, i.served_at
+    FROM impressions i, params p WHERE i.experiment_id = p.experiment_id),
+clicked AS (
+    SELECT DISTINCT s.rec_id FROM shown s JOIN events e ON e.rec_id = s.rec_id
+    WHERE e.event_type <> 'experiment_exposure'),
+visitor_lists AS (
+    SELECT s.visitor, count(*) AS impressions, count(c.rec_id) AS clicks
+    FROM shown s LEFT JOIN clicked c ON c.rec_id = s.rec_id GROUP BY s.visitor)"""
+
+_VISITORS = """
+SELECT a.variant_id,
+       CAST(coalesce(v.conversion_events, 0) AS DOUBLE PRECISION) AS conversion_events,
+       CAST(coalesce(v.revenue, 0) AS DOUBLE PRECISION) AS revenue,
+       CAST(coalesce(v.margin, 0) AS DOUBLE PRECISION) AS margin,
+       CAST(coalesce(l.clicks, 0) AS DOUBLE PRECISION) AS clicks,
+       CAST(coalesce(l.impressions, 0) AS DOUBLE PRECISION) AS impressions,
+       CAST(coalesce(v.pre_conversion_events, 0) AS DOUBLE PRECISION) AS pre_conversion_events,
+       CAST(coalesce(v.pre_revenue, 0) AS DOUBLE PRECISION) AS pre_revenue,
+       CAST(coalesce(v.pre_margin, 0) AS DOUBLE PRECISION) AS pre_margin
+FROM assigned a
+LEFT JOIN visitor_conversions v ON v.visitor = a.visitor
+LEFT JOIN visitor_lists l ON l.visitor = a.visitor
+ORDER BY a.visitor"""
+
+_EXCLUDED = """
+SELECT count(*) FROM per_visitor WHERE variant_id <> other_variant"""
+
+_ATTRIBUTED = """,
+key_conversions AS (
+    SELECT e.source, e.event_id, e.event_ts, e.rec_id,
+           coalesce(e.user_id, e.anonymous_id) AS visitor,
+           coalesce(e.revenue, 0) AS revenue, coalesce(m.margin, 0) AS margin
+    FROM events e CROSS JOIN params p
+    LEFT JOIN event_margin m ON m.source = e.source AND m.event_id = e.event_id
+    WHERE e.event_type = p.conversion AND NOT e.is_aggregate),
+click_through AS (
+    SELECT DISTINCT s.variant_id, k.source, k.event_id, k.revenue, k.margin
+    FROM key_conversions k JOIN shown s ON s.rec_id = k.rec_id),
+view_through AS (
+    SELECT DISTINCT s.variant_id, k.source, k.event_id, k.revenue, k.margin
+    FROM key_conversions k
+    JOIN ({event_items}) ei ON ei.source = k.source AND ei.event_id = k.event_id
+    JOIN impression_items ii ON ii.item_id = ei.item_id
+    JOIN shown s ON s.rec_id = ii.rec_id AND s.visitor = k.visitor
+    CROSS JOIN params p
+    WHERE s.served_at <= k.event_ts
+      AND k.event_ts < s.served_at + INTERVAL '1 second' * p.window_s
+      AND NOT EXISTS (SELECT 1 FROM shown s2 WHERE s2.rec_id = k.rec_id))
+SELECT variant_id, 'click_through' AS how, count(*), sum(revenue), sum(margin)
+FROM click_through GROUP BY variant_id
+UNION ALL
+SELECT variant_id, 'view_through', count(*), sum(revenue), sum(margin)
+FROM view_through GROUP BY variant_id"""
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Key conversions attributed to a variant's served lists.
+
+    Attributes:
+        click_through: conversions carrying the ``rec_id`` of one of the variant's lists.
+        view_through: conversions of an item a list of the variant showed the visitor within
+            the attribution window before (and carrying no such ``rec_id``).
+        revenue: the revenue of both kinds.
+        margin: their margin (``None`` without cost or margin in the catalog).
+    """
+
+    click_through: int = 0
+    view_through: int = 0
+    revenue: float = 0.0
+    margin: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape, as ``attributed_*`` fields of a variant."""
+        return {
+            "attributed_click_through": self.click_through,
+            "attributed_view_through": self.view_through,
+            "attributed_conversions": self.click_through + self.view_through,
+            "attributed_revenue": self.revenue,
+            "attributed_margin": self.margin,
+        }
+
+
+def _prefix(store: EventStore, *parts: str) -> str:
+    event_items = event_items_sql(store.dialect)
+    return "WITH " + ",\n".join(part.format(event_items=event_items) for part in parts)
+
+
+def read_experiment(
+    store: EventStore,
+    experiment_id: str,
+    variant_ids: tuple[str, ...],
+    *,
+    conversion: str = "purchase",
+    attribution_window: timedelta = DEFAULT_ATTRIBUTION_WINDOW,
+    pre_days: int = DEFAULT_PRE_DAYS,
+) -> tuple[VisitorData, dict[str, Attribution]]:
+    """One experiment's visitors (the readout's input) and each variant's attribution.
+
+    Args:
+        store: the event store.
+        experiment_id: the experiment, as exposures and served lists name it.
+        variant_ids: its variants in order (variants seen in the data but not listed are an
+            error, raised by :class:`VisitorData`).
+        conversion: the key conversion's event type.
+        attribution_window: view-through window after a list was shown.
+        pre_days: days before the first exposure whose conversions feed CUPED (0: no CUPED).
+
+    Raises:
+        ExperimentError: for an exposure naming a variant not in ``variant_ids``.
+    """
+    params = [experiment_id, conversion, int(attribution_window.total_seconds()), pre_days * 86400]
+    base = _prefix(store, _PARAMS, _EXPOSED, _MARGINS, _CONVERSIONS)
+    rows = store.query(base + _VISITORS, params)
+    excluded = int(store.query(_prefix(store, _PARAMS, _EXPOSED) + _EXCLUDED, params)[0][0])
+    has_margin = bool(
+        store.query("SELECT 1 FROM items WHERE margin IS NOT NULL OR cost IS NOT NULL LIMIT 1")
+    )
+    names = (
+        "conversion_events", "revenue", "margin", "clicks", "impressions",
+        "pre_conversion_events", "pre_revenue", "pre_margin",
+    )  # fmt: skip
+    columns = {
+        name: np.array([row[i + 1] for row in rows], dtype=np.float64)
+        for i, name in enumerate(names)
+    }
+    if not has_margin:
+        del columns["margin"], columns["pre_margin"]
+    if not columns["impressions"].any():
+        del columns["clicks"], columns["impressions"]
+    if pre_days <= 0 or not columns["pre_conversion_events"].any():
+        for name in ("pre_conversion_events", "pre_revenue", "pre_margin"):
+            columns.pop(name, None)
+    seen = sorted({str(row[0]) for row in rows} - set(variant_ids))
+    if seen:
+        raise ExperimentError(
+            f"exposures name variant(s) {', '.join(map(repr, seen))} that are not among the "
+            f"experiment's variants ({', '.join(variant_ids)})"
+        )
+    variant = np.array([variant_ids.index(str(row[0])) for row in rows], dtype=np.intp)
+    visitors = VisitorData(variant_ids, variant, multiple_variants=excluded, **columns)
+    attribution: dict[str, Attribution] = {}
+    for variant_id, how, count, revenue, margin in store.query(
+        base + _ATTRIBUTED.format(event_items=event_items_sql(store.dialect)), params
+    ):
+        found = attribution.get(str(variant_id), Attribution())
+        attribution[str(variant_id)] = Attribution(
+            found.click_through + (int(count) if how == "click_through" else 0),
+            found.view_through + (int(count) if how == "view_through" else 0),
+            found.revenue + float(revenue or 0),
+            (found.margin or 0) + float(margin or 0) if has_margin else None,
+        )
+    return visitors, attribution
