@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from target_personalize.commands.experiment import experiment
 from target_personalize.commands.funnel import funnel
 from target_personalize.commands.ranking import evaluate_command, fit, rank, recommend
 from target_personalize.commands.report import report
@@ -26,3 +27,4 @@ main.add_command(rank)
 main.add_command(evaluate_command)
 main.add_command(serve)
 main.add_command(keys)
+main.add_command(experiment)

@@ -85,7 +85,8 @@ class CanonicalEvent(BaseModel):
     experiment_id: str | None = None
     variant_id: str | None = None
     rec_id: str | None = Field(
-        default=None, description="The recommended list this event came from (or properties.rec_id)."
+        default=None,
+        description="The recommended list this event came from (or properties.rec_id).",
     )
 
 

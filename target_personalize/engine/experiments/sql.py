@@ -27,7 +27,13 @@ from target_personalize.engine.store.views import event_items_sql
 if TYPE_CHECKING:
     from target_personalize.engine.store.event_store import EventStore
 
-__all__ = ["DEFAULT_ATTRIBUTION_WINDOW", "DEFAULT_PRE_DAYS", "Attribution", "read_experiment"]
+__all__ = [
+    "DEFAULT_ATTRIBUTION_WINDOW",
+    "DEFAULT_PRE_DAYS",
+    "Attribution",
+    "exposed_variants",
+    "read_experiment",
+]
 
 #: How long after a list was shown a conversion of one of its items counts as view-through.
 DEFAULT_ATTRIBUTION_WINDOW = timedelta(hours=24)
@@ -167,6 +173,17 @@ class Attribution:
 def _prefix(store: EventStore, *parts: str) -> str:
     event_items = event_items_sql(store.dialect)
     return "WITH " + ",\n".join(part.format(event_items=event_items) for part in parts)
+
+
+def exposed_variants(store: EventStore, experiment_id: str) -> tuple[str, ...]:
+    """The variants the experiment's exposures name, in alphabetical order."""
+    rows = store.query(
+        "SELECT variant_id FROM exposures WHERE experiment_id = %s AND variant_id IS NOT NULL "
+        "UNION SELECT variant_id FROM events WHERE event_type = 'experiment_exposure' "
+        "AND experiment_id = %s AND variant_id IS NOT NULL",
+        [experiment_id, experiment_id],
+    )
+    return tuple(sorted(str(row[0]) for row in rows))
 
 
 def read_experiment(
