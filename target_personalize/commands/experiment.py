@@ -218,7 +218,7 @@ def readout_table(result: dict[str, t.Any]) -> str:
         highlight=False,
     )
     variants = Table(title="Variants", title_justify="left")
-    for column in ("variant", "visitors", "conv.", "rate", "rev/vis", "margin/vis", "CTR", "attr."):
+    for column in ("variant", "visitors", "conv.", "rate", "rev/vis", "mrg/vis", "CTR", "attr."):
         variants.add_column(column, justify="left" if column == "variant" else "right")
     for v in result["variants"]:
         variants.add_row(

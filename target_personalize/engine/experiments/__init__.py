@@ -4,8 +4,10 @@
 ``assignment`` (GrowthBook's hash version 2, so browsers and other services agree),
 ``visitors`` (the readout's per-visitor input, :class:`VisitorData`), ``moments`` (sums per
 arm), ``inference`` (delta-method lift, CUPED, ratio metrics, confidence sequences, the
-sample-ratio check) and ``readout`` (:func:`build_readout`, the JSON shape). Errors are
-:class:`ExperimentError`. Definitions of every figure: docs/experiments.md.
+sample-ratio check) and ``readout`` (:func:`build_readout`, the JSON shape); from the store:
+``registry`` (:class:`ExperimentRegistry`), ``sql`` (:func:`read_experiment`, the visitor table
+and attribution by SQL) and ``report`` (:func:`readout_from_store`, :func:`readout_html`).
+Errors are :class:`ExperimentError`. Definitions of every figure: docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -49,6 +51,19 @@ from target_personalize.engine.experiments.readout import (
     VariantSummary,
     build_readout,
 )
+from target_personalize.engine.experiments.registry import (
+    ExperimentRegistry,
+    Status,
+    StoredExperiment,
+)
+from target_personalize.engine.experiments.report import readout_from_store, readout_html
+from target_personalize.engine.experiments.sql import (
+    DEFAULT_ATTRIBUTION_WINDOW,
+    DEFAULT_PRE_DAYS,
+    Attribution,
+    exposed_variants,
+    read_experiment,
+)
 from target_personalize.engine.experiments.visitors import (
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
@@ -56,17 +71,21 @@ from target_personalize.engine.experiments.visitors import (
 )
 
 __all__ = [
+    "DEFAULT_ATTRIBUTION_WINDOW",
     "DEFAULT_MIN_SAMPLE",
     "DEFAULT_N_TUNE",
+    "DEFAULT_PRE_DAYS",
     "METRICS",
     "OPTIONAL_COLUMNS",
     "RANKERS",
     "REQUIRED_COLUMNS",
     "SRM_THRESHOLD",
     "ArmStatistic",
+    "Attribution",
     "Estimate",
     "Experiment",
     "ExperimentError",
+    "ExperimentRegistry",
     "FloatArray",
     "IntArray",
     "Lift",
@@ -75,6 +94,8 @@ __all__ = [
     "RankerKind",
     "Readout",
     "SampleRatio",
+    "Status",
+    "StoredExperiment",
     "Variant",
     "VariantSummary",
     "VisitorData",
@@ -85,10 +106,14 @@ __all__ = [
     "build_readout",
     "choose_variation",
     "cuped_lift",
+    "exposed_variants",
     "fnv1a32",
     "mean_statistic",
     "parse_traffic",
     "ratio_statistic",
+    "read_experiment",
+    "readout_from_store",
+    "readout_html",
     "relative_lift",
     "sample_ratio_mismatch",
     "sequential_halfwidth",
