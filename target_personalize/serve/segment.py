@@ -102,8 +102,10 @@ def from_segment(
     from tap_clickstream.normalize import experiment_fields  # noqa: PLC0415
 
     event_type = event_type_of(name)
-    extra = {k: v for k, v in props.items() if k not in _USED}
-    experiment_id, variant_id, rec_id = experiment_fields(event_type, extra)
+    # From all properties: an exposure's "variant" is no product's.
+    unused = dict(props)
+    experiment_id, variant_id, rec_id = experiment_fields(event_type, unused)
+    extra = {k: v for k, v in unused.items() if k not in _USED}
     if isinstance(call, SegmentPage):
         extra.update({k: v for k, v in (("name", call.name), ("category", call.category)) if v})
     traits = _sub(context, "traits")

@@ -49,3 +49,18 @@ def test_segment_experiment_viewed_and_clicked_list() -> None:
     )
     assert (click["rec_id"], click["items"][0]["item_id"]) == ("r-7", "p1")
     assert "rec_id" not in click["properties"]
+
+
+def test_segment_amplitude_exposure_keeps_its_variant() -> None:
+    exposure = _record(
+        {
+            "type": "track",
+            "event": "$exposure",
+            "anonymousId": "a1",
+            "messageId": "m3",
+            "timestamp": "2024-03-01T10:00:00Z",
+            "properties": {"flag_key": "ranker", "variant": "treatment"},
+        }
+    )
+    assert (exposure["experiment_id"], exposure["variant_id"]) == ("ranker", "treatment")
+    assert exposure["items"] == []

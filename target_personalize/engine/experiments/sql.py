@@ -85,11 +85,13 @@ visitor_conversions AS (
            sum(CASE WHEN post THEN 0 ELSE 1 END) AS pre_conversion_events,
            sum(CASE WHEN post THEN 0 ELSE revenue END) AS pre_revenue,
            sum(CASE WHEN post THEN 0 ELSE margin END) AS pre_margin
-    FROM conversions GROUP BY visitor),
-shown AS (
+    FROM conversions GROUP BY visitor)"""
+
+_SHOWN = """shown AS (
     SELECT i.rec_id, i.visitor_id AS visitor, i.variant_id, i.served_at
-    FROM impressions i, params p WHERE i.experiment_id = p.experiment_id),
-clicked AS (
+    FROM impressions i, params p WHERE i.experiment_id = p.experiment_id)"""
+
+_LISTS = """clicked AS (
     SELECT DISTINCT s.rec_id FROM shown s JOIN events e ON e.rec_id = s.rec_id
     WHERE e.event_type <> 'experiment_exposure'),
 visitor_lists AS (
@@ -114,8 +116,7 @@ ORDER BY a.visitor"""
 _EXCLUDED = """
 SELECT count(*) FROM per_visitor WHERE variant_id <> other_variant"""
 
-_ATTRIBUTED = """,
-key_conversions AS (
+_ATTRIBUTED = """key_conversions AS (
     SELECT e.source, e.event_id, e.event_ts, e.rec_id,
            coalesce(e.user_id, e.anonymous_id) AS visitor,
            coalesce(e.revenue, 0) AS revenue, coalesce(m.margin, 0) AS margin
@@ -171,7 +172,8 @@ class Attribution:
 
 
 def _prefix(store: EventStore, *parts: str) -> str:
-    event_items = event_items_sql(store.dialect)
+    """``WITH`` and the parts; the items unnested are those of key conversions only."""
+    event_items = event_items_sql(store.dialect, "event_type = (SELECT conversion FROM params)")
     return "WITH " + ",\n".join(part.format(event_items=event_items) for part in parts)
 
 
@@ -210,8 +212,10 @@ def read_experiment(
         ExperimentError: for an exposure naming a variant not in ``variant_ids``.
     """
     params = [experiment_id, conversion, int(attribution_window.total_seconds()), pre_days * 86400]
-    base = _prefix(store, _PARAMS, _EXPOSED, _MARGINS, _CONVERSIONS)
-    rows = store.query(base + _VISITORS, params)
+    rows = store.query(
+        _prefix(store, _PARAMS, _EXPOSED, _MARGINS, _CONVERSIONS, _SHOWN, _LISTS) + _VISITORS,
+        params,
+    )
     excluded = int(store.query(_prefix(store, _PARAMS, _EXPOSED) + _EXCLUDED, params)[0][0])
     has_margin = bool(
         store.query("SELECT 1 FROM items WHERE margin IS NOT NULL OR cost IS NOT NULL LIMIT 1")
@@ -241,7 +245,7 @@ def read_experiment(
     visitors = VisitorData(variant_ids, variant, multiple_variants=excluded, **columns)
     attribution: dict[str, Attribution] = {}
     for variant_id, how, count, revenue, margin in store.query(
-        base + _ATTRIBUTED.format(event_items=event_items_sql(store.dialect)), params
+        _prefix(store, _PARAMS, _MARGINS, _SHOWN, _ATTRIBUTED), params
     ):
         found = attribution.get(str(variant_id), Attribution())
         attribution[str(variant_id)] = Attribution(

@@ -44,20 +44,24 @@ FROM (
 ) flagged"""
 
 
-def event_items_sql(dialect: Dialect) -> str:
+def event_items_sql(dialect: Dialect, where: str = "") -> str:
     """A SELECT of one row per (event, item), for events that name items.
 
     Columns: ``source, event_id, item_id, item_name, category, brand, price, quantity``.
+    ``where``: an SQL condition on the events' columns that only the events to unnest meet
+    (cheaper than filtering the items afterwards).
     """
+    also = f" AND ({where})" if where else ""
     if dialect == "duckdb":
-        return """
+        return f"""
 SELECT source, event_id, i.item_id AS item_id, i.name AS item_name, i.category AS category,
        i.brand AS brand, i.price AS price, i.quantity AS quantity
-FROM (SELECT source, event_id, unnest(items) AS i FROM events WHERE len(items) > 0) exploded"""
-    return """
+FROM (SELECT source, event_id, unnest(items) AS i FROM events
+      WHERE len(items) > 0{also}) exploded"""
+    return f"""
 SELECT source, event_id, i ->> 'item_id' AS item_id, i ->> 'name' AS item_name,
        i ->> 'category' AS category, i ->> 'brand' AS brand,
        CAST(i ->> 'price' AS DOUBLE PRECISION) AS price,
        CAST(i ->> 'quantity' AS DOUBLE PRECISION) AS quantity
 FROM events, jsonb_array_elements(items) AS i
-WHERE jsonb_array_length(items) > 0"""
+WHERE jsonb_array_length(items) > 0{also}"""
