@@ -99,7 +99,7 @@ visitor_lists AS (
     FROM shown s LEFT JOIN clicked c ON c.rec_id = s.rec_id GROUP BY s.visitor)"""
 
 _VISITORS = """
-SELECT a.variant_id,
+SELECT {variant_index} AS variant_index,
        CAST(coalesce(v.conversion_events, 0) AS DOUBLE PRECISION) AS conversion_events,
        CAST(coalesce(v.revenue, 0) AS DOUBLE PRECISION) AS revenue,
        CAST(coalesce(v.margin, 0) AS DOUBLE PRECISION) AS margin,
@@ -112,6 +112,9 @@ FROM assigned a
 LEFT JOIN visitor_conversions v ON v.visitor = a.visitor
 LEFT JOIN visitor_lists l ON l.visitor = a.visitor
 ORDER BY a.visitor"""
+
+_UNKNOWN = """
+SELECT DISTINCT a.variant_id FROM assigned a WHERE {variant_index} < 0 ORDER BY a.variant_id"""
 
 _EXCLUDED = """
 SELECT count(*) FROM per_visitor WHERE variant_id <> other_variant"""
@@ -212,9 +215,14 @@ def read_experiment(
         ExperimentError: for an exposure naming a variant not in ``variant_ids``.
     """
     params = [experiment_id, conversion, int(attribution_window.total_seconds()), pre_days * 86400]
-    rows = store.query(
-        _prefix(store, _PARAMS, _EXPOSED, _MARGINS, _CONVERSIONS, _SHOWN, _LISTS) + _VISITORS,
-        params,
+    # Each visitor's variant as its index in variant_ids (-1: not one of them), by SQL.
+    cases = " ".join("WHEN %s THEN " + str(i) for i in range(len(variant_ids)))
+    variant_index = {"variant_index": f"CASE a.variant_id {cases} ELSE -1 END"}
+    indexed = [*params, *variant_ids]  # the CASE comes after every other placeholder
+    arrays = store.query_arrays(
+        _prefix(store, _PARAMS, _EXPOSED, _MARGINS, _CONVERSIONS, _SHOWN, _LISTS)
+        + _VISITORS.format(**variant_index),
+        indexed,
     )
     excluded = int(store.query(_prefix(store, _PARAMS, _EXPOSED) + _EXCLUDED, params)[0][0])
     has_margin = bool(
@@ -225,8 +233,8 @@ def read_experiment(
         "pre_conversion_events", "pre_revenue", "pre_margin",
     )  # fmt: skip
     columns = {
-        name: np.array([row[i + 1] for row in rows], dtype=np.float64)
-        for i, name in enumerate(names)
+        name: np.asarray(values, dtype=np.float64)
+        for name, values in zip(names, arrays[1:], strict=True)
     }
     if not has_margin:
         del columns["margin"], columns["pre_margin"]
@@ -235,13 +243,15 @@ def read_experiment(
     if pre_days <= 0 or not columns["pre_conversion_events"].any():
         for name in ("pre_conversion_events", "pre_revenue", "pre_margin"):
             columns.pop(name, None)
-    seen = sorted({str(row[0]) for row in rows} - set(variant_ids))
-    if seen:
-        raise ExperimentError(
-            f"exposures name variant(s) {', '.join(map(repr, seen))} that are not among the "
-            f"experiment's variants ({', '.join(variant_ids)})"
+    variant = np.asarray(arrays[0], dtype=np.intp)
+    if variant.size and variant.min() < 0:
+        unknown = store.query(
+            _prefix(store, _PARAMS, _EXPOSED) + _UNKNOWN.format(**variant_index), indexed
         )
-    variant = np.array([variant_ids.index(str(row[0])) for row in rows], dtype=np.intp)
+        raise ExperimentError(
+            f"exposures name variant(s) {', '.join(repr(str(r[0])) for r in unknown)} that are "
+            f"not among the experiment's variants ({', '.join(variant_ids)})"
+        )
     visitors = VisitorData(variant_ids, variant, multiple_variants=excluded, **columns)
     attribution: dict[str, Attribution] = {}
     for variant_id, how, count, revenue, margin in store.query(
