@@ -205,8 +205,7 @@ def read_experiment(
     Args:
         store: the event store.
         experiment_id: the experiment, as exposures and served lists name it.
-        variant_ids: its variants in order (variants seen in the data but not listed are an
-            error, raised by :class:`VisitorData`).
+        variant_ids: its variants in order; an exposure naming another one is an error.
         conversion: the key conversion's event type.
         attribution_window: view-through window after a list was shown.
         pre_days: days before the first exposure whose conversions feed CUPED (0: no CUPED).
