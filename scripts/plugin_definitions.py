@@ -87,6 +87,12 @@ PLUGINS: dict[str, dict[str, Any]] = {
                 "args": "recommend --database-url $TARGET_PERSONALIZE_DATABASE_URL",
                 "description": "The best items for a session (--session) or a user (--user).",
             },
+            "experiment-report": {
+                "executable": "personalize",
+                "args": "experiment report --database-url $TARGET_PERSONALIZE_DATABASE_URL",
+                "description": "An experiment's readout (--experiment ID): lift with intervals, "
+                "SRM, CUPED.",
+            },
         },
     },
 }
