@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any, TypedDict
 
 from singer_sdk import typing as th
@@ -17,6 +19,7 @@ from singer_sdk import typing as th
 from tap_clickstream.schema_objects import ITEM_TYPE
 
 __all__ = [
+    "BUILTIN_CROSSWALK",
     "CANONICAL_TYPES",
     "EVENT_COLUMNS",
     "EVENT_SCHEMA",
@@ -188,6 +191,8 @@ _BUILTIN_CROSSWALK: dict[str, str] = {
     "experiment_exposure": "experiment_exposure", "experiment_started": "experiment_exposure",
 }
 # fmt: on
+#: The built-in crosswalk, snake_case raw name -> canonical type (read-only).
+BUILTIN_CROSSWALK: Mapping[str, str] = MappingProxyType(_BUILTIN_CROSSWALK)
 
 _SNAKE_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _NON_WORD = re.compile(r"[^0-9a-zA-Z]+")

@@ -8,7 +8,7 @@ import click
 
 from target_personalize.engine import DEFAULT_DATABASE_URL, Objectives, RankerError
 
-__all__ = ["DATABASE_URL", "FORMAT", "parse_objectives"]
+__all__ = ["DATABASE_URL", "EVENTS_TABLE", "FORMAT", "parse_objectives"]
 
 DATABASE_URL = click.option(
     "--database-url",
@@ -16,6 +16,14 @@ DATABASE_URL = click.option(
     default=DEFAULT_DATABASE_URL,
     show_default=True,
     help="The engine's store (env PERSONALIZE_DATABASE_URL).",
+)
+EVENTS_TABLE = click.option(
+    "--events-table",
+    envvar="PERSONALIZE_EVENTS_TABLE",
+    metavar="SCHEMA.VIEW",
+    help="Mine this table or view of the --database-url database in place of the store's "
+    "events: e.g. a canonical view over Snowplow or GA4 events (tap-clickstream --emit-view; "
+    "docs/warehouse-views.md). Nothing is copied or created (env PERSONALIZE_EVENTS_TABLE).",
 )
 FORMAT = click.option(
     "--format",

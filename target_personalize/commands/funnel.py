@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from target_personalize.commands._options import DATABASE_URL, FORMAT
+from target_personalize.commands._options import DATABASE_URL, EVENTS_TABLE, FORMAT
 from target_personalize.engine import (
     DEFAULT_WINDOW,
     EngineError,
@@ -28,7 +28,14 @@ if t.TYPE_CHECKING:
     from target_personalize.engine import DiscoveredFunnel, Funnel
     from target_personalize.engine.funnel.shared import ProgressCallback
 
-__all__ = ["FUNNEL_OPTIONS", "funnel", "parse_window", "progress_bar", "run_funnels"]
+__all__ = [
+    "FUNNEL_OPTIONS",
+    "funnel",
+    "open_store",
+    "parse_window",
+    "progress_bar",
+    "run_funnels",
+]
 
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -82,6 +89,7 @@ def _compose(*decorators: Callable[[t.Any], t.Any]) -> Callable[[t.Any], t.Any]:
 #: Options that ``funnel`` and ``report`` share.
 FUNNEL_OPTIONS = _compose(
     DATABASE_URL,
+    EVENTS_TABLE,
     click.option(
         "--conversion",
         required=True,
@@ -144,6 +152,18 @@ FUNNEL_OPTIONS = _compose(
         help="How many converting and non-converting paths to show.",
     ),
 )
+
+
+def open_store(database_url: str, events_table: str | None) -> EventStore:
+    """The store to mine: its own events, or ``events_table`` read in place.
+
+    Raises:
+        click.BadParameter: when ``events_table`` is not a plain name.
+    """
+    try:
+        return EventStore(database_url, events_table=events_table)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--events-table") from None
 
 
 @contextmanager
@@ -210,7 +230,9 @@ def run_funnels(
 @click.command()
 @FUNNEL_OPTIONS
 @FORMAT
-def funnel(database_url: str, output_format: str, **options: t.Any) -> None:
+def funnel(
+    database_url: str, events_table: str | None, output_format: str, **options: t.Any
+) -> None:
     """The funnel toward the key conversion.
 
     Without --steps, discovers it from the data: the typical steps of converting journeys and
@@ -219,7 +241,10 @@ def funnel(database_url: str, output_format: str, **options: t.Any) -> None:
     step 1, each unit once). JSON output is documented in docs/funnel.md.
     """
     try:
-        with EventStore(database_url) as store, progress_bar(output_format == "table") as bar:
+        with (
+            open_store(database_url, events_table) as store,
+            progress_bar(output_format == "table") as bar,
+        ):
             found, named = run_funnels(
                 store, options, discovered=not options["steps"], progress=bar
             )

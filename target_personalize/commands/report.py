@@ -7,8 +7,13 @@ from pathlib import Path
 
 import click
 
-from target_personalize.commands.funnel import FUNNEL_OPTIONS, progress_bar, run_funnels
-from target_personalize.engine import EngineError, EventStore, write_report
+from target_personalize.commands.funnel import (
+    FUNNEL_OPTIONS,
+    open_store,
+    progress_bar,
+    run_funnels,
+)
+from target_personalize.engine import EngineError, write_report
 
 __all__ = ["report"]
 
@@ -23,7 +28,9 @@ __all__ = ["report"]
     help="Where to write the page.",
 )
 @click.option("--title", help="The page title (default: Funnel toward CONVERSION).")
-def report(database_url: str, out: Path, title: str | None, **options: t.Any) -> None:
+def report(
+    database_url: str, events_table: str | None, out: Path, title: str | None, **options: t.Any
+) -> None:
     """Write an HTML report of the funnel toward the key conversion.
 
     One page with no external assets: the discovered funnel as a chart with drop-off (and the
@@ -31,7 +38,7 @@ def report(database_url: str, out: Path, title: str | None, **options: t.Any) ->
     weight, the time-to-convert distribution and the implicit signals.
     """
     try:
-        with EventStore(database_url) as store, progress_bar() as bar:
+        with open_store(database_url, events_table) as store, progress_bar() as bar:
             found, named = run_funnels(store, options, discovered=True, progress=bar)
     except EngineError as error:
         raise click.ClickException(str(error)) from error

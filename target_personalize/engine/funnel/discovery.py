@@ -409,13 +409,22 @@ def _gather_journeys(
     store = run.store
     # Label ids in the byte order of the labels: comparing id arrays compares label paths.
     labels = sorted(
-        {str(r[0]) for r in store.query(*event_types_sql(start, end))} | {conversion},
+        {str(r[0]) for r in store.query(*event_types_sql(start, end, store.events_table))}
+        | {conversion},
         key=str.encode,
     )
     events, units, journeys = run.table("events"), run.table("units"), run.table("journeys")
     run.create(
         events,
-        events_sql(events, conversion=conversion, labels=labels, unit=unit, since=start, until=end),
+        events_sql(
+            events,
+            conversion=conversion,
+            labels=labels,
+            unit=unit,
+            since=start,
+            until=end,
+            events=store.events_table,
+        ),
     )
     run.create(units, units_sql(units, events))
     run.create(journeys, journeys_sql(journeys, events, units))
@@ -432,7 +441,8 @@ def _count_units(
     row = store.query(*time_to_convert_sql(journeys.units))[0]
     units, converters = int(row[0]), int(row[1])
     conversion_types = sorted(
-        str(r[0]) for r in store.query(*conversion_types_sql(conversion, start, end))
+        str(r[0])
+        for r in store.query(*conversion_types_sql(conversion, start, end, store.events_table))
     )
     return _Totals(
         units=units,

@@ -199,7 +199,15 @@ def _follow_units(
     table = run.table("steps")
     run.create(
         table,
-        funnel_events_sql(table, steps=names, unit=unit, keep_all=strict, since=start, until=end),
+        funnel_events_sql(
+            table,
+            steps=names,
+            unit=unit,
+            keep_all=strict,
+            since=start,
+            until=end,
+            events=store.events_table,
+        ),
     )
     # Events that match two steps (a repeated step, or a type named by one step and a raw
     # name by another) must not serve both: then, and for strict order, number them.

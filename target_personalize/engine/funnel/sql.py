@@ -140,11 +140,13 @@ def _matches(name: str) -> Query:
     return "(event_type = %s OR event_name = %s)", [name, name]
 
 
-def event_types_sql(since: datetime | None, until: datetime | None) -> Query:
-    """SELECT the distinct event types of the raw events in range."""
+def event_types_sql(
+    since: datetime | None, until: datetime | None, events: str = "events"
+) -> Query:
+    """SELECT the distinct event types of the raw events of ``events`` in range."""
     where, params = _range(since, until)
     return (
-        "SELECT DISTINCT coalesce(event_type, event_name) FROM events "
+        f"SELECT DISTINCT coalesce(event_type, event_name) FROM {events} "
         f"WHERE NOT is_aggregate{where}",
         params,
     )
@@ -158,8 +160,9 @@ def events_sql(
     unit: str,
     since: datetime | None,
     until: datetime | None,
+    events: str = "events",
 ) -> Query:
-    """CREATE the events in range: ``unit, ts, lid, is_conv`` and the implicit signals.
+    """CREATE the events of ``events`` in range: ``unit, ts, lid, is_conv`` and the signals.
 
     The label of an event is ``conversion`` if it matches it (``is_conv = 1``), else its event
     type; ``lid`` is the label's 1-based index in ``labels``, which must hold every label.
@@ -176,7 +179,7 @@ SELECT {column} AS unit, event_ts AS ts,
     CASE WHEN {match} THEN %s ELSE CASE coalesce(event_type, event_name) {cases} END END AS lid,
     CASE WHEN {match} THEN 1 ELSE 0 END AS is_conv,
     engagement_ms, scroll_depth_pct, media_progress_pct
-FROM ({sessionized_events_sql()}) sessionized
+FROM ({sessionized_events_sql(events=events)}) sessionized
 WHERE {column} IS NOT NULL{where}"""
     params = [*match_params, index[conversion], *case_params, *match_params, *range_params]
     return sql, params
@@ -244,12 +247,14 @@ WHERE prev_lid IS NULL OR prev_lid <> lid""",
     )
 
 
-def conversion_types_sql(conversion: str, since: datetime | None, until: datetime | None) -> Query:
-    """SELECT the distinct event types of the events that match the conversion."""
+def conversion_types_sql(
+    conversion: str, since: datetime | None, until: datetime | None, events: str = "events"
+) -> Query:
+    """SELECT the distinct event types of the events of ``events`` that match the conversion."""
     match, params = _matches(conversion)
     where, range_params = _range(since, until)
     return (
-        f"SELECT DISTINCT event_type FROM events WHERE NOT is_aggregate AND {match}{where}",
+        f"SELECT DISTINCT event_type FROM {events} WHERE NOT is_aggregate AND {match}{where}",
         [*params, *range_params],
     )
 
@@ -422,8 +427,9 @@ def funnel_events_sql(
     keep_all: bool,
     since: datetime | None,
     until: datetime | None,
+    events: str = "events",
 ) -> Query:
-    """CREATE the events of an explicit funnel: ``unit, ts, m1..mk``.
+    """CREATE the events (of ``events``) of an explicit funnel: ``unit, ts, m1..mk``.
 
     ``m<k>`` is 1 where the event matches step k (event type or raw name). Only the events
     that match a step are kept, unless ``keep_all`` (strict order needs every event).
@@ -441,7 +447,7 @@ def funnel_events_sql(
 CREATE TEMP TABLE {table} AS
 SELECT * FROM (
     SELECT {column} AS unit, event_ts AS ts, {", ".join(flags)}
-    FROM ({sessionized_events_sql()}) sessionized
+    FROM ({sessionized_events_sql(events=events)}) sessionized
     WHERE {column} IS NOT NULL{where}
 ) flagged"""
     if not keep_all:

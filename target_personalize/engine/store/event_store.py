@@ -13,6 +13,7 @@ import contextlib
 import gzip
 import json
 import logging
+import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow.parquet as pq
 
-from target_personalize.engine.exceptions import InvalidEventError
+from target_personalize.engine.exceptions import InvalidEventError, StoreError
 from target_personalize.engine.store.backends import Backend, DuckDBBackend, open_backend
 from target_personalize.engine.store.columns import (
     EVENT_COLUMNS,
@@ -44,6 +45,7 @@ __all__ = [
     "Reject",
     "StoreSummary",
     "read_batch_files",
+    "relation_name",
 ]
 
 logger = logging.getLogger(__name__)
@@ -114,6 +116,22 @@ class StoreSummary:
         }
 
 
+_RELATION = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){0,2}")
+
+
+def relation_name(name: str) -> str:
+    """A table or view name to put in SQL as it is: ``[CATALOG.][SCHEMA.]NAME``, unquoted.
+
+    Raises:
+        ValueError: for anything else (quotes, spaces, SQL), so a name never injects SQL.
+    """
+    if not _RELATION.fullmatch(name.strip()):
+        raise ValueError(
+            f"events table {name!r} is not a plain name: use SCHEMA.VIEW (letters, digits, _)"
+        )
+    return name.strip()
+
+
 def _key(record: Mapping[str, Any]) -> str:
     return f"{record.get('source')}/{record.get('event_id')}"
 
@@ -124,13 +142,26 @@ class EventStore:
     Args:
         database_url: ``duckdb:///FILE`` (the default, ``personalize.duckdb`` in the working
             directory) or ``postgresql+psycopg://USER@HOST/DB``.
+        events_table: a relation in that database to mine instead of the store's ``events``
+            table (``SCHEMA.VIEW``, e.g. a canonical view over Snowplow or GA4 events that
+            ``tap-clickstream --emit-view`` writes). It must have the canonical columns and
+            ``loaded_at``. The store then only reads: it creates no table (funnels need
+            temporary tables only), and loads raise :class:`StoreError`.
+
+    Raises:
+        ValueError: when ``events_table`` is not a plain (optionally schema-qualified) name.
     """
 
-    def __init__(self, database_url: str = DEFAULT_DATABASE_URL) -> None:
+    def __init__(
+        self, database_url: str = DEFAULT_DATABASE_URL, *, events_table: str | None = None
+    ) -> None:
         self.database_url = database_url
+        #: The relation the funnel miner and the rankers read events from.
+        self.events_table = "events" if events_table is None else relation_name(events_table)
         self.backend: Backend = open_backend(database_url)
-        self.backend.create_tables()
-        create_served_tables(self.backend)
+        if events_table is None:
+            self.backend.create_tables()
+            create_served_tables(self.backend)
         # One connection serves every sink; loads from parallel drains take turns.
         self._lock = threading.RLock()
         self._tracking = False
@@ -167,6 +198,13 @@ class EventStore:
 
     # Loading
 
+    def _check_writable(self) -> None:
+        if self.events_table != "events":
+            raise StoreError(
+                f"this store reads events from {self.events_table} and loads nothing: "
+                "open it without events_table to load events"
+            )
+
     def load_events(
         self, records: Iterable[Mapping[str, Any]], *, stream: str = "events"
     ) -> LoadResult:
@@ -194,6 +232,7 @@ class EventStore:
         like :meth:`load_events` (replacing earlier versions, one transaction), with
         ``rejects`` written to ``rejects``.
         """
+        self._check_writable()
         checked, refused = list(rows), list(rejects)
         with self._lock:
             if self._tracking:
@@ -259,6 +298,7 @@ class EventStore:
         self, records: Iterable[Mapping[str, Any]], *, stream: str = "items"
     ) -> LoadResult:
         """Store catalog items, replacing earlier versions of the same ``item_id``."""
+        self._check_writable()
         rows: list[tuple[Any, ...]] = []
         rejects: list[Reject] = []
         for record in records:
@@ -296,6 +336,7 @@ class EventStore:
         DuckDB reads the files itself; other databases get them in chunks through COPY.
         ``gzipped`` says whether JSON-lines files are compressed (None: by their ``.gz`` name).
         """
+        self._check_writable()
         if gzipped is None:
             gzipped = all(p.endswith(".gz") for p in paths)
         if isinstance(self.backend, DuckDBBackend):

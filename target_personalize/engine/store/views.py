@@ -17,8 +17,13 @@ Dialect = Literal["duckdb", "postgresql"]
 DEFAULT_SESSION_GAP_MINUTES = 30
 
 
-def sessionized_events_sql(gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES) -> str:
-    """A SELECT of raw (non-aggregate) events with two more columns.
+def sessionized_events_sql(
+    gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES, events: str = "events"
+) -> str:
+    """A SELECT of raw (non-aggregate) events of ``events`` with two more columns.
+
+    ``events`` is the store's table or a relation with its columns (a canonical view over a
+    warehouse's events, see :attr:`EventStore.events_table`).
 
     ``visitor``: the known user, else the device or cookie id, else the session id.
     ``session_key``: the source's session id where it has one; otherwise the visitor plus the
@@ -29,7 +34,7 @@ def sessionized_events_sql(gap_minutes: int = DEFAULT_SESSION_GAP_MINUTES) -> st
     gap = int(gap_minutes)
     columns = ", ".join([*EVENT_COLUMNS, "loaded_at"])
     window = "PARTITION BY visitor ORDER BY event_ts, event_id"
-    based = "SELECT events.*, coalesce(user_id, anonymous_id, session_id) AS visitor FROM events"
+    based = f"SELECT e.*, coalesce(user_id, anonymous_id, session_id) AS visitor FROM {events} e"
     return f"""
 SELECT {columns}, visitor, session_id AS session_key
 FROM ({based} WHERE NOT is_aggregate AND session_id IS NOT NULL) with_session

@@ -1,0 +1,63 @@
+"""Canonical SQL views over warehouse events, for analytics in place (``--emit-view``).
+
+Each view is written once, in DuckDB's SQL, and transpiled by sqlglot to the warehouse's
+dialect. Its columns are the canonical event's plus ``loaded_at``, so ``personalize funnel
+--events-table SCHEMA.VIEW`` mines it as it mines the store's ``events`` table.
+"""
+
+from __future__ import annotations
+
+import sqlglot
+
+from tap_clickstream.sources.snowplow import view as snowplow_view
+
+__all__ = ["DIALECTS", "VIEW_SOURCES", "emit_view"]
+
+#: Our dialect names -> sqlglot's.
+DIALECTS = {
+    "snowflake": "snowflake",
+    "bigquery": "bigquery",
+    "redshift": "redshift",
+    "postgres": "postgres",
+    "duckdb": "duckdb",
+}
+VIEW_SOURCES = ("snowplow",)
+#: The dialect every view is written in.
+SOURCE_DIALECT = "duckdb"
+
+
+def emit_view(
+    source: str,
+    dialect: str,
+    *,
+    events: str | None = None,
+    view: str | None = None,
+    layout: str | None = None,
+) -> str:
+    """The ``CREATE OR REPLACE VIEW`` statement of a source's canonical view in a dialect.
+
+    Args:
+        source: one of :data:`VIEW_SOURCES`.
+        dialect: one of :data:`DIALECTS`.
+        events: the events table (default ``atomic.events``).
+        view: the view's name (default ``<source>_canonical_events`` in the events' schema).
+        layout: Snowplow only: ``wide`` or ``shredded`` (default: what the dialect's loader
+            writes: shredded on Postgres and Redshift, wide elsewhere).
+
+    Raises:
+        ValueError: for an unknown source, dialect or layout.
+    """
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown dialect {dialect!r}: use one of {', '.join(DIALECTS)}")
+    if source == "snowplow":
+        table = events or snowplow_view.DEFAULT_EVENTS
+        select = snowplow_view.view_select(table, layout or snowplow_view.default_layout(dialect))
+    else:
+        raise ValueError(f"unknown source {source!r}: use one of {', '.join(VIEW_SOURCES)}")
+    schema = table.rsplit(".", 1)[0] + "." if "." in table else ""
+    name = view or f"{schema}{source}_canonical_events"
+    statement = f"CREATE OR REPLACE VIEW {name} AS {select}"
+    rendered = sqlglot.transpile(
+        statement, read=SOURCE_DIALECT, write=DIALECTS[dialect], pretty=True
+    )
+    return rendered[0] + ";\n"
