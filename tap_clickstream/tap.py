@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typing as t
 
+import click
 from singer_sdk import Tap
 from singer_sdk.plugin_base import JSONSchemaValidator
 from typing_extensions import override
@@ -40,9 +41,94 @@ class TapClickstream(Tap):
         return errors
 
     @override
+    @classmethod
+    def get_singer_command(cls) -> click.Command:
+        command = super().get_singer_command()
+        # --dialect, --events and --view are read by --emit-view, whatever their order.
+        remember = _remember_option
+        command.params.extend(
+            [
+                click.Option(
+                    ["--dialect"],
+                    type=click.Choice(DIALECT_NAMES),
+                    help="With --emit-view: the warehouse's SQL dialect.",
+                    is_eager=True,
+                    expose_value=False,
+                    callback=remember,
+                ),
+                click.Option(
+                    ["--events"],
+                    metavar="SCHEMA.TABLE",
+                    help="With --emit-view: the events table (default atomic.events).",
+                    is_eager=True,
+                    expose_value=False,
+                    callback=remember,
+                ),
+                click.Option(
+                    ["--view"],
+                    metavar="SCHEMA.VIEW",
+                    help="With --emit-view: the view's name "
+                    "(default <source>_canonical_events beside the events).",
+                    is_eager=True,
+                    expose_value=False,
+                    callback=remember,
+                ),
+                click.Option(
+                    ["--layout"],
+                    type=click.Choice(["wide", "shredded"]),
+                    help="With --emit-view snowplow: the loader's layout "
+                    "(default: shredded on postgres and redshift, wide elsewhere).",
+                    is_eager=True,
+                    expose_value=False,
+                    callback=remember,
+                ),
+                click.Option(
+                    ["--emit-view"],
+                    type=click.Choice(VIEW_SOURCE_NAMES),
+                    help="Print the CREATE VIEW statement of a canonical view over the "
+                    "source's events in the warehouse (analytics in place: "
+                    "docs/warehouse-views.md), then exit.",
+                    expose_value=False,
+                    callback=_print_view,
+                ),
+            ]
+        )
+        return command
+
+    @override
     def discover_streams(self) -> list[EventStream]:
         return [
             stream
             for provider in active_providers(self.config)
             for stream in provider.build_streams(self)
         ]
+
+
+#: ``--emit-view`` choices (kept here so ``--help`` does not import sqlglot).
+VIEW_SOURCE_NAMES = ("snowplow",)
+DIALECT_NAMES = ("snowflake", "bigquery", "redshift", "postgres", "duckdb")
+
+
+def _remember_option(ctx: click.Context, param: click.Parameter, value: object) -> None:
+    ctx.meta[f"view.{param.name}"] = value
+
+
+def _print_view(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is None:
+        return
+    from tap_clickstream.views import emit_view  # noqa: PLC0415 - sqlglot only when asked
+
+    dialect = ctx.meta.get("view.dialect")
+    if dialect is None:
+        raise click.UsageError("--emit-view needs --dialect (the warehouse's SQL dialect)")
+    click.echo(
+        emit_view(
+            value,
+            dialect,
+            events=ctx.meta.get("view.events"),
+            view=ctx.meta.get("view.view"),
+            layout=ctx.meta.get("view.layout"),
+        ),
+        nl=False,
+    )
+    ctx.exit()
