@@ -12,8 +12,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import sqlglot
+from click.testing import CliRunner
 
-from tap_clickstream.events import parse_ts
+from tap_clickstream.events import EVENT_COLUMNS, parse_ts
+from tap_clickstream.sources.snowplow.view import default_layout
+from tap_clickstream.tap import TapClickstream
 from tap_clickstream.views import emit_view
 from tests.tap_clickstream.helpers import run_tap
 from tests.tap_clickstream.snowplow.conftest import snowplow_config
@@ -91,3 +95,43 @@ def test_shredded_view_on_postgres_matches_the_tap(postgres_warehouse: tuple[str
     expected = tap_events(url, schema)
     assert len(found) == len(expected) == len(EMITTED) - 1
     assert _differences(found, expected) == []
+
+
+@pytest.mark.parametrize(
+    ("dialect", "layout", "marker"),
+    [
+        ("bigquery", "wide", "JSON_EXTRACT_SCALAR"),
+        ("redshift", "shredded", "LEFT JOIN"),
+        ("snowflake", "wide", "JSON_EXTRACT_PATH_TEXT"),
+        ("postgres", "shredded", "LEFT JOIN"),
+    ],
+)
+def test_each_dialect_parses_back(dialect: str, layout: str, marker: str) -> None:
+    ddl = emit_view("snowplow", dialect, events="atomic.events")
+    assert marker in ddl
+    statement = sqlglot.parse_one(ddl.rstrip().rstrip(";"), read=dialect)
+    assert isinstance(statement, sqlglot.exp.Create)
+    assert statement.this.sql(dialect=dialect) == "atomic.snowplow_canonical_events"
+    selected = [column.alias_or_name for column in statement.expression.expressions]
+    assert selected == [*EVENT_COLUMNS, "loaded_at"]
+    assert default_layout(dialect) == layout
+
+
+def test_the_tap_prints_the_view() -> None:
+    result = CliRunner().invoke(
+        TapClickstream.cli,
+        ["--emit-view", "snowplow", "--dialect", "redshift", "--view", "analytics.ev"],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("CREATE OR REPLACE VIEW analytics.ev AS")
+    assert "atomic.com_snowplowanalytics_snowplow_web_page_1" in result.output
+    missing = CliRunner().invoke(TapClickstream.cli, ["--emit-view", "snowplow"])
+    assert missing.exit_code == 2
+    assert "--emit-view needs --dialect" in missing.output
+
+
+def test_unknown_layout_and_dialect_are_named() -> None:
+    with pytest.raises(ValueError, match="unknown Snowplow layout 'flat'"):
+        emit_view("snowplow", "duckdb", layout="flat")
+    with pytest.raises(ValueError, match="unknown dialect 'oracle'"):
+        emit_view("snowplow", "oracle")
