@@ -105,7 +105,7 @@ class TapClickstream(Tap):
 
 
 #: ``--emit-view`` choices (kept here so ``--help`` does not import sqlglot).
-VIEW_SOURCE_NAMES = ("snowplow",)
+VIEW_SOURCE_NAMES = ("snowplow", "ga4")
 DIALECT_NAMES = ("snowflake", "bigquery", "redshift", "postgres", "duckdb")
 
 

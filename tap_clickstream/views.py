@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlglot
 
+from tap_clickstream.sources.ga4 import view as ga4_view
 from tap_clickstream.sources.snowplow import view as snowplow_view
 
 __all__ = ["DIALECTS", "VIEW_SOURCES", "emit_view"]
@@ -21,7 +22,9 @@ DIALECTS = {
     "postgres": "postgres",
     "duckdb": "duckdb",
 }
-VIEW_SOURCES = ("snowplow",)
+VIEW_SOURCES = ("snowplow", "ga4")
+#: The dialects that hold a GA4 export (BigQuery; DuckDB for copies and tests).
+GA4_DIALECTS = ("bigquery", "duckdb")
 #: The dialect every view is written in.
 SOURCE_DIALECT = "duckdb"
 
@@ -39,7 +42,8 @@ def emit_view(
     Args:
         source: one of :data:`VIEW_SOURCES`.
         dialect: one of :data:`DIALECTS`.
-        events: the events table (default ``atomic.events``).
+        events: the events table (Snowplow: default ``atomic.events``; GA4: the export's
+            wildcard table, default ``analytics.events_*``, or a view over its day tables).
         view: the view's name (default ``<source>_canonical_events`` in the events' schema).
         layout: Snowplow only: ``wide`` or ``shredded`` (default: what the dialect's loader
             writes: shredded on Postgres and Redshift, wide elsewhere).
@@ -52,6 +56,14 @@ def emit_view(
     if source == "snowplow":
         table = events or snowplow_view.DEFAULT_EVENTS
         select = snowplow_view.view_select(table, layout or snowplow_view.default_layout(dialect))
+    elif source == "ga4":
+        if dialect not in GA4_DIALECTS:
+            raise ValueError(
+                f"the GA4 export lives in BigQuery: --dialect {dialect} has no GA4 view "
+                f"(use one of {', '.join(GA4_DIALECTS)})"
+            )
+        table = events or ga4_view.DEFAULT_EVENTS
+        select = ga4_view.view_select()
     else:
         raise ValueError(f"unknown source {source!r}: use one of {', '.join(VIEW_SOURCES)}")
     schema = table.rsplit(".", 1)[0] + "." if "." in table else ""
@@ -60,4 +72,9 @@ def emit_view(
     rendered = sqlglot.transpile(
         statement, read=SOURCE_DIALECT, write=DIALECTS[dialect], pretty=True
     )
-    return rendered[0] + ";\n"
+    text = rendered[0]
+    if source == "ga4":
+        # After transpiling: BigQuery's wildcard table is no DuckDB SQL.
+        quoted = f"`{table}`" if dialect == "bigquery" else table
+        text = text.replace(ga4_view.EVENTS_PLACEHOLDER, quoted)
+    return text + ";\n"
