@@ -43,46 +43,33 @@ def _set(expression: str) -> str:
     return f"CASE WHEN {expression} IN ('', {placeholders}) THEN NULL ELSE {expression} END"
 
 
+_UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+#: Where each source of the campaign keeps the five UTM fields, in order of precedence.
+_PARAM_KEYS = ("source", "medium", "campaign", "term", "content")
+_COLLECTED_FIELDS = (
+    "manual_source",
+    "manual_medium",
+    "manual_campaign_name",
+    "manual_term",
+    "manual_content",
+)
+_FIRST_TOUCH_FIELDS = ("source", "medium", "name")
+
+
 def _campaign() -> str:
     """The five UTM columns, from the first source with any value (a source counts whole)."""
-    sources = [
-        {
-            f: _set(_param(k))
-            for f, k in zip(_UTM, ("source", "medium", "campaign", "term", "content"), strict=True)
-        },
-        {
-            f: _set(f"e.collected_traffic_source.{k}")
-            for f, k in zip(
-                _UTM,
-                (
-                    "manual_source",
-                    "manual_medium",
-                    "manual_campaign_name",
-                    "manual_term",
-                    "manual_content",
-                ),
-                strict=True,
-            )
-        },  # fmt: skip
-        {
-            "utm_source": _set("e.traffic_source.source"),
-            "utm_medium": _set("e.traffic_source.medium"),
-            "utm_campaign": _set("e.traffic_source.name"),
-            "utm_term": "CAST(NULL AS VARCHAR)",
-            "utm_content": "CAST(NULL AS VARCHAR)",
-        },
-    ]
+    params = [_set(_param(key)) for key in _PARAM_KEYS]
+    collected = [_set(f"e.collected_traffic_source.{name}") for name in _COLLECTED_FIELDS]
+    first_touch = [_set(f"e.traffic_source.{name}") for name in _FIRST_TOUCH_FIELDS]
+    first_touch += ["CAST(NULL AS VARCHAR)"] * (len(_UTM) - len(first_touch))
     columns = []
-    for field in _UTM:
+    for n, field in enumerate(_UTM):
         cases = " ".join(
-            f"WHEN coalesce({', '.join(source.values())}) IS NOT NULL THEN {source[field]}"
-            for source in sources[:-1]
+            f"WHEN coalesce({', '.join(source)}) IS NOT NULL THEN {source[n]}"
+            for source in (params, collected)
         )
-        columns.append(f"CASE {cases} ELSE {sources[-1][field]} END AS {field}")
+        columns.append(f"CASE {cases} ELSE {first_touch[n]} END AS {field}")
     return ", ".join(columns)
-
-
-_UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 
 
 def view_select() -> str:
