@@ -345,7 +345,8 @@ def open_backend(url: str) -> Backend:
     """Open the backend a database URL names.
 
     ``duckdb:///path/file.duckdb`` (or a bare file path) opens DuckDB;
-    ``postgresql://`` and ``postgresql+psycopg://`` open PostgreSQL.
+    ``postgresql://`` and ``postgresql+psycopg://`` open PostgreSQL; ``snowflake://`` opens
+    Snowflake, for reading an events view in place only.
 
     Raises:
         UnsupportedDatabaseError: for any other kind of URL.
@@ -358,7 +359,11 @@ def open_backend(url: str) -> Backend:
         return DuckDBBackend(parsed.database or ":memory:")
     if backend in {"postgresql", "postgres"}:
         return PostgresBackend(parsed)
+    if backend == "snowflake":
+        from target_personalize.engine.store.snowflake import SnowflakeBackend  # noqa: PLC0415
+
+        return SnowflakeBackend(parsed)
     raise UnsupportedDatabaseError(
-        f"the store supports duckdb:///FILE and postgresql+psycopg://... URLs, not {backend!r}: "
-        "set database_url to one of those"
+        f"the store supports duckdb:///FILE and postgresql+psycopg://... URLs (and snowflake:// "
+        f"to read events in place), not {backend!r}: set database_url to one of those"
     )
