@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from tap_clickstream.views import emit_view
 from target_personalize.commands.funnel import funnel
-from target_personalize.engine import EventStore
+from target_personalize.engine import EventStore, StoreError
 from tests.tap_clickstream.helpers import run_tap
 from tests.tap_clickstream.snowplow.conftest import snowplow_config
 from tests.tap_clickstream.snowplow.test_view import COMPARED, _differences, _plain, tap_events
@@ -109,3 +109,18 @@ def _funnel(*args: str) -> dict[str, Any]:
     outcome = CliRunner().invoke(funnel, list(args), catch_exceptions=False)
     assert outcome.exit_code == 0, outcome.output
     return t.cast("dict[str, Any]", json.loads(outcome.output))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_snowflake_store_only_reads() -> None:
+    with fakesnow.patch():
+        with pytest.raises(StoreError, match="only reads events in place"):
+            EventStore("snowflake://me:secret@account/analytics/atomic")
+        with EventStore(
+            "snowflake://me:secret@account/analytics/atomic", events_table="atomic.nothing"
+        ) as store:
+            # Semi-structured results come back as Python values, not JSON text.
+            assert store.query("SELECT array_agg(x) FROM (SELECT 1 AS x UNION ALL SELECT 2) t") == [
+                ([1, 2],)
+            ]
+            assert store.query("ANALYZE atomic.nothing") == []
