@@ -31,12 +31,13 @@ _ENTITY_FIELDS = {
     "product_id": (settings.ECOMMERCE_PRODUCT, "id", False),
     "product_currency": (settings.ECOMMERCE_PRODUCT, "currency", False),
 }
-_DIALECT_LAYOUTS = {"postgres": "shredded", "redshift": "shredded"}
+#: sqlglot's dialect names that SQLAlchemy spells otherwise.
+_SQLALCHEMY_NAMES = {"postgres": "postgresql"}
 
 
 def default_layout(dialect: str) -> str:
-    """The layout the dialect's Snowplow loader writes."""
-    return _DIALECT_LAYOUTS.get(dialect, "wide")
+    """The layout the dialect's Snowplow loader writes (as ``snowplow.layout: auto`` reads it)."""
+    return settings.DIALECT_LAYOUTS.get(_SQLALCHEMY_NAMES.get(dialect, dialect), "wide")
 
 
 def _text(expression: str) -> str:

@@ -141,7 +141,8 @@ class EventStore:
 
     Args:
         database_url: ``duckdb:///FILE`` (the default, ``personalize.duckdb`` in the working
-            directory) or ``postgresql+psycopg://USER@HOST/DB``.
+            directory) or ``postgresql+psycopg://USER@HOST/DB``; with ``events_table``, also
+            ``snowflake://USER:PASSWORD@ACCOUNT/DATABASE/SCHEMA?warehouse=WH``.
         events_table: a relation in that database to mine instead of the store's ``events``
             table (``SCHEMA.VIEW``, e.g. a canonical view over Snowplow or GA4 events that
             ``tap-clickstream --emit-view`` writes). It must have the canonical columns and
@@ -156,10 +157,11 @@ class EventStore:
         self, database_url: str = DEFAULT_DATABASE_URL, *, events_table: str | None = None
     ) -> None:
         self.database_url = database_url
-        #: The relation the funnel miner and the rankers read events from.
+        #: The relation the funnel miner reads events from.
         self.events_table = "events" if events_table is None else relation_name(events_table)
+        self.read_only = events_table is not None
         self.backend: Backend = open_backend(database_url)
-        if events_table is None:
+        if not self.read_only:
             self.backend.create_tables()
             create_served_tables(self.backend)
         # One connection serves every sink; loads from parallel drains take turns.
@@ -199,7 +201,7 @@ class EventStore:
     # Loading
 
     def _check_writable(self) -> None:
-        if self.events_table != "events":
+        if self.read_only:
             raise StoreError(
                 f"this store reads events from {self.events_table} and loads nothing: "
                 "open it without events_table to load events"
