@@ -6,6 +6,8 @@ column the view computes (ids aside: the view hashes them with MD5, the tap with
 
 from __future__ import annotations
 
+import json
+import typing as t
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,9 +15,12 @@ from typing import Any
 import duckdb
 import pytest
 import sqlglot
+from click.testing import CliRunner
 
 from tap_clickstream.events import EVENT_COLUMNS, parse_ts
 from tap_clickstream.views import emit_view
+from target_personalize.commands.funnel import funnel
+from target_personalize.engine import EventStore
 from tests.tap_clickstream.ga4.export_db import sample_tables, write_tables
 from tests.tap_clickstream.helpers import run_tap
 
@@ -86,3 +91,38 @@ def test_bigquery_statement_reads_the_wildcard_table() -> None:
 def test_ga4_view_only_where_the_export_lives() -> None:
     with pytest.raises(ValueError, match="the GA4 export lives in BigQuery"):
         emit_view("ga4", "snowflake")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [("--min-share", "0.1"), ("--steps", "page_view,search", "--window", "none")],
+    ids=["discovered", "explicit"],
+)
+def test_funnel_of_the_view_equals_the_loaded_store(
+    tmp_path: Path, options: tuple[str, ...]
+) -> None:
+    path = tmp_path / "export.duckdb"
+    url = write_tables(path, {day: sample_tables()[day] for day in DAYS})
+    result = run_tap(
+        {"start_date": "2024-03-01T00:00:00Z", "end_date": "2024-03-04T00:00:00Z",
+         "ga4": {"export_url": url}}
+    )  # fmt: skip
+    store_url = f"duckdb:///{tmp_path / 'store.duckdb'}"
+    with EventStore(store_url) as store:
+        store.load_events(result.by_id("ga4_events").values())
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("CREATE VIEW all_days AS " + " UNION ALL ".join(f"FROM {d}" for d in DAYS))
+        con.execute(emit_view("ga4", "duckdb", events="all_days", view="canonical"))
+    finally:
+        con.close()
+    common = ("--conversion", "purchase", *options, "--format", "json")
+    in_place = _funnel("--database-url", url, "--events-table", "canonical", *common)
+    assert in_place == _funnel("--database-url", store_url, *common)
+    assert in_place.get("units", in_place.get("entered"))  # not an empty funnel
+
+
+def _funnel(*args: str) -> dict[str, Any]:
+    outcome = CliRunner().invoke(funnel, list(args), catch_exceptions=False)
+    assert outcome.exit_code == 0, outcome.output
+    return t.cast("dict[str, Any]", json.loads(outcome.output))
