@@ -125,6 +125,8 @@ SELECT 'ga4' AS source,
     {_set("e.geo.country")} AS country, {_set("e.geo.region")} AS region,
     {_set("e.geo.city")} AS city,
     CAST(NULL AS JSON) AS properties, CAST(NULL AS JSON) AS user_properties,
+    CAST(NULL AS VARCHAR) AS experiment_id, CAST(NULL AS VARCHAR) AS variant_id,
+    CAST(NULL AS VARCHAR) AS rec_id,
     {event_ts} AS loaded_at
 FROM {EVENTS_PLACEHOLDER} AS e
 WHERE e.event_name <> '' AND e.event_timestamp IS NOT NULL"""

@@ -178,5 +178,7 @@ SELECT 'snowplow' AS source, canonical_id AS event_id, name AS event_name, event
     {_text("br_family")} AS browser, {_text("geo_country")} AS country,
     {_text("geo_region")} AS region, {_text("geo_city")} AS city,
     CAST(NULL AS JSON) AS properties, CAST(NULL AS JSON) AS user_properties,
+    CAST(NULL AS VARCHAR) AS experiment_id, CAST(NULL AS VARCHAR) AS variant_id,
+    CAST(NULL AS VARCHAR) AS rec_id,
     {cursor} AS loaded_at
 FROM typed"""
