@@ -89,6 +89,7 @@ from target_personalize.engine.ranking.model_io import (
     save_ranker,
 )
 from target_personalize.engine.ranking.objectives import (
+    ConversionModel,
     Objectives,
 )
 from target_personalize.engine.ranking.session_ranker import (
@@ -120,6 +121,7 @@ __all__ = [
     "LIFT_PRIOR_UNITS",
     "VSKNN",
     "Contribution",
+    "ConversionModel",
     "DiscoveredFunnel",
     "DiscoveredStep",
     "EngineError",

@@ -95,12 +95,7 @@ def default_rankers(
 
 
 def _label(objectives: Objectives) -> str:
-    parts = [
-        f"{name} {weight:g}"
-        for name, weight in (("conversion", objectives.conversion), ("margin", objectives.margin))
-        if weight
-    ]
-    return "(" + ", ".join(parts) + ")"
+    return f"({objectives.label()})"
 
 
 # Evaluation

@@ -13,7 +13,8 @@ same way for every ranker, from parts that each keep one concern:
 * :mod:`.cold_start` (rankers with ``cold_start = True``): popular and trending items
   narrowed by the session's categories, brands and search words; items without
   interactions reached through their category and brand;
-* :mod:`.objectives`: ``score = relevance * conversion**w_c * value**w_v``;
+* :mod:`.objectives`: expected values, ``relevance * P**(w_c + w_m + w_r) * margin**w_m *
+  price**w_r``, P from the items' rates or a :class:`~.objectives.ConversionModel`;
 * :mod:`.filters`, then :mod:`.persistence` (``.npz`` arrays + a ``.json`` description, no
   pickle) and :mod:`.incremental` (``update``).
 
@@ -52,7 +53,7 @@ from target_personalize.engine.ranking.interactions import (
     interactions_from_store,
 )
 from target_personalize.engine.ranking.live import LiveSessions
-from target_personalize.engine.ranking.objectives import ItemFactors, Objectives
+from target_personalize.engine.ranking.objectives import ConversionModel, ItemFactors, Objectives
 from target_personalize.engine.ranking.persistence import (
     model_payload,
     ranker_from_payload,
@@ -85,7 +86,7 @@ class ScoredItem:
         item_id: the item.
         score: the final score (relevance times the objective factors).
         relevance: the relevance part, scaled so the best item of the answer is 1.
-        conversion: the item's smoothed probability of leading to the key conversion.
+        conversion: P(key conversion) of the item: its smoothed rate, or the conversion model's.
         value: the item's business value (margin, else price, else order value), or ``None``.
     """
 
@@ -117,6 +118,10 @@ class RankerBase(abc.ABC):
         random_state: seed or generator for anything random (sampling, tie noise).
         history_sessions: how many earlier sessions of a known visitor count as history.
         max_live_sessions: live sessions kept in memory (least recently used are dropped).
+
+    Attributes:
+        conversion_model: supplies P(key conversion | session) for the items a query reaches
+            (``None``: the items' smoothed conversion rates). Not saved with the model.
     """
 
     #: Name used in tables, files and the CLI.
@@ -140,6 +145,7 @@ class RankerBase(abc.ABC):
         self.event_weights: dict[str, float] = dict(DEFAULT_EVENT_WEIGHTS)
         self.key_conversion = "purchase"
         self.objectives = Objectives()
+        self.conversion_model: ConversionModel | None = None
         self.fitted_at: float = math.nan
         self.loaded_until: datetime | None = None
         self._vocabulary: Vocabulary | None = None
@@ -364,7 +370,19 @@ class RankerBase(abc.ABC):
             relevance = relevance / top
         if self.cold_start:
             relevance = self._cold.apply(relevance, query, self.items)
-        return objectives.score(relevance, self._factors), relevance
+        ratio = None
+        if objectives.probability_power and self.conversion_model is not None:
+            ratio = self._factors.conversion_ratio(self._probability(query, relevance))
+        return objectives.score(relevance, self._factors, ratio), relevance
+
+    def _probability(self, query: Query, relevance: FloatArray) -> FloatArray:
+        """P(conversion) of every item: the conversion model's for the items reached."""
+        probability = self._factors.conversion.copy()
+        if self.conversion_model is not None:
+            reached = np.flatnonzero(relevance > 0)
+            if reached.size:
+                probability[reached] = self.conversion_model.probability(reached, query)
+        return probability
 
     # Answers
 
@@ -433,15 +451,27 @@ class RankerBase(abc.ABC):
                 mask[query.items] = False
                 mask[query.history_items] = False
         chosen = top_k(score, k, mask)
-        return [self._scored(int(i), score, relevance) for i in chosen]
+        probability = self._shown_probability(chosen, query)
+        return [
+            self._scored(int(i), score, relevance, float(p))
+            for i, p in zip(chosen, probability, strict=True)
+        ]
 
-    def _scored(self, item: int, score: FloatArray, relevance: FloatArray) -> ScoredItem:
+    def _shown_probability(self, items: IntArray, query: Query) -> FloatArray:
+        """P(conversion) of the items shown (the conversion model's when one is set)."""
+        if self.conversion_model is None or not items.size:
+            return self._factors.conversion[items]
+        return self.conversion_model.probability(items, query)
+
+    def _scored(
+        self, item: int, score: FloatArray, relevance: FloatArray, probability: float
+    ) -> ScoredItem:
         value = float(self._factors.value[item])
         return ScoredItem(
             item_id=str(self.items.item_ids[item]),
             score=float(score[item]),
             relevance=float(relevance[item]),
-            conversion=float(self._factors.conversion[item]),
+            conversion=probability,
             value=value if math.isfinite(value) else None,
         )
 
@@ -468,10 +498,15 @@ class RankerBase(abc.ABC):
         found = self._lookup(list(candidates))
         values = np.where(found >= 0, score[np.maximum(found, 0)], 0.0)
         order = np.lexsort((np.arange(found.size), -values))
+        known = found[found >= 0]
+        probability = dict(
+            zip(known.tolist(), self._shown_probability(known, query).tolist(), strict=True)
+        )
         ranked: list[ScoredItem] = []
         for i in order.tolist():
             if found[i] >= 0:
-                ranked.append(self._scored(int(found[i]), score, relevance))
+                item = int(found[i])
+                ranked.append(self._scored(item, score, relevance, probability[item]))
             else:
                 ranked.append(ScoredItem(str(candidates[i]), 0.0, 0.0, 0.0, None))
         return ranked

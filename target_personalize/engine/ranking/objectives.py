@@ -1,9 +1,20 @@
-"""Business objectives next to relevance: their weights, and the per-item factors they weigh.
+"""Business objectives next to relevance, as expected values per shown item.
 
-A ranker's final score is ``relevance * conversion**w_c * value**w_v``: ``conversion`` is the
-item's smoothed probability of leading to the key conversion relative to the base rate,
-``value`` its business value relative to the median item's. All-zero weights give relevance
-alone; ``{conversion: 1, margin: 1}`` ranks by expected value.
+A ranker's final score is::
+
+    relevance * P(conversion) ** (w_conversion + w_margin + w_revenue)
+              * margin ** w_margin * price ** w_revenue
+
+so each dial weighs an expected quantity: ``conversion=1`` ranks by relevance times the
+probability of the key conversion, ``margin=1, conversion=0`` by relevance times the expected
+margin ``P * margin``, ``revenue=1`` by relevance times the expected revenue ``P * price``.
+All-zero weights give relevance alone. ``margin`` is the catalog's margin (else price minus
+cost); where a shop has only prices the margin dial weighs the price ("value = price") and
+says so. ``P`` is the item's smoothed conversion rate, or, for the items the query reaches,
+what a :class:`ConversionModel` set on the ranker says.
+
+Factors are divided by the base rate and the median value, which leaves every ordering as
+it is and keeps scores near relevance's scale.
 """
 
 from __future__ import annotations
@@ -11,23 +22,40 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from target_personalize.engine.arrays import FloatArray
+from target_personalize.engine.arrays import FloatArray, IntArray
 from target_personalize.engine.exceptions import RankerError
 
 if TYPE_CHECKING:
     from target_personalize.engine.ranking.interactions import Interactions
+    from target_personalize.engine.ranking.query import Query
 
-__all__ = ["ItemFactors", "Objectives"]
+__all__ = ["ConversionModel", "ItemFactors", "Objectives"]
 
 
 #: Pseudo-sessions that pull an item's conversion rate towards its category's.
 _ITEM_PRIOR = 10.0
 #: Pseudo-sessions that pull a category's conversion rate towards the base rate.
 _CATEGORY_PRIOR = 50.0
+#: Share of the median value an item without value keeps, so relevance still orders them.
+_VALUE_FLOOR = 0.01
+#: Names accepted for each objective.
+_ALIASES = {"conversion": "conversion", "margin": "margin", "value": "margin", "revenue": "revenue"}
+
+
+class ConversionModel(Protocol):
+    """What supplies P(key conversion | session) for the items a query reaches.
+
+    Set one on a ranker (``ranker.conversion_model = model``) to replace the items' smoothed
+    conversion rates in the objectives; items the query does not reach keep their rates.
+    """
+
+    def probability(self, items: IntArray, query: Query) -> FloatArray:
+        """P(the session converts on each of ``items``), in [0, 1], in the items' order."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -35,18 +63,21 @@ class Objectives:
     """How much each business objective counts next to relevance (0 = not at all).
 
     Attributes:
-        conversion: weight of the item's probability of leading to the key conversion.
-        margin: weight of the item's value (catalog margin, else price, else order value).
+        conversion: weight of P(key conversion).
+        margin: weight of the expected margin ``P * margin`` (``P * price`` where the
+            catalog has only prices).
+        revenue: weight of the expected revenue ``P * price`` (order value without prices).
     """
 
     conversion: float = 0.0
     margin: float = 0.0
+    revenue: float = 0.0
 
     @classmethod
     def parse(cls, value: Objectives | Mapping[str, float] | None) -> Objectives:
         """Objectives from a mapping such as ``{"conversion": 1.0, "margin": 0.5}``.
 
-        ``value`` and ``revenue`` are accepted as names of the margin objective.
+        ``value`` is accepted as a name of the margin objective.
 
         Raises:
             RankerError: for an unknown objective or a negative weight.
@@ -55,12 +86,12 @@ class Objectives:
             return cls()
         if isinstance(value, Objectives):
             return value
-        weights = {"conversion": 0.0, "margin": 0.0}
+        weights = {"conversion": 0.0, "margin": 0.0, "revenue": 0.0}
         for name, weight in value.items():
-            key = {"value": "margin", "revenue": "margin"}.get(name, name)
-            if key not in weights:
+            key = _ALIASES.get(name)
+            if key is None:
                 raise RankerError(
-                    f"unknown objective {name!r}: use conversion and margin (or value)"
+                    f"unknown objective {name!r}: use conversion, margin (or value) and revenue"
                 )
             if not isinstance(weight, int | float) or weight < 0 or math.isnan(weight):
                 raise RankerError(f"objective {name!r} needs a weight >= 0, got {weight!r}")
@@ -96,22 +127,58 @@ class Objectives:
     @property
     def relevance_only(self) -> bool:
         """Whether every weight is zero."""
-        return self.conversion == 0 and self.margin == 0
+        return self.conversion == 0 and self.margin == 0 and self.revenue == 0
+
+    @property
+    def probability_power(self) -> float:
+        """The exponent of P(conversion): every objective is an expected value."""
+        return self.conversion + self.margin + self.revenue
 
     def as_dict(self) -> dict[str, float]:
         """A JSON-friendly form."""
-        return {"conversion": self.conversion, "margin": self.margin}
+        return {"conversion": self.conversion, "margin": self.margin, "revenue": self.revenue}
 
-    def score(self, relevance: FloatArray, factors: ItemFactors) -> FloatArray:
-        """The final score of every item (``relevance`` itself when every weight is zero)."""
+    def label(self) -> str:
+        """A short name such as ``conversion 1, margin 0.5`` (``relevance`` without weights)."""
+        parts = [f"{name} {weight:g}" for name, weight in self.as_dict().items() if weight]
+        return ", ".join(parts) or "relevance"
+
+    def score(
+        self,
+        relevance: FloatArray,
+        factors: ItemFactors,
+        conversion_factor: FloatArray | None = None,
+    ) -> FloatArray:
+        """The final score of every item (``relevance`` itself when every weight is zero).
+
+        Args:
+            relevance: relevance of every item.
+            factors: the items' factors.
+            conversion_factor: P(conversion) over the base rate per item, when a conversion
+                model gives it (default: ``factors.conversion_factor``).
+        """
         if self.relevance_only:
             return relevance
         score = relevance.copy()
-        if self.conversion:
-            score *= factors.conversion_factor**self.conversion
+        power = self.probability_power
+        if power:
+            ratio = factors.conversion_factor if conversion_factor is None else conversion_factor
+            score *= ratio**power
         if self.margin:
             score *= factors.value_factor**self.margin
+        if self.revenue:
+            score *= factors.revenue_factor**self.revenue
         return score
+
+
+def _relative(value: FloatArray) -> tuple[FloatArray, float]:
+    """``value`` over its median positive value (unknown: 1, at least a small floor)."""
+    positive = value[np.isfinite(value) & (value > 0)]
+    if not positive.size:
+        return np.ones(value.size), 1.0
+    middle = float(np.median(positive))
+    known = np.where(np.isfinite(value), np.maximum(value, 0.0), middle)
+    return np.maximum(known, _VALUE_FLOOR * middle) / middle, middle
 
 
 @dataclass
@@ -121,20 +188,26 @@ class ItemFactors:
     Attributes:
         conversion: the item's smoothed probability of leading to the key conversion.
         conversion_factor: ``conversion`` / the base rate (1 without conversions).
-        value: the item's business value (NaN when unknown).
+        value: the item's margin (else price, else order value; NaN when unknown).
         value_factor: the value relative to the median item's (1 when unknown).
+        revenue: the item's price (else order value; NaN when unknown).
+        revenue_factor: the revenue relative to the median item's (1 when unknown).
         base_rate: conversions per item exposure (session holding the item).
         category_rate: the smoothed rate of each category, then the base rate (no category).
         value_middle: the median positive value (1 without values).
+        revenue_middle: the median positive revenue (1 without prices).
     """
 
     conversion: FloatArray
     conversion_factor: FloatArray
     value: FloatArray
     value_factor: FloatArray
+    revenue: FloatArray
+    revenue_factor: FloatArray
     base_rate: float
     category_rate: FloatArray
     value_middle: float
+    revenue_middle: float
 
     @classmethod
     def build(cls, data: Interactions, key_conversion: str) -> ItemFactors:
@@ -168,23 +241,27 @@ class ItemFactors:
         category_rate[-1] = base_rate
         conversion = (conversions + _ITEM_PRIOR * category_rate[codes]) / (exposure + _ITEM_PRIOR)
         value = data.items.value()
-        positive = value[np.isfinite(value) & (value > 0)]
-        middle = float(np.median(positive)) if positive.size else 1.0
-        if positive.size:
-            value_factor = (
-                np.where(np.isfinite(value), np.maximum(value, 0.0), middle) + 0.05 * middle
-            ) / middle
-        else:
-            value_factor = np.ones(n)
+        value_factor, middle = _relative(value)
+        revenue = np.where(np.isnan(data.items.price), data.items.order_value, data.items.price)
+        revenue_factor, revenue_middle = _relative(revenue)
         return cls(
             conversion=conversion,
             conversion_factor=conversion / base_rate if base_rate > 0 else np.ones(n),
             value=value,
             value_factor=value_factor,
+            revenue=revenue,
+            revenue_factor=revenue_factor,
             base_rate=base_rate,
             category_rate=category_rate,
             value_middle=middle,
+            revenue_middle=revenue_middle,
         )
+
+    def conversion_ratio(self, probability: FloatArray) -> FloatArray:
+        """Probabilities over the base rate (1 without conversions)."""
+        if self.base_rate > 0:
+            return probability / self.base_rate
+        return np.ones(probability.size)
 
     def add_item(self, category: int, price: float) -> None:
         """Append an item without interactions: its category's rate, its price as value."""
@@ -195,9 +272,14 @@ class ItemFactors:
             self.conversion_factor, rate / self.base_rate if self.base_rate > 0 else 1.0
         )
         self.value = np.append(self.value, price)
-        self.value_factor = np.append(
-            self.value_factor,
-            (max(price, 0.0) + 0.05 * self.value_middle) / self.value_middle
-            if math.isfinite(price)
-            else 1.0,
+        self.value_factor = np.append(self.value_factor, self._factor(price, self.value_middle))
+        self.revenue = np.append(self.revenue, price)
+        self.revenue_factor = np.append(
+            self.revenue_factor, self._factor(price, self.revenue_middle)
         )
+
+    @staticmethod
+    def _factor(value: float, middle: float) -> float:
+        if not math.isfinite(value):
+            return 1.0
+        return max(value, _VALUE_FLOOR * middle) / middle

@@ -163,6 +163,34 @@ def test_objectives_given_at_fit_are_the_default() -> None:
         ranker.recommend(session_id="q", objectives={"clicks": 1.0})
 
 
+class _FixedModel:
+    """P(conversion) by item id, whatever the session."""
+
+    def __init__(self, ranker: SessionRanker, probability: dict[str, float]) -> None:
+        self.ids = ranker.items.item_ids
+        self.by_id = probability
+        self.asked: list[list[str]] = []
+
+    def probability(self, items: Any, query: Any) -> Any:
+        ids = [str(self.ids[i]) for i in items]
+        self.asked.append(ids)
+        return np.array([self.by_id.get(i, 0.0) for i in ids])
+
+
+def test_a_conversion_model_supplies_the_probability() -> None:
+    with _objective_store() as store:
+        ranker = SessionRanker(remind_weight=0.0).fit(store)
+    ranker.observe({"session_id": "q", "event_type": "product_view", "items": [{"item_id": "A"}]})
+    first = [r.item_id for r in ranker.recommend(session_id="q", k=3, objectives={"conversion": 1})]
+    assert first[0] == "H"
+    ranker.conversion_model = _FixedModel(ranker, {"H": 0.01, "M": 0.9, "A": 0.0})
+    top = ranker.recommend(session_id="q", k=3, objectives={"conversion": 1})
+    assert top[0].item_id == "M"
+    assert {r.item_id: r.conversion for r in top}["M"] == 0.9
+    ranked = ranker.rank(["H", "M"], session_id="q", objectives={"conversion": 1})
+    assert [r.item_id for r in ranked] == ["M", "H"]
+
+
 # Cold start
 
 
