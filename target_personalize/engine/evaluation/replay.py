@@ -150,7 +150,7 @@ def evaluate(
             ranker.fit(train, event_weights=event_weights, key_conversion=key_conversion)
             fitted[id(ranker)] = time.perf_counter() - started
         offset = done
-        result = _replay(
+        tally = replay(
             ranker,
             objectives,
             test,
@@ -158,10 +158,9 @@ def evaluate(
             chosen=chosen,
             k=k,
             converting_types=converting_types,
-            label=label,
-            fit_seconds=fitted[id(ranker)],
             progress=_shifted(progress, offset, total),
         )
+        result = tally.result(label, k, fitted[id(ranker)])
         done += per_model
         results.append(result)
         logger.info(
@@ -204,7 +203,7 @@ def _shifted(progress: Progress | None, offset: int, total: int) -> Callable[[in
     return report
 
 
-def _replay(
+def replay(
     ranker: RankerBase,
     objectives: Objectives,
     test: Interactions,
@@ -213,10 +212,9 @@ def _replay(
     chosen: IntArray,
     k: int,
     converting_types: set[str],
-    label: str,
-    fit_seconds: float,
-    progress: Callable[[int], None] | None,
-) -> ModelResult:
+    progress: Callable[[int], None] | None = None,
+) -> Tally:
+    """Replay the ``chosen`` test sessions (bounds ``starts``) through a fitted ranker."""
     model_items = ranker.items
     n_train_items = len(model_items)
     # Test interactions share the training vocabulary; map event types onto the model's.
@@ -224,9 +222,10 @@ def _replay(
     converting = np.array([t in converting_types for t in test.event_types] or [False])
     value = model_items.value()
     known = np.bincount(ranker.data.item, minlength=n_train_items) > 0
-    tally = _Tally(
+    tally = Tally(
         value=np.where(np.isfinite(value) & (value > 0), value, 0.0),
         recommended=np.zeros(n_train_items, dtype=np.bool_),
+        known=known,
     )
     visitors = test.visitors[test.session_visitor]
     for number, s in enumerate(chosen.tolist()):
@@ -251,25 +250,44 @@ def _replay(
             score, _ = ranker._score(query, objectives)
             top = top_k(score[:n_train_items], k, known)
             seconds = time.perf_counter() - began
-            tally.add(top, int(items[i]), np.unique(items[i:][converts[i:]]), seconds)
+            probability = ranker._shown_probability(top, query)
+            tally.add(
+                top, int(items[i]), np.unique(items[i:][converts[i:]]), seconds, probability
+            )
+        tally.end_session()
         if progress is not None and number % 50 == 0:
             progress(tally.predictions)
     if progress is not None:
         progress(tally.predictions)
-    return tally.result(label, k, fit_seconds, known)
+    return tally
+
+
+#: Per-session sums a :class:`Tally` keeps, in the columns of ``Tally.sessions()``.
+SESSION_COLUMNS = (
+    "predictions",
+    "hits",
+    "reciprocal",
+    "conversion_predictions",
+    "conversion_hits",
+    "value_total",
+    "value_hit",
+    "expected_value",
+)
 
 
 @dataclass
-class _Tally:
-    """What the predictions of one ranker add up to.
+class Tally:
+    """What the predictions of one ranker add up to, in total and per test session.
 
     Attributes:
         value: the value of each training item (0 when unknown).
         recommended: the items recommended at least once.
+        known: the items with training interactions (the coverage universe).
     """
 
     value: FloatArray
     recommended: BoolArray
+    known: BoolArray
     hits: int = 0
     reciprocal: float = 0.0
     predictions: int = 0
@@ -277,11 +295,38 @@ class _Tally:
     conversion_hits: int = 0
     value_total: float = 0.0
     value_hit: float = 0.0
+    expected_value: float = 0.0
     timings: list[float] = field(default_factory=list)
+    per_session: list[tuple[float, ...]] = field(default_factory=list)
+    _mark: tuple[float, ...] = (0.0,) * len(SESSION_COLUMNS)
 
-    def add(self, top: IntArray, target: int, later: IntArray, seconds: float) -> None:
-        """One prediction: its top ``k``, the next item, the items the session converts on."""
+    def _sums(self) -> tuple[float, ...]:
+        return (
+            self.predictions,
+            self.hits,
+            self.reciprocal,
+            self.conversion_predictions,
+            self.conversion_hits,
+            self.value_total,
+            self.value_hit,
+            self.expected_value,
+        )
+
+    def add(
+        self,
+        top: IntArray,
+        target: int,
+        later: IntArray,
+        seconds: float,
+        probability: FloatArray | None = None,
+    ) -> None:
+        """One prediction: its top ``k``, the next item, the items the session converts on.
+
+        ``probability`` is P(conversion) of the top items, for the list's expected value.
+        """
         self.timings.append(seconds)
+        if probability is not None:
+            self.expected_value += float((probability * self.value[top]).sum())
         self.recommended[top] = True
         self.predictions += 1
         where = np.flatnonzero(top == target)
@@ -295,8 +340,19 @@ class _Tally:
             self.value_total += float(self.value[later].sum())
             self.value_hit += float(self.value[later[in_top]].sum())
 
-    def result(self, label: str, k: int, fit_seconds: float, known: BoolArray) -> ModelResult:
-        """The figures (coverage over the ``known`` items)."""
+    def end_session(self) -> None:
+        """Close a test session: keep what its predictions added."""
+        sums = self._sums()
+        self.per_session.append(tuple(a - b for a, b in zip(sums, self._mark, strict=True)))
+        self._mark = sums
+
+    def sessions(self) -> FloatArray:
+        """Per test session, the sums named by :data:`SESSION_COLUMNS` (one row each)."""
+        return np.array(self.per_session, dtype=np.float64).reshape(-1, len(SESSION_COLUMNS))
+
+    def result(self, label: str, k: int, fit_seconds: float) -> ModelResult:
+        """The figures (coverage over the known items)."""
+        known = self.known
         predictions, conversions = self.predictions, self.conversion_predictions
         has_value = bool(np.any(self.value > 0))
         times = np.array(self.timings) * 1000.0 if self.timings else np.zeros(1)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from target_personalize.engine.exceptions import RankerError
 from target_personalize.engine.ranking.interactions import (
     Interactions,
     interactions_from_events,
@@ -76,22 +77,40 @@ def _clean_test(train: Interactions, test: Interactions, min_length: int) -> Int
 
 
 def read_split_file(path: str | Path, *, items: Any = None) -> Interactions:
-    """Read one side of a fixed split: session-rec TSV or canonical events (JSON lines).
+    """Read one side of a fixed split: session-rec/YooChoose columns or canonical events.
 
-    Files whose first line is a tab-separated header with ``SessionId`` are session-rec's
-    format; anything else is read as canonical events, one JSON object per line.
+    A first line naming ``SessionId``, ``ItemId`` and ``Time`` columns, separated by tabs,
+    commas or semicolons, is session-rec's (and YooChoose's) format; a first line that opens a
+    JSON object is canonical events, one per line.
+
+    Raises:
+        RankerError: for a file in neither format, or a line that is not JSON.
     """
     target = Path(path)
     with target.open(encoding="utf-8") as handle:
         first = handle.readline()
-    if "\t" in first and "SessionId" in first:
-        return read_session_file(target, items=items)
+    for delimiter in ("\t", ",", ";"):
+        if {"SessionId", "ItemId", "Time"} <= {c.strip() for c in first.split(delimiter)}:
+            return read_session_file(target, items=items, delimiter=delimiter)
+    if not first.lstrip().startswith("{"):
+        raise RankerError(
+            f"{target}: unknown format. Give session-rec/YooChoose columns (a header "
+            "SessionId, ItemId, Time separated by tabs, commas or semicolons) or canonical "
+            "events as JSON lines"
+        )
 
     def records() -> Iterable[dict[str, Any]]:
         with target.open(encoding="utf-8") as lines:
-            for line in lines:
-                if line.strip():
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
                     yield json.loads(line)
+                except ValueError as error:
+                    raise RankerError(
+                        f"{target}, line {number}: not a JSON event ({error}); canonical "
+                        "events need one JSON object per line"
+                    ) from None
 
     return interactions_from_events(records())
 

@@ -489,8 +489,10 @@ def _sorted(data: Interactions) -> Interactions:
     return data.take(order)
 
 
-def read_session_file(path: str | Path, *, items: ItemTable | None = None) -> Interactions:
-    """Read session-rec's tab-separated ``SessionId``, ``ItemId``, ``Time`` format.
+def read_session_file(
+    path: str | Path, *, items: ItemTable | None = None, delimiter: str = "\t"
+) -> Interactions:
+    """Read session-rec's ``SessionId``, ``ItemId``, ``Time`` format (tab-separated by default).
 
     Every row becomes a ``product_view`` (the format has clicks only). Rows keep their file
     order within equal times, as session-rec's stable pandas sort does.
@@ -499,6 +501,7 @@ def read_session_file(path: str | Path, *, items: ItemTable | None = None) -> In
         path: the file.
         items: an item table to index onto (rows with other items are dropped); by default
             one is built from the file.
+        delimiter: the column separator (YooChoose's own CSV files use commas).
 
     Returns:
         The interactions.
@@ -507,7 +510,7 @@ def read_session_file(path: str | Path, *, items: ItemTable | None = None) -> In
     item_ids: list[str] = []
     times: list[float] = []
     with Path(path).open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle, delimiter="\t")
+        reader = csv.reader(handle, delimiter=delimiter)
         header = next(reader)
         at = {name: i for i, name in enumerate(header)}
         s_at, i_at, t_at = at["SessionId"], at["ItemId"], at["Time"]
