@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
+from rich.console import Console
+from sqlalchemy.engine import make_url
 
-from target_personalize.engine import DEFAULT_DATABASE_URL, Objectives, RankerError
+from target_personalize.engine import DEFAULT_DATABASE_URL, EventStore, Objectives, RankerError
 
-__all__ = ["DATABASE_URL", "EVENTS_TABLE", "FORMAT", "parse_objectives"]
+__all__ = [
+    "DATABASE_URL",
+    "EVENTS_TABLE",
+    "FORMAT",
+    "event_types",
+    "open_existing_store",
+    "parse_objectives",
+    "warn_unknown_conversion",
+]
+
+_stderr = Console(stderr=True)
 
 DATABASE_URL = click.option(
     "--database-url",
@@ -43,3 +56,54 @@ def parse_objectives(pairs: Sequence[str]) -> Objectives | None:
         return Objectives.from_pairs(pairs)
     except RankerError as error:
         raise click.BadParameter(str(error), param_hint="--objective") from None
+
+
+def _duckdb_file(database_url: str) -> Path | None:
+    """The file of a DuckDB URL (``None`` for other stores and in-memory DuckDB)."""
+    if "://" not in database_url:
+        return Path(database_url)
+    url = make_url(database_url)
+    if url.get_backend_name() != "duckdb" or url.database in {None, "", ":memory:"}:
+        return None
+    return Path(str(url.database))
+
+
+def open_existing_store(database_url: str) -> EventStore:
+    """Open a store that must already hold events (never create an empty one).
+
+    Raises:
+        click.ClickException: when the DuckDB file does not exist or the store has no events.
+    """
+    file = _duckdb_file(database_url)
+    if file is not None and not file.exists():
+        raise click.ClickException(
+            f"no store at {file}: load events first (meltano run tap-clickstream "
+            "target-personalize), or point --database-url (env PERSONALIZE_DATABASE_URL) at "
+            "the store"
+        )
+    store = EventStore(database_url)
+    if not event_types(store):
+        store.close()
+        raise click.ClickException(
+            f"the store {database_url} holds no events: load some first (meltano run "
+            "tap-clickstream target-personalize)"
+        )
+    return store
+
+
+def event_types(store: EventStore) -> dict[str, int]:
+    """Events per event type in the store, most frequent first."""
+    rows = store.query("SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC, 1")
+    return {str(kind): int(count) for kind, count in rows}
+
+
+def warn_unknown_conversion(store: EventStore, conversion: str) -> None:
+    """Say on stderr when the store has no event of the key conversion, listing its types."""
+    types = event_types(store)
+    if conversion not in types:
+        known = ", ".join(f"{kind} ({count:,})" for kind, count in types.items())
+        _stderr.print(
+            f"[yellow]Warning:[/] no {conversion!r} events in the store, so conversion "
+            f"figures and the conversion dial have nothing to learn from. Its event types: "
+            f"{known}. Give one with --conversion."
+        )

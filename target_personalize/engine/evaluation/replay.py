@@ -251,9 +251,7 @@ def replay(
             top = top_k(score[:n_train_items], k, known)
             seconds = time.perf_counter() - began
             probability = ranker._shown_probability(top, query)
-            tally.add(
-                top, int(items[i]), np.unique(items[i:][converts[i:]]), seconds, probability
-            )
+            tally.add(top, int(items[i]), np.unique(items[i:][converts[i:]]), seconds, probability)
         tally.end_session()
         if progress is not None and number % 50 == 0:
             progress(tally.predictions)

@@ -55,6 +55,8 @@ DEFAULT_DATABASE_URL = "duckdb:///personalize.duckdb"
 _FILE_CHUNK_ROWS = 100_000
 _EVENT_LIST = ", ".join(EVENT_COLUMNS)
 _ITEM_LIST = ", ".join(ITEM_COLUMNS)
+_ITEM_FIELDS = [name for name in ITEM_COLUMNS if name != "item_id"]
+_PROPERTIES_AT = list(ITEM_COLUMNS).index("properties")
 _KEY_HASHES = "SELECT hash(source, event_id) FROM {}"
 _SOURCE_AT = list(EVENT_COLUMNS).index("source")
 _EVENT_ID_AT = list(EVENT_COLUMNS).index("event_id")
@@ -299,7 +301,11 @@ class EventStore:
     def load_items(
         self, records: Iterable[Mapping[str, Any]], *, stream: str = "items"
     ) -> LoadResult:
-        """Store catalog items, replacing earlier versions of the same ``item_id``."""
+        """Store catalog items; a newer version of an ``item_id`` updates the fields it fills.
+
+        Empty fields (missing, null, blank text, ``{}`` properties) keep what an earlier
+        version of the item said, in this load and in the store.
+        """
         self._check_writable()
         rows: list[tuple[Any, ...]] = []
         rejects: list[Reject] = []
@@ -310,9 +316,17 @@ class EventStore:
                 rejects.append(
                     Reject(stream, str(record.get("item_id")), error.field, error.reason, record)
                 )
+        rows = _merge_item_versions(rows)
         with self._lock, self.backend.transaction():
             if rows:
                 self.backend.stage("staged_items", ITEM_COLUMNS, rows)
+                self.backend.execute(
+                    "UPDATE staged_items SET "
+                    + ", ".join(
+                        f"{c} = coalesce(staged_items.{c}, items.{c})" for c in _ITEM_FIELDS
+                    )
+                    + " FROM items WHERE items.item_id = staged_items.item_id"
+                )
                 self.backend.execute(
                     "DELETE FROM items WHERE EXISTS (SELECT 1 FROM staged_items s "
                     "WHERE s.item_id = items.item_id)"
@@ -708,3 +722,26 @@ def _defaults_select() -> str:
         "user_properties": "coalesce(user_properties, '{}')",
     }
     return ", ".join(f"{defaults.get(name, name)} AS {name}" for name in EVENT_COLUMNS)
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() in {"", "{}"})
+
+
+def _merge_item_versions(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """One row per item: later versions fill fields, empty fields become NULL (kept as known)."""
+    merged: dict[Any, list[Any]] = {}
+    for row in rows:
+        fresh = [None if _empty(value) else value for value in row]
+        earlier = merged.get(row[0])
+        if earlier is None:
+            merged[row[0]] = fresh
+            continue
+        properties = fresh[_PROPERTIES_AT]
+        if properties is not None and earlier[_PROPERTIES_AT] is not None:
+            joined = {**json.loads(earlier[_PROPERTIES_AT]), **json.loads(properties)}
+            fresh[_PROPERTIES_AT] = json.dumps(joined)
+        merged[row[0]] = [
+            old if new is None else new for new, old in zip(fresh, earlier, strict=True)
+        ]
+    return [tuple(row) for row in merged.values()]

@@ -139,6 +139,26 @@ def test_items_catalog_upserts_by_item_id(store_url: str) -> None:
         assert rows == [("a", 11.0), ("b", 5.0)]
 
 
+def test_empty_catalog_fields_keep_what_an_earlier_row_said(store_url: str) -> None:
+    """Issue 13: a row with empty fields overwrote an earlier filled one."""
+    with EventStore(store_url) as store:
+        store.load_items([{"item_id": "a", "brand": "acme", "price": 10, "category": "shoes"}])
+        store.load_items(
+            [
+                {"item_id": "a", "brand": "", "price": None, "title": "Runner"},
+                {"item_id": "b", "price": 5, "brand": "zed"},
+                {"item_id": "b", "price": "", "brand": "  ", "margin": 2},
+            ]
+        )
+        rows = store.query(
+            "SELECT item_id, title, category, brand, price, margin FROM items ORDER BY item_id"
+        )
+        assert rows == [
+            ("a", "Runner", "shoes", "acme", 10.0, None),
+            ("b", None, None, "zed", 5.0, 2.0),
+        ]
+
+
 def test_item_properties_may_be_json_text_and_bad_ones_are_rejects(store_url: str) -> None:
     with EventStore(store_url) as store:
         result = store.load_items(
