@@ -13,7 +13,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from target_personalize.commands._options import DATABASE_URL, FORMAT, parse_objectives
+from target_personalize.commands._options import (
+    DATABASE_URL,
+    FORMAT,
+    open_existing_store,
+    parse_objectives,
+    warn_unknown_conversion,
+)
 from target_personalize.engine import (
     EngineError,
     EvaluationReport,
@@ -99,7 +105,8 @@ def fit(
     """Fit the ranker on the store and save it next to the store."""
     objectives = parse_objectives(objective_pairs)
     try:
-        with EventStore(database_url) as store:
+        with open_existing_store(database_url) as store:
+            warn_unknown_conversion(store, conversion)
             weights = _event_weights(event_weights, store, conversion)
             started = time.perf_counter()
             with _stderr.status("Fitting the ranker..."):
@@ -173,6 +180,12 @@ def _print_items(items: list[ScoredItem], title: str, output_format: str) -> Non
 @click.option("--user", "user_id", help="A known user.")
 @click.option("--session", "session_id", help="A session (from the store).")
 @click.option(
+    "--sessions-file",
+    type=click.File("r", encoding="utf-8"),
+    help="Many sessions: one session id per line (or JSON lines with session_id or user_id); "
+    "writes one JSON line per session.",
+)
+@click.option(
     "-k", "k", default=20, show_default=True, type=click.IntRange(min=1), help="How many items."
 )
 @click.option("--exclude-seen", is_flag=True, help="Leave out items the visitor already saw.")
@@ -185,6 +198,7 @@ def recommend(
     database_url: str,
     user_id: str | None,
     session_id: str | None,
+    sessions_file: t.TextIO | None,
     k: int,
     exclude_seen: bool,
     category: str | None,
@@ -192,26 +206,85 @@ def recommend(
     objective_pairs: tuple[str, ...],
     output_format: str,
 ) -> None:
-    """The best items for a user (--user) or a session (--session)."""
-    if (user_id is None) == (session_id is None):
-        raise click.UsageError("give exactly one of --user and --session")
+    """The best items for a user (--user), a session (--session) or many (--sessions-file).
+
+    A user or session the ranker has never seen gets cold-start items (popular and trending);
+    the output says so.
+    """
+    if sum(x is not None for x in (user_id, session_id, sessions_file)) != 1:
+        raise click.UsageError("give exactly one of --user, --session and --sessions-file")
     objectives = parse_objectives(objective_pairs)
     filters = {key: value for key, value in (("category", category), ("brand", brand)) if value}
+    requests = (
+        _read_requests(sessions_file) if sessions_file is not None else [(user_id, session_id)]
+    )
     try:
-        with EventStore(database_url) as store:
+        with open_existing_store(database_url) as store:
             ranker = _ranker(store)
-        items = ranker.recommend(
-            user_id,
-            session_id,
-            k,
-            exclude_seen=exclude_seen,
-            filters=filters,
-            objectives=objectives,
-        )
+        answers = [
+            (
+                user,
+                session,
+                ranker.knows(user, session),
+                ranker.recommend(
+                    user,
+                    session,
+                    k,
+                    exclude_seen=exclude_seen,
+                    filters=filters,
+                    objectives=objectives,
+                ),
+            )
+            for user, session in requests
+        ]
     except EngineError as error:
         raise click.ClickException(str(error)) from error
+    if sessions_file is not None:
+        for user, session, known, items in answers:
+            line: dict[str, t.Any] = {"session_id": session} if session else {"user_id": user}
+            line["cold_start"] = not known
+            line["items"] = [item.as_dict() for item in items]
+            click.echo(json.dumps(line))
+        return
+    _, _, known, items = answers[0]
     who = f"user {user_id}" if user_id else f"session {session_id}"
-    _print_items(items, f"Top {k} for {who}", output_format)
+    if not known:
+        _stderr.print(
+            f"[yellow]Cold start:[/] {who} is unknown to the ranker (not in the store, not "
+            "observed live): these are popular and trending items."
+        )
+    title = f"Top {k} for {who}" + ("" if known else " (cold start: unknown, popular items)")
+    _print_items(items, title, output_format)
+
+
+def _read_requests(handle: t.TextIO) -> list[tuple[str | None, str | None]]:
+    """(user, session) per non-empty line: a session id, or JSON with session_id/user_id."""
+    requests: list[tuple[str | None, str | None]] = []
+    for number, raw in enumerate(handle, start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if not line.startswith("{"):
+            requests.append((None, line))
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as error:
+            raise click.BadParameter(
+                f"line {number} is not JSON ({error})", param_hint="--sessions-file"
+            ) from None
+        session, user = record.get("session_id"), record.get("user_id")
+        if session is None and user is None:
+            raise click.BadParameter(
+                f"line {number} has neither session_id nor user_id", param_hint="--sessions-file"
+            )
+        requests.append(
+            (
+                None if user is None or session is not None else str(user),
+                None if session is None else str(session),
+            )
+        )
+    return requests
 
 
 @click.command()
@@ -236,7 +309,7 @@ def rank(
     candidates = [item.strip() for item in item_list.split(",") if item.strip()]
     objectives = parse_objectives(objective_pairs)
     try:
-        with EventStore(database_url) as store:
+        with open_existing_store(database_url) as store:
             ranker = _ranker(store)
         items = ranker.rank(candidates, user_id, session_id, objectives=objectives)
     except EngineError as error:
@@ -339,7 +412,8 @@ def evaluate_command(
                     progress=advance,
                 )
             else:
-                with EventStore(database_url) as store:
+                with open_existing_store(database_url) as store:
+                    warn_unknown_conversion(store, conversion)
                     weights = _event_weights(event_weights, store, conversion)
                     report = evaluate_store(
                         store,
@@ -358,8 +432,7 @@ def evaluate_command(
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
         console = Console()
-        # Piped output gets a width that fits the table rather than the 80-column default.
-        print_report(report, console if console.is_terminal else Console(width=150))
+        print_report(report, console if console.is_terminal else Console(width=80))
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -367,41 +440,42 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 
 def print_report(report: EvaluationReport, console: Console) -> None:
-    """Print an evaluation report as a table."""
+    """Print an evaluation report as two tables that fit 80 columns: quality, then speed."""
     k = report.k
     split = report.split
-    table = Table(title=f"Offline evaluation at k={k} ({report.protocol})", title_justify="left")
-    for name in (
-        "model",
-        f"HR@{k}",
-        f"MRR@{k}",
-        f"conv. hit@{k}",
-        f"value captured@{k}",
-        f"coverage@{k}",
-        "fit s",
-        "ms/pred",
-        "p99 ms",
-    ):
-        table.add_column(name, justify="left" if name == "model" else "right", no_wrap=True)
+    quality = Table(title=f"Offline evaluation at k={k} ({report.protocol})", title_justify="left")
+    quality.add_column("model", ratio=1, overflow="fold")
+    for name in (f"HR@{k}", f"MRR@{k}", f"conv.\nhit@{k}", f"value\ncapt.@{k}", f"cover.\n@{k}"):
+        quality.add_column(name, justify="right", no_wrap=True)
+    speed = Table(title="Fit and prediction time", title_justify="left")
+    speed.add_column("model", ratio=1, overflow="fold")
+    for name in ("fit s", "ms/pred", "p99 ms"):
+        speed.add_column(name, justify="right", no_wrap=True)
     for r in report.results:
-        table.add_row(
+        quality.add_row(
             r.name,
             _fmt(r.hit_rate),
             _fmt(r.mrr),
             _fmt(r.conversion_hit_rate),
             _fmt(r.value_captured),
             _fmt(r.coverage, 3),
-            f"{r.fit_seconds:.2f}",
-            f"{r.predict_ms:.2f}",
-            f"{r.predict_p99_ms:.2f}",
         )
-    console.print(table)
+        speed.add_row(
+            r.name, f"{r.fit_seconds:.2f}", f"{r.predict_ms:.2f}", f"{r.predict_p99_ms:.2f}"
+        )
+    console.print(quality)
     first = report.results[0] if report.results else None
     cut = f"cut {split.cut:%Y-%m-%d %H:%M:%S} UTC · " if split.cut else ""
+    value = (
+        "value = price (the catalog has no margin or cost)"
+        if split.value_kind == "price"
+        else f"value = {split.value_kind}"
+    )
     console.print(
         f"{split.source}: {cut}train {split.train_events:,} events / {split.train_sessions:,} "
         f"sessions / {split.items:,} items; test {split.test_events:,} events / "
         f"{split.test_sessions:,} sessions; {first.predictions if first else 0:,} predictions, "
         f"{first.conversion_predictions if first else 0:,} with a later add-to-cart or "
-        f"{report.key_conversion}; value = {split.value_kind}"
+        f"{report.key_conversion}; {value}"
     )
+    console.print(speed)

@@ -354,6 +354,15 @@ class RankerBase(abc.ABC):
             brands=vocabulary.brand_codes(live.brands),
         )
 
+    def knows(self, user_id: str | None = None, session_id: str | None = None) -> bool:
+        """Whether the ranker has items of this user or session (else it answers cold start).
+
+        Raises:
+            RankerError: without user_id and session_id.
+            ModelNotFittedError: before fit or load.
+        """
+        return not self._query(user_id, session_id).empty
+
     def _history_rows(self, visitor: str) -> IntArray:
         """Rows of the visitor's last ``history_sessions`` training sessions, oldest first."""
         self._fitted  # noqa: B018 - raises when not fitted
