@@ -10,6 +10,7 @@ from target_personalize.commands.ranking import evaluate_command, fit, rank, rec
 from target_personalize.commands.report import report
 from target_personalize.commands.serve import keys, serve
 from target_personalize.commands.summary import summary
+from target_personalize.commands.tradeoff import tradeoff_command
 
 
 @click.group()
@@ -25,6 +26,7 @@ main.add_command(fit)
 main.add_command(recommend)
 main.add_command(rank)
 main.add_command(evaluate_command)
+main.add_command(tradeoff_command)
 main.add_command(serve)
 main.add_command(keys)
 main.add_command(experiment)

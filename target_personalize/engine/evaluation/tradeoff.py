@@ -49,7 +49,8 @@ __all__ = [
 #: Below this many predictions the intervals are too wide to tell settings apart.
 MIN_PREDICTIONS = 200
 
-_RANGE = re.compile(r"^\s*([a-z_]+)\s*=\s*([0-9.]+)\s*(?:\.\.\s*([0-9.]+))?\s*$")
+_NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
+_RANGE = re.compile(rf"^\s*([a-z_]+)\s*=\s*{_NUMBER}\s*(?:\.\.\s*{_NUMBER})?\s*$")
 
 
 @dataclass(frozen=True)
