@@ -142,6 +142,12 @@ def tradeoff_command(
             f"[yellow]Warning:[/] only {report.predictions:,} predictions (under "
             f"{MIN_PREDICTIONS}): the intervals are too wide to tell the settings apart."
         )
+    elif report.conversion_predictions < MIN_PREDICTIONS:
+        _stderr.print(
+            f"[yellow]Warning:[/] only {report.conversion_predictions:,} predictions with a "
+            f"later conversion (under {MIN_PREDICTIONS}): conversion hit and realized value "
+            "are too uncertain to tell close settings apart."
+        )
     if html_out is not None:
         try:
             html_out.parent.mkdir(parents=True, exist_ok=True)

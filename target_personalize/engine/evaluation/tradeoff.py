@@ -19,7 +19,9 @@ realized value and better on one of them.
 from __future__ import annotations
 
 import itertools
+import math
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -271,18 +273,23 @@ def _ratio_interval(
         np.divide(above, below, out=out, where=below > 0)
         return out
 
-    result = stats.bootstrap(
-        (top, bottom),
-        statistic,
-        paired=True,
-        vectorized=True,
-        confidence_level=confidence,
-        n_resamples=resamples,
-        method="percentile",
-        rng=rng,
-    )
-    interval = result.confidence_interval
-    return Interval(value, float(interval.low), float(interval.high))
+    with warnings.catch_warnings():
+        # A degenerate bootstrap distribution (every resample alike) is a zero-width interval.
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        result = stats.bootstrap(
+            (top, bottom),
+            statistic,
+            paired=True,
+            vectorized=True,
+            confidence_level=confidence,
+            n_resamples=resamples,
+            method="percentile",
+            rng=rng,
+        )
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    if math.isnan(low) or math.isnan(high):
+        return Interval(value, value, value)
+    return Interval(value, min(low, value), max(high, value))
 
 
 def _mark_frontier(points: list[DialPoint]) -> list[DialPoint]:
