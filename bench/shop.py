@@ -64,6 +64,7 @@ DIALS: list[tuple[str, Objectives]] = [
     ("margin=0.5", Objectives(margin=0.5)),
     ("margin=1", Objectives(margin=1)),
     ("margin=2", Objectives(margin=2)),
+    ("margin=3", Objectives(margin=3)),
     ("margin=1 conversion=1", Objectives(margin=1, conversion=1)),
     ("conversion=2", Objectives(conversion=2)),
     ("revenue=1", Objectives(revenue=1)),

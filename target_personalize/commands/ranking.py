@@ -149,7 +149,9 @@ def _ranker(store: EventStore) -> RankerBase:
     return ranker
 
 
-def _print_items(items: list[ScoredItem], title: str, output_format: str) -> None:
+def _print_items(
+    items: list[ScoredItem], title: str, output_format: str, value_kind: str = "value"
+) -> None:
     if output_format == "json":
         click.echo(json.dumps([item.as_dict() for item in items], indent=2))
         return
@@ -160,7 +162,7 @@ def _print_items(items: list[ScoredItem], title: str, output_format: str) -> Non
         ("score", "right"),
         ("relevance", "right"),
         ("P(conversion)", "right"),
-        ("value", "right"),
+        ("value" if value_kind in {"value", "none"} else f"value ({value_kind})", "right"),
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for position, item in enumerate(items, start=1):
@@ -254,7 +256,7 @@ def recommend(
             "observed live): these are popular and trending items."
         )
     title = f"Top {k} for {who}" + ("" if known else " (cold start: unknown, popular items)")
-    _print_items(items, title, output_format)
+    _print_items(items, title, output_format, ranker.items.value_kind())
 
 
 def _read_requests(handle: t.TextIO) -> list[tuple[str | None, str | None]]:
@@ -315,7 +317,12 @@ def rank(
     except EngineError as error:
         raise click.ClickException(str(error)) from error
     who = f"user {user_id}" if user_id else f"session {session_id}"
-    _print_items(items, f"{len(candidates)} items re-ranked for {who}", output_format)
+    _print_items(
+        items,
+        f"{len(candidates)} items re-ranked for {who}",
+        output_format,
+        ranker.items.value_kind(),
+    )
 
 
 @click.command("evaluate")
