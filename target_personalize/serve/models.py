@@ -183,3 +183,4 @@ class ObjectivesBody(BaseModel):
 
     conversion: float = Field(default=0.0, ge=0)
     margin: float = Field(default=0.0, ge=0)
+    revenue: float = Field(default=0.0, ge=0)

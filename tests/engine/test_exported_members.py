@@ -20,6 +20,7 @@ PUBLIC = [
     "LIFT_PRIOR_UNITS",
     "VSKNN",
     "Contribution",
+    "ConversionModel",
     "DiscoveredFunnel",
     "DiscoveredStep",
     "EngineError",

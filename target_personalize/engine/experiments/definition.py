@@ -80,7 +80,10 @@ class Variant:
         """The ranking as written after ``ID=`` (``popularity``, ``objectives:conversion=1``...)."""
         if self.objectives is None:
             return self.ranker
-        weights = ",".join(f"{k}={_number(v)}" for k, v in self.objectives.as_dict().items())
+        # Revenue only when set, so specs stored before it existed read the same.
+        weights = ",".join(
+            f"{k}={_number(v)}" for k, v in self.objectives.as_dict().items() if k != "revenue" or v
+        )
         return _OBJECTIVES + weights
 
     @classmethod
