@@ -282,6 +282,11 @@ def _chart(points: tuple[DialPoint, ...], current: Objectives | None) -> str:
             for p in frontier
         )
         parts.append(f"<polyline points='{path}' fill='none' stroke='#2a7' stroke-width='2'/>")
+    # Settings that land on the same spot share one label.
+    labels: dict[tuple[float, float], list[str]] = {}
+    for p in usable:
+        spot = (round(sx(p.conversion_hit_rate.value), 1), round(sy(p.realized_value.value), 1))
+        labels.setdefault(spot, []).append(p.objectives.label())
     for p in usable:
         x, y = sx(p.conversion_hit_rate.value), sy(p.realized_value.value)
         colour = "#c33" if p.objectives == current else ("#2a7" if p.on_frontier else "#888")
@@ -293,8 +298,11 @@ def _chart(points: tuple[DialPoint, ...], current: Objectives | None) -> str:
             f"y2='{sy(p.realized_value.high):.1f}' stroke='{colour}' stroke-opacity='.4'/>",
             f"<circle cx='{x:.1f}' cy='{y:.1f}' r='4' fill='{colour}'>"
             f"<title>{html.escape(p.objectives.label())}</title></circle>",
-            f"<text x='{x + 6:.1f}' y='{y - 6:.1f}' font-size='11'>"
-            f"{html.escape(p.objectives.label())}</text>",
         ]
+    for (x, y), names in labels.items():
+        parts.append(
+            f"<text x='{x + 6:.1f}' y='{y - 6:.1f}' font-size='11'>"
+            f"{html.escape(' / '.join(names))}</text>"
+        )
     parts.append("</svg>")
     return "".join(parts)
