@@ -38,6 +38,8 @@ from target_personalize.engine import (
     coerce_event,
 )
 from target_personalize.serve.auth import FailureLimiter, KeyRing, Role
+from target_personalize.serve.cors import add_browser_middleware
+from target_personalize.serve.demo import add_storefront
 from target_personalize.serve.models import (
     CanonicalEvent,
     EventError,
@@ -291,11 +293,15 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/sdk", StaticFiles(directory=STATIC / "sdk"), name="sdk")
+    add_browser_middleware(app, settings.browser, settings.host)
+    if settings.browser.demo:
+        add_storefront(app)
 
     def role(needed: Role) -> Callable[[Request], Coroutine[Any, Any, None]]:
         async def check(request: Request) -> None:
-            if not len(ring):
-                return
+            if not len(ring) or "browser_key" in request.scope.get("state", {}):
+                return  # no keys, or a browser key BrowserGuard let through
             presented = request.headers.get("x-api-key")
             auth = request.headers.get("authorization", "")
             if presented is None and auth[:7].lower() == "bearer ":

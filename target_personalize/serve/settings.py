@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from target_personalize.engine import DEFAULT_DATABASE_URL, Objectives
+from target_personalize.serve.browser import BrowserSettings
 
 __all__ = ["ServeSettings", "is_loopback", "target_environment"]
 
@@ -63,6 +64,7 @@ class ServeSettings:
         max_key_failures: wrong API keys a client (address) may present within
             ``key_failure_window_seconds`` before it is refused with 429 until the oldest
             leaves the window (0: no limit). Keys the server has verified still pass.
+        browser: CORS origins, browser keys and their limits, the demo storefront.
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -78,6 +80,7 @@ class ServeSettings:
     max_key_failures: int = 10
     key_failure_window_seconds: float = 60.0
     refresh_seconds: float = 600.0
+    browser: BrowserSettings = field(default_factory=BrowserSettings)
 
     def __post_init__(self) -> None:
         if self.ack is None:
