@@ -60,6 +60,36 @@ __all__ = ["keys", "serve"]
     show_default=True,
     help="How often the model is brought up to date with the store in the background (0: never).",
 )
+@click.option(
+    "--allow-origin",
+    "allow_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="An origin whose pages may call the API, e.g. https://shop.example (repeatable). "
+    "Default: any loopback origin when binding loopback, else none (browser keys' origins "
+    "are always allowed).",
+)
+@click.option(
+    "--browser-keys-file",
+    envvar="PERSONALIZE_BROWSER_KEYS_FILE",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Origin-bound, write-only keys for personalize.js (personalize keys add-browser).",
+)
+@click.option(
+    "--browser-rate",
+    type=click.FloatRange(min=0),
+    default=20.0,
+    show_default=True,
+    help="Requests a second one address may make with a browser key (0: no limit).",
+)
+@click.option(
+    "--browser-key-rate",
+    type=click.FloatRange(min=0),
+    default=1000.0,
+    show_default=True,
+    help="Requests a second all pages together may make with one browser key (0: no limit).",
+)
+@click.option("--demo", is_flag=True, help="Serve the live storefront at /demo.")
 @click.option("--log-level", default="info", show_default=True, help="uvicorn's log level.")
 def serve(
     *,
@@ -74,12 +104,18 @@ def serve(
     journal_dir: str | None,
     flush_ms: float | None,
     refresh_minutes: float,
+    allow_origins: tuple[str, ...],
+    browser_keys_file: str | None,
+    browser_rate: float,
+    browser_key_rate: float,
+    demo: bool,
     log_level: str,
 ) -> None:
     """Serve the HTTP API (events in, rankings out) and the dashboard at /."""
     import uvicorn  # noqa: PLC0415
 
     from target_personalize.serve import ServeConfigError, ServeSettings, create_app  # noqa: PLC0415
+    from target_personalize.serve.browser import BrowserSettings  # noqa: PLC0415
 
     objectives = parse_objectives(objective_pairs)
     overrides: dict[str, t.Any] = {
@@ -98,6 +134,13 @@ def serve(
     if url_given != click.core.ParameterSource.DEFAULT:
         overrides["database_url"] = database_url
     try:
+        overrides["browser"] = BrowserSettings(
+            allow_origins=list(allow_origins) or None,
+            keys_file=browser_keys_file,
+            address_rate=browser_rate,
+            key_rate=browser_key_rate,
+            demo=demo,
+        )
         settings = ServeSettings.from_target(config_file, **overrides)
         app = create_app(settings)
     except (ServeConfigError, EngineError, ValueError, OSError) as error:
@@ -105,6 +148,9 @@ def serve(
     # The store and journal threads share the GIL with the event loop: hand it over every
     # millisecond rather than every 5, so a commit in progress delays a ranking less.
     sys.setswitchinterval(0.001)
+    if demo:
+        shown = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
+        click.echo(f"the storefront: http://{shown}:{port}/demo/", err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
 
 
@@ -131,6 +177,34 @@ def add(*, role: t.Literal["read", "write"], key_file: str) -> None:
     click.echo(key)
     click.echo(
         f"{role} key {record.key_id} added to {Path(key_file)}; it is shown only now.", err=True
+    )
+
+
+@keys.command("add-browser")
+@click.option(
+    "--origin",
+    required=True,
+    help="The origin of the pages that will use the key, e.g. https://shop.example.",
+)
+@click.option(
+    "--file",
+    "key_file",
+    envvar="PERSONALIZE_BROWSER_KEYS_FILE",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The browser key file to append the record to (serve --browser-keys-file).",
+)
+def add_browser(*, origin: str, key_file: str) -> None:
+    """Create a public, write-only browser key bound to one origin, for personalize.js."""
+    from target_personalize.serve.browser import add_browser_key  # noqa: PLC0415
+
+    try:
+        key, record = add_browser_key(key_file, origin)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--origin") from None
+    click.echo(key)
+    click.echo(
+        f"browser key {record.key_id} for {record.origin} added to {Path(key_file)}", err=True
     )
 
 

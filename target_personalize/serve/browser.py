@@ -25,8 +25,8 @@ working keys either.
 from __future__ import annotations
 
 import hashlib
-import json
 import hmac
+import json
 import math
 import re
 import secrets
@@ -227,7 +227,7 @@ class BrowserSettings:
 
 
 def _origin_of(scope: Scope) -> str | None:
-    headers = dict(scope.get("headers") or [])
+    headers: dict[bytes, bytes] = dict(scope.get("headers") or [])
     origin = headers.get(b"origin")
     if origin and origin != b"null":
         return origin.decode("latin-1")
@@ -279,6 +279,7 @@ class BrowserGuard:
         self.by_key = RateLimiter(settings.key_rate)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check a browser request, then pass it on or answer the refusal."""
         if scope["type"] != "http" or not len(self.settings.keys):
             await self.app(scope, receive, send)
             return
@@ -298,10 +299,16 @@ class BrowserGuard:
     ) -> tuple[int, str, dict[str, str]] | tuple[int, str] | None:
         key = self.settings.keys.find(presented)
         if key is None:
-            return 401, "unknown browser key (writeKey): create one with `personalize keys add-browser`"
+            return (
+                401,
+                "unknown browser key (writeKey): create one with `personalize keys add-browser`",
+            )
         origin = _origin_of(scope)
         if origin is None or parse_origin(origin) != key.origin:
-            return 403, f"browser key {key.key_id} is bound to {key.origin}, not to {origin or 'this page'}"
+            return (
+                403,
+                f"browser key {key.key_id} is bound to {key.origin}, not to {origin or 'this page'}",
+            )
         method, path = scope["method"], scope["path"]
         if (method, path) == ("GET", "/v1/recommendations"):
             session = query.get("session_id", [""])[0]
@@ -321,7 +328,11 @@ class BrowserGuard:
             wait = limiter.wait(name)
             if wait is not None:
                 seconds = str(math.ceil(wait))
-                return 429, f"too many requests from {what}: retry in {seconds} s", {"Retry-After": seconds}
+                return (
+                    429,
+                    f"too many requests from {what}: retry in {seconds} s",
+                    {"Retry-After": seconds},
+                )
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and int(length) > self.settings.max_body_bytes:
             return 413, self._too_large()

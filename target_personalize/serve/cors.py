@@ -65,6 +65,7 @@ class OriginGuard:
         return parse_origin(f"{scope.get('scheme', 'http')}://{host}") == normalised
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse a write from a page of a foreign origin; pass anything else on."""
         if scope["type"] == "http" and scope["method"] not in _SAFE_METHODS:
             origin = dict(scope.get("headers") or []).get(b"origin")
             if origin is not None and not self.allowed(origin.decode("latin-1"), scope):

@@ -17,6 +17,7 @@ import uvicorn
 
 from target_personalize.engine import EventStore
 from target_personalize.serve import KeyRing, ServeSettings, create_app
+from tests.serve.web import browser, shop  # noqa: F401 (the browser tests' fixtures)
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 

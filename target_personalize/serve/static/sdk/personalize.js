@@ -160,7 +160,7 @@
   function tick() {
     const t = now(), span = t - lastTick;
     lastTick = t;
-    if (d.visibilityState === "visible" && lastAct > t - span) {
+    if (d.visibilityState === "visible" && lastAct >= t - span) {
       active += span;
       sentScroll = maxScroll;
       track("page_ping", { engagement_ms: span, scroll_depth_pct: maxScroll, active_ms: active });
@@ -177,7 +177,7 @@
     for (const step of [25, 50, 75, 100]) {
       if (pct >= step - (step === 100 ? 0.5 : 0) && !done.has(step)) {
         done.add(step);
-        track("media_progress", { media_progress_pct: step, items: itemsOf(m), media_src: m.currentSrc });
+        track("media_progress", { media_progress_pct: step, items: itemsOf(m), media_src: m.currentSrc.slice(0, 200) });
       }
     }
   }

@@ -1,0 +1,237 @@
+"""personalize.js in Chromium against the real server: what it sends, when, and what arrives."""
+
+from __future__ import annotations
+
+import base64
+import io
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from target_personalize.serve import KeyRing, ServeSettings
+from target_personalize.serve.app import STATIC
+from tests.serve.conftest import Server, running, seed_store
+from tests.serve.web import (
+    Sent,
+    Shop,
+    freeze_clock,
+    received,
+    stored_browser_events,
+    tracker_page,
+    wait_until,
+)
+
+SDK = STATIC / "sdk" / "personalize.js"
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Server]:
+    url = seed_store(tmp_path / "store.duckdb")
+    with running(ServeSettings(database_url=url, ack="commit"), keys=KeyRing([])) as server:
+        yield server
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 800, "height": 1000})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def test_the_sdk_is_small_plain_and_served(api: Server) -> None:
+    source = SDK.read_bytes()
+    assert len(source) < 12_000, f"personalize.js is {len(source)} bytes, the budget is 12,000"
+    text = source.decode()
+    assert "eval(" not in text and "new Function" not in text and "import " not in text
+    served = api.client.get("/sdk/personalize.js")
+    assert served.status_code == 200
+    assert served.content == source
+    assert "javascript" in served.headers["content-type"]
+
+
+def test_page_view_pings_with_active_time_and_scroll(api: Server, shop: Shop, page: Any) -> None:
+    options = {"minVisit": 5, "heartbeat": 5, "flushMs": 500}
+    url = shop.add("/p", tracker_page(api.url, options, "<div style='height:5000px'></div>"))
+    sent = Sent(page)
+    freeze_clock(page)
+    page.goto(url)
+    page.mouse.move(10, 10)
+    page.evaluate("window.scrollTo(0, 2000)")  # (2000 + 1000) / 5000: 60% seen
+    page.clock.run_for(5_000)  # active during the minimum visit: a ping
+    page.clock.run_for(5_000)  # idle for a heartbeat: none
+    page.mouse.move(20, 20)
+    page.clock.run_for(5_000)  # active again: a ping
+    page.clock.run_for(1_000)
+    wait_until(page, lambda: len(sent.named("page_ping")) == 2, "two page pings")
+    (view,) = sent.named("page_view")
+    assert view["source"] == "browser" and view["page_path"] == "/p"
+    assert view["page_title"] == "Test shop" and view["page_url"] == url
+    assert len(view["event_id"]) == 32 and len(view["session_id"]) == 32
+    pings = sent.named("page_ping")
+    assert [ping["event_type"] for ping in pings] == ["engagement", "engagement"]
+    assert [ping["engagement_ms"] for ping in pings] == [5_000, 5_000]
+    assert [ping["properties"]["active_ms"] for ping in pings] == [5_000, 10_000]
+    assert [ping["scroll_depth_pct"] for ping in pings] == [60, 60]
+    ids = {event["anonymous_id"] for event in sent.events}
+    sessions = {event["session_id"] for event in sent.events}
+    assert len(ids) == 1 and len(sessions) == 1
+    wait_until(page, lambda: len(sent.statuses) == len(sent.batches), "answers")
+    assert set(sent.statuses) == {200}
+
+
+def test_no_ping_while_hidden_or_before_the_minimum_visit(
+    tmp_path: Path, shop: Shop, page: Any
+) -> None:
+    url = seed_store(tmp_path / "store.duckdb")
+    with running(ServeSettings(database_url=url, ack="commit"), keys=KeyRing([])) as api:
+        options = {"minVisit": 5, "heartbeat": 5, "flushMs": 100}
+        shop.add("/p", tracker_page(api.url, options))
+        freeze_clock(page)
+        page.goto(shop.origin + "/p")
+        page.mouse.move(10, 10)
+        page.clock.run_for(4_000)  # active, but the minimum visit is not over
+        page.evaluate(
+            "Object.defineProperty(document, 'visibilityState', {value: 'hidden'});"
+            "document.dispatchEvent(new Event('visibilitychange'))"
+        )  # hidden: what is waiting goes by beacon
+        page.mouse.move(30, 30)
+        page.clock.run_for(20_000)
+        wait_until(page, lambda: received(api) == 2, "the beacon")
+        page.wait_for_timeout(500)
+    names = sorted(name for _, name, _ in stored_browser_events(url))
+    assert names == ["page_view", "scroll_depth"]
+
+
+def test_media_progress_and_data_attributes(api: Server, shop: Shop, page: Any) -> None:
+    sound = io.BytesIO()
+    with wave.open(sound, "wb") as out:  # four seconds of silence
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\0\0" * 8000 * 4)
+    clip = "data:audio/wav;base64," + base64.b64encode(sound.getvalue()).decode()  # seekable
+    body = (
+        "<div data-personalize-view data-personalize-item='sku-1' data-personalize-price='9.5'"
+        " data-personalize-category='shoes'>"
+        "<button id='add' data-personalize-event='add_to_cart'>Add</button></div>"
+        "<button id='buy' data-personalize-event='purchase' data-personalize-order='o-1'"
+        " data-personalize-revenue='19' data-personalize-currency='EUR'"
+        ' data-personalize-items=\'[{"item_id":"sku-1","quantity":2}]\'>Buy</button>'
+        f"<audio id='m' src='{clip}' data-personalize-item='clip-7' preload='auto'></audio>"
+    )
+    url = shop.add("/p", tracker_page(api.url, {"flushMs": 100}, body))
+    sent = Sent(page)
+    page.goto(url)
+    page.click("#add")
+    page.click("#buy")
+    page.wait_for_function("document.getElementById('m').readyState >= 1")
+    for second in (1.1, 2.1, 3.1, 4.0):
+        page.evaluate(f"document.getElementById('m').currentTime = {second}")
+        page.wait_for_timeout(100)
+    wait_until(page, lambda: len(sent.named("media_progress")) == 4, "four media milestones")
+    (view,) = sent.named("product_view")
+    assert view["items"] == [{"item_id": "sku-1", "category": "shoes", "price": 9.5}]
+    (cart,) = sent.named("add_to_cart")
+    assert cart["items"][0]["item_id"] == "sku-1"
+    (purchase,) = sent.named("purchase")
+    assert purchase["order_id"] == "o-1" and purchase["revenue"] == 19
+    assert purchase["currency"] == "EUR" and purchase["items"] == [{"item_id": "sku-1", "quantity": 2}]
+    progress = sent.named("media_progress")
+    assert [event["media_progress_pct"] for event in progress] == [25, 50, 75, 100]
+    assert {event["items"][0]["item_id"] for event in progress} == {"clip-7"}
+
+
+def test_batches_of_twenty_then_the_timer(api: Server, shop: Shop, page: Any) -> None:
+    url = shop.add("/p", tracker_page(api.url, {"pageView": False, "flushMs": 2000}))
+    sent = Sent(page)
+    freeze_clock(page)
+    page.goto(url)
+    page.evaluate("for (let i = 0; i < 45; i++) personalize.track('search', {search_query: 'q' + i})")
+    wait_until(page, lambda: len(sent.batches) == 2, "two full batches")
+    page.clock.run_for(1_900)
+    page.wait_for_timeout(200)
+    assert [len(batch) for batch in sent.batches] == [20, 20]
+    page.clock.run_for(200)
+    wait_until(page, lambda: len(sent.batches) == 3, "the timer's batch")
+    assert [len(batch) for batch in sent.batches] == [20, 20, 5]
+    assert [event["search_query"] for event in sent.events] == [f"q{i}" for i in range(45)]
+
+
+def test_page_hide_sends_the_last_batch(tmp_path: Path, shop: Shop, page: Any) -> None:
+    url = seed_store(tmp_path / "store.duckdb")
+    with running(ServeSettings(database_url=url, ack="commit"), keys=KeyRing([])) as api:
+        shop.add("/p", tracker_page(api.url, {"flushMs": 600_000}))
+        sent = Sent(page)
+        page.goto(shop.origin + "/p")
+        ids = page.evaluate("[1, 2, 3].map(i => personalize.track('search', {n: i}).event_id)")
+        page.wait_for_timeout(300)
+        assert sent.batches == []  # held for the timer
+        page.goto("about:blank")  # pagehide: the beacon goes
+        wait_until(page, lambda: received(api) == 5, "the beacon")
+    stored = {event_id for event_id, _, _ in stored_browser_events(url)}
+    assert set(ids) <= stored
+    assert len(stored) == 5  # and the page view, and the scroll depth reached (all: 100%)
+
+
+def test_offline_events_arrive_once_when_back_online(tmp_path: Path, shop: Shop, browser: Any) -> None:
+    url = seed_store(tmp_path / "store.duckdb")
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        with running(ServeSettings(database_url=url, ack="commit"), keys=KeyRing([])) as api:
+            shop.add("/p", tracker_page(api.url, {"flushMs": 50, "pageView": False}))
+            sent = Sent(page)
+            page.goto(shop.origin + "/p")
+            context.set_offline(True)
+            ids = page.evaluate("[...Array(25).keys()].map(i => personalize.track('search', {n: i}).event_id)")
+            wait_until(page, lambda: len(page.evaluate("JSON.parse(localStorage.pz_q || '[]')")) == 25,
+                what="the retry queue",
+            )
+            assert sent.statuses == []
+            context.set_offline(False)  # the page's "online" event flushes the queue
+            wait_until(page, lambda: page.evaluate("localStorage.pz_q") is None, "an empty queue")
+            wait_until(page, lambda: sent.statuses.count(200) == 2, "the queued batches")
+        stored = stored_browser_events(url)
+    finally:
+        context.close()
+    assert sorted(event_id for event_id, _, _ in stored) == sorted(ids)
+
+
+def test_nothing_is_sent_or_stored_before_consent(api: Server, shop: Shop, page: Any) -> None:
+    url = shop.add("/p", tracker_page(api.url, {"consent": "pending", "flushMs": 50}))
+    sent = Sent(page)
+    page.goto(url)
+    page.evaluate("personalize.track('search', {search_query: 'shoes'})")
+    page.wait_for_timeout(500)
+    assert sent.batches == []
+    assert page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('pz_'))") == []
+    assert "pz_" not in page.evaluate("document.cookie")
+    page.evaluate("personalize.consent('granted')")
+    wait_until(page, lambda: len(sent.events) == 2, "the held events")
+    assert [event["event_name"] for event in sent.events] == ["page_view", "search"]
+    assert page.evaluate("localStorage.pz_aid") == sent.events[0]["anonymous_id"]
+    assert f"pz_aid={sent.events[0]['anonymous_id']}" in page.evaluate("document.cookie")
+
+
+def test_denied_consent_and_opt_out_send_nothing(api: Server, shop: Shop, page: Any) -> None:
+    url = shop.add("/p", tracker_page(api.url, {"flushMs": 50}))
+    sent = Sent(page)
+    page.goto(url)
+    wait_until(page, lambda: len(sent.events) == 1, "the page view")
+    page.evaluate("personalize.optOut(); personalize.track('search', {search_query: 'x'})")
+    page.reload()  # the opt-out outlives the page
+    page.evaluate("personalize.track('search', {search_query: 'y'})")
+    page.wait_for_timeout(500)
+    assert len(sent.events) == 1
+    assert page.evaluate("Object.keys(localStorage)") == ["pz_optout"]
+    assert "pz_aid" not in page.evaluate("document.cookie")
+    denied = shop.add("/d", tracker_page(api.url, {"consent": "denied", "flushMs": 50}))
+    page.evaluate("personalize.optIn()")
+    page.goto(denied)
+    page.wait_for_timeout(500)
+    assert len(sent.events) == 1
