@@ -60,8 +60,10 @@ def test_page_view_pings_with_active_time_and_scroll(api: Server, shop: Shop, pa
     sent = Sent(page)
     freeze_clock(page)
     page.goto(url)
+    page.evaluate(  # (2000 + 1000) / 5000: 60% seen; scrolling is activity too
+        "new Promise(done => { addEventListener('scroll', done, {once: true}); scrollTo(0, 2000) })"
+    )
     page.mouse.move(10, 10)
-    page.evaluate("window.scrollTo(0, 2000)")  # (2000 + 1000) / 5000: 60% seen
     page.clock.run_for(5_000)  # active during the minimum visit: a ping
     page.clock.run_for(5_000)  # idle for a heartbeat: none
     page.mouse.move(20, 20)
@@ -140,7 +142,9 @@ def test_media_progress_and_data_attributes(api: Server, shop: Shop, page: Any) 
     assert cart["items"][0]["item_id"] == "sku-1"
     (purchase,) = sent.named("purchase")
     assert purchase["order_id"] == "o-1" and purchase["revenue"] == 19
-    assert purchase["currency"] == "EUR" and purchase["items"] == [{"item_id": "sku-1", "quantity": 2}]
+    assert purchase["currency"] == "EUR" and purchase["items"] == [
+        {"item_id": "sku-1", "quantity": 2}
+    ]
     progress = sent.named("media_progress")
     assert [event["media_progress_pct"] for event in progress] == [25, 50, 75, 100]
     assert {event["items"][0]["item_id"] for event in progress} == {"clip-7"}
@@ -151,7 +155,9 @@ def test_batches_of_twenty_then_the_timer(api: Server, shop: Shop, page: Any) ->
     sent = Sent(page)
     freeze_clock(page)
     page.goto(url)
-    page.evaluate("for (let i = 0; i < 45; i++) personalize.track('search', {search_query: 'q' + i})")
+    page.evaluate(
+        "for (let i = 0; i < 45; i++) personalize.track('search', {search_query: 'q' + i})"
+    )
     wait_until(page, lambda: len(sent.batches) == 2, "two full batches")
     page.clock.run_for(1_900)
     page.wait_for_timeout(200)
@@ -178,7 +184,9 @@ def test_page_hide_sends_the_last_batch(tmp_path: Path, shop: Shop, page: Any) -
     assert len(stored) == 5  # and the page view, and the scroll depth reached (all: 100%)
 
 
-def test_offline_events_arrive_once_when_back_online(tmp_path: Path, shop: Shop, browser: Any) -> None:
+def test_offline_events_arrive_once_when_back_online(
+    tmp_path: Path, shop: Shop, browser: Any
+) -> None:
     url = seed_store(tmp_path / "store.duckdb")
     context = browser.new_context()
     page = context.new_page()
@@ -188,8 +196,12 @@ def test_offline_events_arrive_once_when_back_online(tmp_path: Path, shop: Shop,
             sent = Sent(page)
             page.goto(shop.origin + "/p")
             context.set_offline(True)
-            ids = page.evaluate("[...Array(25).keys()].map(i => personalize.track('search', {n: i}).event_id)")
-            wait_until(page, lambda: len(page.evaluate("JSON.parse(localStorage.pz_q || '[]')")) == 25,
+            ids = page.evaluate(
+                "[...Array(25).keys()].map(i => personalize.track('search', {n: i}).event_id)"
+            )
+            wait_until(
+                page,
+                lambda: len(page.evaluate("JSON.parse(localStorage.pz_q || '[]')")) == 25,
                 what="the retry queue",
             )
             assert sent.statuses == []
