@@ -247,3 +247,33 @@ def test_denied_consent_and_opt_out_send_nothing(api: Server, shop: Shop, page: 
     page.goto(denied)
     page.wait_for_timeout(500)
     assert len(sent.events) == 1
+
+
+def test_widget_reranks_after_a_view_and_clicks_carry_the_rec_id(
+    api: Server, shop: Shop, page: Any
+) -> None:
+    url = shop.add("/p", tracker_page(api.url, {"flushMs": 60_000}, "<ul id='recs'></ul>"))
+    sent = Sent(page)
+    page.goto(url)
+    show = "personalize.recommend({k: 3, container: '#recs'}).then(r => r.items.map(i => i.item_id))"
+    before = page.evaluate(show)
+    page.evaluate("personalize.track('product_view', {items: [{item_id: 'a'}]})")
+    after = page.evaluate(show)  # the widget sends what is pending first
+    assert after != before
+    shown = [li.get_attribute("data-personalize-item") for li in page.locator("#recs li").all()]
+    assert shown == after
+    rec_id = page.get_attribute("#recs", "data-personalize-rec-id")
+    page.click(f"#recs li[data-personalize-item='{after[1]}']")
+    page.evaluate(
+        f"personalize.track('add_to_cart', {{items: [{{item_id: '{after[1]}'}}]}});"
+        "personalize.flush()"
+    )
+    wait_until(page, lambda: sent.named("add_to_cart"), "the add to cart")
+    views = sent.named("recommendation_view")
+    assert [view["properties"]["item_ids"] for view in views] == [before, after]
+    assert views[1]["properties"]["rec_id"] == rec_id and "items" not in views[1]
+    (click,) = sent.named("recommendation_click")
+    assert click["properties"]["rec_id"] == rec_id
+    assert click["items"] == [{"item_id": after[1], "position": 2}]
+    (cart,) = sent.named("add_to_cart")
+    assert cart["properties"]["rec_id"] == rec_id  # the list the item came from

@@ -1,13 +1,13 @@
-/* personalize.js: the browser tracker of `personalize serve` (docs/browser.md). No dependencies. */
+/* personalize.js: the browser tracker of `personalize serve`, see docs/browser.md */
 (() => {
 "use strict";
 const w = window, d = document, P = "pz_";
-const script = d.currentScript;
+const origin = d.currentScript ? new URL(d.currentScript.src).origin : location.origin;
 const FIELDS = new Set(["user_id", "page_url", "page_path", "page_title", "referrer",
   "search_query", "filters", "items", "order_id", "revenue", "currency", "engagement_ms",
   "scroll_depth_pct", "media_progress_pct", "event_type"]);
 const TYPES = { page_ping: "engagement", scroll_depth: "engagement" };
-const ACTIVITY = ["mousemove", "mousedown", "keydown", "scroll", "wheel", "touchstart"];
+const ACTIVITY = ["mousemove", "pointerdown", "keydown", "scroll"];
 let cfg = null, consent = "granted", buf = [], held = [], mem = [], timer = 0, retry = 0;
 let backoff = 0, aid = null, sid = null, uid = null, lastAct = 0, lastTick = 0, active = 0;
 let maxScroll = 0, sentScroll = 0;
@@ -27,7 +27,7 @@ const cookie = (k) => (d.cookie.match(new RegExp("(?:^|; )" + P + k + "=([^;]*)"
 const setCookie = (k, v, age) => {
   d.cookie = `${P}${k}=${v}; Max-Age=${age}; Path=/; SameSite=Lax${location.protocol === "https:" ? "; Secure" : ""}`;
 };
-const num = (v) => (v == null || v === "" || isNaN(+v) ? undefined : +v);
+const num = (v) => (v && !isNaN(v) ? +v : undefined);
 
 function anonymousId() {
   aid = aid || cookie("aid") || get("aid") || hex(16);
@@ -125,12 +125,13 @@ async function post(batch) {
 function flush(leaving) {
   clearTimeout(timer);
   timer = 0;
-  if (!may()) return;
-  while (buf.length) {
+  const posts = [];
+  while (may() && buf.length) {
     const batch = buf.splice(0, cfg.batchSize);
     const blob = new Blob([JSON.stringify(batch)], { type: "text/plain" });
-    if (!(leaving === true && navigator.sendBeacon?.(url(EVENTS), blob))) post(batch);
+    if (!(leaving === true && navigator.sendBeacon?.(url(EVENTS), blob))) posts.push(post(batch));
   }
+  return Promise.all(posts);
 }
 function hide() {
   if (maxScroll > sentScroll) track("scroll_depth", { scroll_depth_pct: (sentScroll = maxScroll) });
@@ -213,21 +214,20 @@ function page(props) {
 
 function init(options) {
   if (cfg) return api;
-  const src = script?.src ? new URL(script.src).origin : location.origin;
   cfg = Object.assign({
-    endpoint: src, writeKey: null, consent: "granted", batchSize: 20, flushMs: 2000,
+    endpoint: origin, writeKey: null, consent: "granted", batchSize: 20, flushMs: 2000,
     minVisit: 10, heartbeat: 10, sessionMinutes: 30, queueMax: 500, retrySeconds: 5,
     pageView: true,
   }, options);
-  cfg.endpoint = (cfg.endpoint || src).replace(/\/$/, "");
+  cfg.endpoint = (cfg.endpoint || origin).replace(/\/$/, "");
   consent = cfg.consent;
   uid = get("uid");
   const mark = () => { lastAct = now(); };
   for (const t of ACTIVITY) w.addEventListener(t, mark, { passive: true, capture: true });
   w.addEventListener("scroll", scrolled, { passive: true });
-  d.addEventListener("timeupdate", onMedia, true);
-  d.addEventListener("ended", onMedia, true);
-  d.addEventListener("click", onClick, true);
+  for (const [t, f] of [["timeupdate", onMedia], ["ended", onMedia], ["click", onClick]]) {
+    d.addEventListener(t, f, true);
+  }
   d.addEventListener("visibilitychange", () => { if (d.visibilityState === "hidden") hide(); });
   w.addEventListener("pagehide", hide);
   w.addEventListener("online", resend);
@@ -260,6 +260,7 @@ function forget() {
 
 /* A list from /v1/recommendations, rendered into container; views and clicks tracked. */
 async function recommend(o = {}) {
+  await flush(); /* the list reflects the events so far */
   const q = new URLSearchParams({ session_id: sessionId(), k: o.k || 8 });
   for (const k of ["category", "brand", "objectives", "experiment"]) if (o[k]) q.set(k, o[k]);
   if (o.exclude_seen) q.set("exclude_seen", "true");
@@ -286,7 +287,7 @@ async function recommend(o = {}) {
 
 const api = {
   init, track, page, flush, recommend, optOut, consent: setConsent,
-  identify(userId) { uid = userId == null ? null : String(userId); put("uid", uid); },
+  identify(id) { uid = id == null ? null : "" + id; put("uid", uid); },
   reset() { forget(); },
   optIn() { try { store?.removeItem(P + "optout"); } catch {} },
   ids: () => ({ anonymous_id: aid, session_id: sid?.id ?? null, user_id: uid }),
