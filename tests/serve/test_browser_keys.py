@@ -50,7 +50,9 @@ def post(server: Server, key: str, origin: str | None, body: bytes, **params: st
     if origin is not None:
         headers["origin"] = origin
     return server.client.post(
-        "/v1/events", params={"partial": "true", "writeKey": key, **params}, content=body,
+        "/v1/events",
+        params={"partial": "true", "writeKey": key, **params},
+        content=body,
         headers=headers,
     )
 
@@ -189,9 +191,12 @@ def test_pages_of_other_sites_cannot_write_to_an_open_server(tmp_path: Path) -> 
     allowed = BrowserSettings(allow_origins=[SHOP])
     settings = ServeSettings(database_url=seed_store(tmp_path / "t.duckdb"), browser=allowed)
     with running(settings, keys=KeyRing([])) as server:
-        assert server.client.post(
-            "/v1/events", content=batch("o-3"), headers={"origin": SHOP}
-        ).status_code == 200
+        assert (
+            server.client.post(
+                "/v1/events", content=batch("o-3"), headers={"origin": SHOP}
+            ).status_code
+            == 200
+        )
         local = server.client.post(
             "/v1/events", content=batch("o-4"), headers={"origin": "http://localhost:3000"}
         )

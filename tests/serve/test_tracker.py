@@ -255,7 +255,9 @@ def test_widget_reranks_after_a_view_and_clicks_carry_the_rec_id(
     url = shop.add("/p", tracker_page(api.url, {"flushMs": 60_000}, "<ul id='recs'></ul>"))
     sent = Sent(page)
     page.goto(url)
-    show = "personalize.recommend({k: 3, container: '#recs'}).then(r => r.items.map(i => i.item_id))"
+    show = (
+        "personalize.recommend({k: 3, container: '#recs'}).then(r => r.items.map(i => i.item_id))"
+    )
     before = page.evaluate(show)
     page.evaluate("personalize.track('product_view', {items: [{item_id: 'a'}]})")
     after = page.evaluate(show)  # the widget sends what is pending first
