@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python bench/serve.py                      # 500 requests/s for 60 s
     .venv/bin/python bench/serve.py --rate 300 --duration 20 --events 200000
+    .venv/bin/python bench/serve.py --mix browser        # what pages running personalize.js send
 
 What it does:
 
@@ -18,6 +19,11 @@ What it does:
    ``POST /v1/events`` with one new product view of a simulated visitor, the rest
    ``GET /v1/recommendations`` for one of those visitors (k=20) or, one in five,
    ``POST /v1/rank`` of 20 candidates;
+   With ``--mix browser`` the requests are those of pages running ``personalize.js``: batches
+   of 1 to 20 events as ``text/plain`` to ``POST /v1/events?partial=true&writeKey=...`` and
+   ``GET /v1/recommendations?session_id=...&k=8&writeKey=...``, each with the ``Origin`` of a
+   browser key made for the run (the server's per-address browser rate is lifted: every
+   request comes from this one address);
 3. reports throughput, p50/p90/p99/max latency per endpoint and overall, errors, the server's
    CPU time and the load average, then stops the server (with ``--crash``: kills it with
    SIGKILL and starts it again, which replays its journal) and checks that the store holds
@@ -49,6 +55,7 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+BROWSER_ORIGIN = "https://shop.bench.example"
 sys.path.insert(0, str(ROOT))
 
 
@@ -60,13 +67,16 @@ class Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    async def request(
+        self, method: str, path: str, body: bytes | None = None, headers: str = ""
+    ) -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
-        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{headers}"
         if body is not None:
-            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            kind = "text/plain" if "Origin:" in headers else "application/json"
+            head += f"Content-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
         self.writer.write(head.encode() + b"\r\n" + (body or b""))
         status_line = await self.reader.readline()
         if not status_line:
@@ -144,6 +154,8 @@ def start_server(
     ack: str | None,
     flush_ms: float | None = None,
     refresh_minutes: float | None = None,
+    *,
+    extra: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
     command = [
         sys.executable,
@@ -159,6 +171,7 @@ def start_server(
         *([] if ack is None else ["--ack", ack]),
         *([] if refresh_minutes is None else ["--refresh-minutes", str(refresh_minutes)]),
         *([] if flush_ms is None else ["--flush-ms", str(flush_ms)]),
+        *extra,
     ]
     env = {**os.environ, "PERSONALIZE_API_KEYS": "", "PERSONALIZE_API_KEYS_FILE": ""}
     env.pop("PERSONALIZE_API_KEYS_FILE")
@@ -216,6 +229,7 @@ class Recorder:
         self.errors: dict[str, int] = {}
         self.error_samples: list[str] = []
         self.acknowledged: set[str] = set()
+        self.batch_sizes: list[int] = []
         self.sent_events: set[str] = set()
 
     def add(self, kind: str, seconds: float, ok: bool, detail: str = "") -> None:
@@ -237,7 +251,10 @@ def percentile(values: list[float], q: float) -> float:
 async def run_load(args: argparse.Namespace, port: int, recorder: Recorder, run: str) -> float:
     items = await sample_items(port)
     rng = random.Random(11)
-    visitors = [f"{run}-s{n}" for n in range(args.visitors)]
+    # At least 16 characters: what a browser key may read recommendations for.
+    visitors = [f"{run}-visitor-{n:06d}" for n in range(args.visitors)]
+    browser = f"Origin: {BROWSER_ORIGIN}\r\n" if args.mix == "browser" else ""
+    key = f"&writeKey={args.browser_key}" if args.mix == "browser" else ""
     pool: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(args.connections):
         pool.put_nowait(Connection("127.0.0.1", port))
@@ -246,11 +263,11 @@ async def run_load(args: argparse.Namespace, port: int, recorder: Recorder, run:
     counter = 0
     tasks: set[asyncio.Task[None]] = set()
 
-    async def one(due: float, request: tuple[str, str, str, bytes | None, str]) -> None:
-        kind, method, path, body, eid = request
+    async def one(due: float, request: tuple[str, str, str, bytes | None, list[str]]) -> None:
+        kind, method, path, body, eids = request
         connection = await pool.get()
         try:
-            status, answer = await connection.request(method, path, body)
+            status, answer = await connection.request(method, path, body, browser)
             ok = status == 200
             detail = f"{status} {answer[:200]!r}"
         except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError) as error:
@@ -260,8 +277,8 @@ async def run_load(args: argparse.Namespace, port: int, recorder: Recorder, run:
         finally:
             pool.put_nowait(connection)
         recorder.add(kind, time.perf_counter() - due, ok, detail)
-        if ok and eid:
-            recorder.acknowledged.add(eid)
+        if ok:
+            recorder.acknowledged.update(eids)
 
     started = time.perf_counter()
     for n in range(total):
@@ -271,35 +288,36 @@ async def run_load(args: argparse.Namespace, port: int, recorder: Recorder, run:
             await asyncio.sleep(delay)
         visitor = rng.choice(visitors)
         if rng.random() < args.ingest_share:
-            counter += 1
-            eid = f"{run}-{counter}"
-            event = {
-                "source": "bench",
-                "event_id": eid,
-                "event_name": "Product Viewed",
-                "event_ts": "2024-06-01T12:00:00Z",
-                "session_id": visitor,
-                "items": [{"item_id": rng.choice(items)}],
-            }
-            recorder.sent_events.add(eid)
-            request: tuple[str, str, str, bytes | None, str] = (
+            events = []
+            for _ in range(rng.randint(1, 20) if browser else 1):
+                counter += 1
+                events.append(
+                    {
+                        "source": "bench",
+                        "event_id": f"{run}-{counter}",
+                        "event_name": "Product Viewed",
+                        "event_ts": "2024-06-01T12:00:00Z",
+                        "session_id": visitor,
+                        "items": [{"item_id": rng.choice(items)}],
+                    }
+                )
+            eids = [event["event_id"] for event in events]
+            recorder.sent_events.update(eids)
+            recorder.batch_sizes.append(len(events))
+            request: tuple[str, str, str, bytes | None, list[str]] = (
                 "ingest",
                 "POST",
-                "/v1/events",
-                json.dumps(event).encode(),
-                eid,
+                "/v1/events?partial=true" + key if browser else "/v1/events",
+                json.dumps(events if browser else events[0]).encode(),
+                eids,
             )
-        elif rng.random() < 0.2:
+        elif not browser and rng.random() < 0.2:
             body = {"session_id": visitor, "items": rng.sample(items, min(20, len(items)))}
-            request = ("rank", "POST", "/v1/rank", json.dumps(body).encode(), "")
+            request = ("rank", "POST", "/v1/rank", json.dumps(body).encode(), [])
         else:
-            request = (
-                "recommend",
-                "GET",
-                f"/v1/recommendations?session_id={visitor}&k=20",
-                None,
-                "",
-            )
+            k = 8 if browser else 20
+            path = f"/v1/recommendations?session_id={visitor}&k={k}{key}"
+            request = ("recommend", "GET", path, None, [])
         task = asyncio.create_task(one(due, request))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
@@ -346,6 +364,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="SIGKILL the server at the end, then start it again before counting the events",
     )
+    parser.add_argument(
+        "--mix",
+        choices=["api", "browser"],
+        default="api",
+        help="api: single events, recommendations and ranks with no key; browser: what "
+        "personalize.js sends (batches of 1-20 events, text/plain, a browser key and Origin)",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here too")
     args = parser.parse_args(argv)
     # What the server does unless told: journal for a DuckDB file, commit for PostgreSQL.
@@ -361,8 +386,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.postgres:
             url = cleanup.enter_context(postgres_copy(args.postgres, url, directory))
         port = free_port()
+        extra: tuple[str, ...] = ()
+        if args.mix == "browser":
+            from target_personalize.serve.browser import add_browser_key  # noqa: PLC0415
+
+            args.browser_key, _ = add_browser_key(directory / "browser-keys", BROWSER_ORIGIN)
+            keys = str(directory / "browser-keys")
+            extra = ("--browser-keys-file", keys, "--browser-rate", "0")
         began = time.perf_counter()
-        process = start_server(url, port, args.ack, args.flush_ms, args.refresh_minutes)
+        process = start_server(
+            url, port, args.ack, args.flush_ms, args.refresh_minutes, extra=extra
+        )
         try:
             asyncio.run(wait_ready(port, process, timeout=300))
             startup = time.perf_counter() - began
@@ -378,7 +412,9 @@ def main(argv: list[str] | None = None) -> int:
             stop(process, crash=args.crash)
         if args.crash:
             # A new server replays what the killed one acknowledged but had not stored yet.
-            process = start_server(url, port, args.ack, args.flush_ms, args.refresh_minutes)
+            process = start_server(
+                url, port, args.ack, args.flush_ms, args.refresh_minutes, extra=extra
+            )
             try:
                 asyncio.run(wait_ready(port, process, timeout=300))
             finally:
@@ -424,6 +460,10 @@ def main(argv: list[str] | None = None) -> int:
         "throughput_rps": round(requests / elapsed, 1),
         "connections": args.connections,
         "ingest_share": args.ingest_share,
+        "mix": args.mix,
+        "events_per_ingest_mean": round(statistics.fmean(recorder.batch_sizes), 1)
+        if recorder.batch_sizes
+        else None,
         "ack": ack,
         "store": "postgresql" if args.postgres else "duckdb",
         "crash_and_restart": args.crash,
@@ -455,7 +495,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(
         f"throughput {figures['throughput_rps']} req/s over {figures['duration_s']} s "
-        f"(target {args.rate}, ack={ack}); server CPU {figures['server_cpu_share_of_one_core']} of a core; "
+        f"(target {args.rate}, ack={ack}, mix={args.mix}, "
+        f"{figures['events_per_ingest_mean']} events per ingest); server CPU {figures['server_cpu_share_of_one_core']} of a core; "
         f"load average {figures['load_average_before']} -> {figures['load_average_after']} on "
         f"{figures['cpus']} CPUs"
     )
