@@ -226,3 +226,11 @@ def test_a_page_of_the_wrong_origin_is_refused(tmp_path: Path, shop: Shop, brows
             context.close()
     finally:
         right.close()
+
+
+def test_serve_refuses_a_bad_origin_option(tmp_path: Path) -> None:
+    url = f"duckdb:///{tmp_path / 's.duckdb'}"
+    result = CliRunner().invoke(
+        main, ["serve", "--database-url", url, "--allow-origin", "shop.example/x"]
+    )
+    assert result.exit_code != 0 and "not an origin" in result.output
