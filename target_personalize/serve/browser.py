@@ -283,7 +283,7 @@ class BrowserGuard:
         if scope["type"] != "http" or not len(self.settings.keys):
             await self.app(scope, receive, send)
             return
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         presented = query.get("writeKey", [None])[0]
         if presented is None or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
@@ -311,8 +311,9 @@ class BrowserGuard:
             )
         method, path = scope["method"], scope["path"]
         if (method, path) == ("GET", "/v1/recommendations"):
-            session = query.get("session_id", [""])[0]
-            if "user_id" in query or len(session) < MIN_SESSION_ID:
+            # Exactly one session_id: with two, the API would read the last one given.
+            sessions = query.get("session_id", [])
+            if "user_id" in query or len(sessions) != 1 or len(sessions[0]) < MIN_SESSION_ID:
                 return 403, (
                     "a browser key reads recommendations only for a session_id of at least "
                     f"{MIN_SESSION_ID} characters, never for a user_id"

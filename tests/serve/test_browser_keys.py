@@ -132,6 +132,12 @@ def test_a_browser_key_reads_only_random_sessions(keyed: tuple[Server, str]) -> 
     assert recommend(session_id="seed-s1").status_code == 403  # short: guessable
     assert recommend(user_id="user-1").status_code == 403
     assert recommend(session_id=SESSION, user_id="user-1").status_code == 403
+    # A second session_id (the API reads the last one) is no way around the rule.
+    twice = server.client.get(
+        f"/v1/recommendations?writeKey={key}&session_id={SESSION}&session_id=seed-s1",
+        headers={"origin": SHOP},
+    )
+    assert twice.status_code == 403
     # A same-origin page's GET carries no Origin: its Referer names it.
     referred = server.client.get(
         "/v1/recommendations",
