@@ -73,12 +73,14 @@ class Server:
 
 
 @contextlib.contextmanager
-def running(settings: ServeSettings, keys: KeyRing | None = None) -> Iterator[Server]:
-    """Start uvicorn in a thread on a free loopback port; stop it on exit."""
+def running(
+    settings: ServeSettings, keys: KeyRing | None = None, port: int = 0
+) -> Iterator[Server]:
+    """Start uvicorn in a thread on a loopback port (free by default); stop it on exit."""
     app = create_app(settings, keys=keys)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)

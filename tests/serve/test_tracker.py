@@ -214,6 +214,25 @@ def test_offline_events_arrive_once_when_back_online(
     assert sorted(event_id for event_id, _, _ in stored) == sorted(ids)
 
 
+def test_events_sent_while_the_server_is_down_arrive_when_it_is_back(
+    tmp_path: Path, shop: Shop, page: Any
+) -> None:
+    settings = ServeSettings(database_url=seed_store(tmp_path / "store.duckdb"), ack="commit")
+    with running(settings, keys=KeyRing([])) as first:
+        port = int(first.url.rsplit(":", 1)[1])
+        options = {"flushMs": 50, "retrySeconds": 0.5, "pageView": False}
+        page.goto(shop.add("/p", tracker_page(first.url, options)))
+    ids = page.evaluate("[1, 2, 3].map(i => personalize.track('search', {n: i}).event_id)")
+    queued = "JSON.parse(localStorage.pz_q || '[]').map(e => e.event_id)"
+    wait_until(page, lambda: page.evaluate(queued) == ids, "the retry queue")
+    with running(settings, keys=KeyRing([]), port=port) as second:
+        wait_until(page, lambda: received(second) == 3, "the retried batch", timeout=60)
+        assert page.evaluate("localStorage.pz_q") is None
+    assert sorted(
+        event_id for event_id, _, _ in stored_browser_events(settings.database_url)
+    ) == sorted(ids)
+
+
 def test_nothing_is_sent_or_stored_before_consent(api: Server, shop: Shop, page: Any) -> None:
     url = shop.add("/p", tracker_page(api.url, {"consent": "pending", "flushMs": 50}))
     sent = Sent(page)
