@@ -84,6 +84,7 @@ def test_page_view_pings_with_active_time_and_scroll(api: Server, shop: Shop, pa
     assert len(ids) == 1 and len(sessions) == 1
     wait_until(page, lambda: len(sent.statuses) == len(sent.batches), "answers")
     assert set(sent.statuses) == {200}
+    assert received(api) == len(sent.events)  # partial=true: none was rejected
 
 
 def test_no_ping_while_hidden_or_before_the_minimum_visit(
@@ -148,6 +149,7 @@ def test_media_progress_and_data_attributes(api: Server, shop: Shop, page: Any) 
     progress = sent.named("media_progress")
     assert [event["media_progress_pct"] for event in progress] == [25, 50, 75, 100]
     assert {event["items"][0]["item_id"] for event in progress} == {"clip-7"}
+    wait_until(page, lambda: received(api) == len(sent.events), "every event accepted")
 
 
 def test_batches_of_twenty_then_the_timer(api: Server, shop: Shop, page: Any) -> None:
