@@ -9,6 +9,8 @@ Endpoints (the OpenAPI document is at ``/openapi.json``, browsable at ``/docs``)
   ``PUT /v1/objectives`` (write).
 * ``GET /healthz`` (open) and ``GET /`` (the dashboard page, open; its data calls need a key
   when keys are on).
+* ``GET /sdk/personalize.js`` (open): the browser tracker; pages call the API with browser keys
+  (``browser.py``, ``cors.py``). ``GET /demo/`` with ``--demo``: the live storefront.
 """
 
 from __future__ import annotations

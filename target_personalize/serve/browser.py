@@ -335,7 +335,9 @@ class BrowserGuard:
                     {"Retry-After": seconds},
                 )
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and int(length) > self.settings.max_body_bytes:
+        if length is not None and (
+            not length.isdigit() or int(length) > self.settings.max_body_bytes
+        ):
             return 413, self._too_large()
         scope.setdefault("state", {})["browser_key"] = key.key_id
         return None
