@@ -135,9 +135,11 @@ def test_the_installed_plugins_load_the_bundled_sample_and_serve_it(
         assert stats["store_events"] == 17_429
         page = httpx.get(f"{base}/", timeout=10)
         assert page.status_code == 200 and "<html" in page.text.lower()
-        for path in sorted((ROOT / "target_personalize/serve/static").iterdir()):
-            served = httpx.get(f"{base}/static/{path.name}", timeout=10)
-            assert served.status_code == 200 and served.content == path.read_bytes(), path.name
+        static = ROOT / "target_personalize/serve/static"
+        for path in sorted(path for path in static.rglob("*") if path.is_file()):
+            name = path.relative_to(static).as_posix()  # the tracker and the demo's files too
+            served = httpx.get(f"{base}/static/{name}", timeout=10)
+            assert served.status_code == 200 and served.content == path.read_bytes(), name
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=60)
