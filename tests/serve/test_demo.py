@@ -60,5 +60,5 @@ def test_a_click_reranks_the_list(tmp_path: Path, browser: Any) -> None:
         page.click(f"#recs li[data-personalize-item='{target}'] a")
         page.wait_for_selector(f".product[data-personalize-item='{target}']")
         wait_until(page, lambda: len(sent.named("product_view")) == 2, "the second view")
-        assert sent.named("product_view")[1]["properties"]["rec_id"] == rec_id
+        assert sent.named("product_view")[1]["rec_id"] == rec_id
         context.close()

@@ -294,9 +294,9 @@ def test_widget_reranks_after_a_view_and_clicks_carry_the_rec_id(
     wait_until(page, lambda: sent.named("add_to_cart"), "the add to cart")
     views = sent.named("recommendation_view")
     assert [view["properties"]["item_ids"] for view in views] == [before, after]
-    assert views[1]["properties"]["rec_id"] == rec_id and "items" not in views[1]
+    assert views[1]["rec_id"] == rec_id and "items" not in views[1]
     (click,) = sent.named("recommendation_click")
-    assert click["properties"]["rec_id"] == rec_id
+    assert click["rec_id"] == rec_id
     assert click["items"] == [{"item_id": after[1], "position": 2}]
     (cart,) = sent.named("add_to_cart")
-    assert cart["properties"]["rec_id"] == rec_id  # the list the item came from
+    assert cart["rec_id"] == rec_id  # the list the item came from

@@ -5,7 +5,7 @@ const w = window, d = document, P = "pz_";
 const origin = d.currentScript ? new URL(d.currentScript.src).origin : location.origin;
 const FIELDS = new Set(["user_id", "page_url", "page_path", "page_title", "referrer",
   "search_query", "filters", "items", "order_id", "revenue", "currency", "engagement_ms",
-  "scroll_depth_pct", "media_progress_pct", "event_type"]);
+  "scroll_depth_pct", "media_progress_pct", "event_type", "rec_id"]);
 const TYPES = { page_ping: "engagement", scroll_depth: "engagement" };
 const ACTIVITY = ["mousemove", "pointerdown", "keydown", "scroll"];
 let cfg = null, consent = "granted", buf = [], held = [], mem = [], timer = 0, retry = 0;
@@ -72,7 +72,7 @@ function build(name, props) {
     if (FIELDS.has(k)) e[k] = v; else e.properties[k] = v;
   }
   const first = e.items?.[0]?.item_id;
-  if (first && e.properties.rec_id === undefined && recOf(first)) e.properties.rec_id = recOf(first);
+  if (first && e.rec_id === undefined && recOf(first)) e.rec_id = recOf(first);
   return e;
 }
 
