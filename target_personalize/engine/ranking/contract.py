@@ -370,7 +370,12 @@ class RankerBase(abc.ABC):
 
     def _score(self, query: Query, objectives: Objectives) -> tuple[FloatArray, FloatArray]:
         """(final scores, relevance scaled to a maximum of 1) for every item."""
-        relevance = self._relevance(query)
+        return self._finish(self._relevance(query), query, objectives)
+
+    def _finish(
+        self, relevance: FloatArray, query: Query, objectives: Objectives
+    ) -> tuple[FloatArray, FloatArray]:
+        """:meth:`_score` from the raw relevance: padded, scaled, cold start, objectives."""
         n = len(self.items)
         if relevance.size < n:
             relevance = np.concatenate([relevance, np.zeros(n - relevance.size)])

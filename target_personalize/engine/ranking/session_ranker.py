@@ -216,9 +216,18 @@ class SessionRanker(RankerBase):
     # Scoring
 
     def _relevance(self, query: Query) -> FloatArray:
+        knn, rules, remind = self.relevance_parts(query)
+        return knn + rules + remind
+
+    def relevance_parts(self, query: Query) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """The three parts of the relevance per item: neighbours, sequential rules, reminders.
+
+        Their sum is the relevance; a second stage (:mod:`.rerank`) weighs them itself.
+        """
         n = len(self.items)
+        knn, rules, remind = np.zeros(n), np.zeros(n), np.zeros(n)
         if query.empty:
-            return np.zeros(n)
+            return knn, rules, remind
         knn = self._neighbour_scores(query, n)
         top = knn.max(initial=0.0)
         if top > 0:
@@ -230,7 +239,7 @@ class SessionRanker(RankerBase):
             )
             best = weights.max(initial=0.0)
             if best > 0:
-                np.add.at(knn, targets, (self.sr_weight / best) * weights)
+                np.add.at(rules, targets, (self.sr_weight / best) * weights)
         if self.remind_weight > 0 and query.items.size:
             steps = np.arange(query.items.size, 0, -1, dtype=np.float64)
             boost = np.exp(-(steps - 1.0) / self.remind_decay)
@@ -238,8 +247,8 @@ class SessionRanker(RankerBase):
             order = np.lexsort((-boost, query.items))
             first = np.ones(order.size, dtype=np.bool_)
             first[1:] = query.items[order][1:] != query.items[order][:-1]
-            knn[query.items[order][first]] += self.remind_weight * boost[order][first]
-        return knn
+            remind[query.items[order][first]] = self.remind_weight * boost[order][first]
+        return knn, rules, remind
 
     def _query_entries(self, query: Query) -> tuple[IntArray, FloatArray, FloatArray, IntArray]:
         """Distinct query items with their weight, their step from the end, their position."""
