@@ -25,6 +25,7 @@ from target_personalize.engine import (
     EvaluationReport,
     EventStore,
     RankerBase,
+    RerankedSessionRanker,
     SessionRanker,
     default_rankers,
     discover_funnel,
@@ -35,6 +36,7 @@ from target_personalize.engine import (
     save_ranker,
 )
 from target_personalize.engine.evaluation.splits import prepare_fixed_split
+from target_personalize.engine.ranking.rerank import RERANKERS
 
 if t.TYPE_CHECKING:
     from target_personalize.engine import ScoredItem
@@ -93,6 +95,14 @@ def _event_weights(
 @CONVERSION
 @OBJECTIVE
 @EVENT_WEIGHTS
+@click.option(
+    "--rerank",
+    type=click.Choice(["none", *RERANKERS]),
+    default="none",
+    show_default=True,
+    help="A second stage: lambdarank re-orders the ranker's 100 best candidates with a "
+    "LightGBM LambdaRank model learned from the store's later sessions (fit takes longer).",
+)
 @FORMAT
 def fit(
     *,
@@ -100,6 +110,7 @@ def fit(
     conversion: str,
     objective_pairs: tuple[str, ...],
     event_weights: str,
+    rerank: str,
     output_format: str,
 ) -> None:
     """Fit the ranker on the store and save it next to the store."""
@@ -110,7 +121,8 @@ def fit(
             weights = _event_weights(event_weights, store, conversion)
             started = time.perf_counter()
             with _stderr.status("Fitting the ranker..."):
-                ranker = SessionRanker().fit(
+                chosen = RerankedSessionRanker() if rerank == "lambdarank" else SessionRanker()
+                ranker = chosen.fit(
                     store, event_weights=weights, key_conversion=conversion, objectives=objectives
                 )
             seconds = time.perf_counter() - started

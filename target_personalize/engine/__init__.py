@@ -1,7 +1,8 @@
 """The personalization engine: event store, funnel mining and ranking. Never imports singer_sdk.
 
 Store: :class:`EventStore`. Funnels: :func:`discover_funnel`, :func:`explicit_funnel`,
-:func:`write_report`. Ranking: :class:`SessionRanker` (and the baselines),
+:func:`write_report`. Ranking: :class:`SessionRanker` (and the baselines,
+:class:`RerankedSessionRanker`, its LambdaRank second stage),
 :func:`refresh_ranker`, :func:`evaluate_store`. Errors derive from :class:`EngineError`.
 
 This module is the engine's public API; the subpackages ``store``, ``funnel``, ``ranking``
@@ -92,6 +93,13 @@ from target_personalize.engine.ranking.objectives import (
     ConversionModel,
     Objectives,
 )
+from target_personalize.engine.ranking.conversion_model import (
+    ConversionModel,
+    expected_calibration_error,
+)
+from target_personalize.engine.ranking.rerank import (
+    RerankedSessionRanker,
+)
 from target_personalize.engine.ranking.session_ranker import (
     SessionRanker,
 )
@@ -135,6 +143,7 @@ __all__ = [
     "InvalidEventError",
     "ItemTable",
     "LoadResult",
+    "ConversionModel",
     "ModelFormatError",
     "ModelNotFittedError",
     "ModelResult",
@@ -144,6 +153,7 @@ __all__ = [
     "RankerBase",
     "RankerError",
     "Reject",
+    "RerankedSessionRanker",
     "ScoredItem",
     "SessionRanker",
     "SignalBucket",
@@ -162,6 +172,7 @@ __all__ = [
     "discover_funnel",
     "evaluate",
     "evaluate_store",
+    "expected_calibration_error",
     "explicit_funnel",
     "interactions_from_store",
     "load_ranker",

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy import sparse
 
 from target_personalize.engine.arrays import BoolArray, FloatArray, IntArray
 from target_personalize.engine.ranking.index import top_k
@@ -62,6 +63,10 @@ FEATURE_NAMES: tuple[str, ...] = (
     "session_distinct",
     "history_length",
     "candidates_scored",
+    "log_transitions_latest",
+    "transition_share_latest",
+    "transition_share_previous",
+    "transition_share_back",
 )
 
 
@@ -73,11 +78,17 @@ class ItemStats:
         log_popularity: ``log1p`` of the item's events.
         log_recent: ``log1p`` of its events on the last day of the data.
         last_seen: time of its latest event (NaN without any).
+        transitions: counts of item ``a`` directly followed by item ``b`` in a session.
+        backward: the same, transposed (``b`` directly preceded by ``a``).
+        out_degree: transitions leaving each item.
     """
 
     log_popularity: FloatArray
     log_recent: FloatArray
     last_seen: FloatArray
+    transitions: sparse.csr_matrix
+    backward: sparse.csr_matrix
+    out_degree: FloatArray
 
     @classmethod
     def build(cls, data: Interactions) -> ItemStats:
@@ -92,7 +103,28 @@ class ItemStats:
         last_seen = np.full(n, -np.inf)
         np.maximum.at(last_seen, data.item, data.ts)
         last_seen[~np.isfinite(last_seen)] = np.nan
-        return cls(np.log1p(counts), np.log1p(recent), last_seen)
+        same = data.session[1:] == data.session[:-1]
+        moved = same & (data.item[1:] != data.item[:-1])
+        transitions = sparse.csr_matrix(
+            (np.ones(int(moved.sum())), (data.item[:-1][moved], data.item[1:][moved])),
+            shape=(n, n),
+        )
+        transitions.sum_duplicates()
+        transitions.sort_indices()
+        backward = transitions.T.tocsr()
+        backward.sort_indices()
+        out_degree = np.asarray(transitions.sum(axis=1)).ravel().astype(np.float64)
+        return cls(
+            np.log1p(counts), np.log1p(recent), last_seen, transitions, backward, out_degree
+        )
+
+    def successors(self, item: int, candidates: IntArray) -> FloatArray:
+        """Transitions from ``item`` to each candidate (0 for an item it does not know)."""
+        return _row_lookup(self.transitions, item, candidates)
+
+    def predecessors(self, item: int, candidates: IntArray) -> FloatArray:
+        """Transitions from each candidate to ``item``."""
+        return _row_lookup(self.backward, item, candidates)
 
 
 @dataclass(frozen=True)
@@ -217,6 +249,18 @@ def candidate_features(
         np.full(c.size, float(query.history_items.size)),
         np.full(c.size, float(np.count_nonzero(found.score[c] > 0))),
     ]
+    latest = int(session[-1]) if length else -1
+    before = int(session[-2]) if length > 1 else -1
+    out = _pad(stats.out_degree, n_items, 0.0)
+    forward = stats.successors(latest, c)
+    columns += [
+        np.log1p(forward),
+        forward / out[latest] if latest >= 0 and out[latest] > 0 else np.zeros(c.size),
+        stats.successors(before, c) / out[before]
+        if before >= 0 and out[before] > 0
+        else np.zeros(c.size),
+        stats.predecessors(latest, c) / np.maximum(out[c], 1.0),
+    ]
     return np.column_stack(columns).astype(np.float64)
 
 
@@ -228,6 +272,18 @@ def _latest_distinct(items: IntArray, count: int) -> IntArray:
             if len(latest) == count:
                 break
     return np.array(latest, dtype=np.int64)
+
+
+def _row_lookup(matrix: sparse.csr_matrix, row: int, columns: IntArray) -> FloatArray:
+    """``matrix[row, columns]`` as a dense vector (0 outside the matrix)."""
+    if not 0 <= row < matrix.shape[0]:
+        return np.zeros(columns.size)
+    start, end = matrix.indptr[row], matrix.indptr[row + 1]
+    known, values = matrix.indices[start:end], matrix.data[start:end]
+    if known.size == 0:
+        return np.zeros(columns.size)
+    where = np.minimum(np.searchsorted(known, columns), known.size - 1)
+    return np.where(known[where] == columns, values[where], 0.0).astype(np.float64)
 
 
 def _pad(values: FloatArray, n: int, fill: float) -> FloatArray:

@@ -337,7 +337,9 @@ class RerankedSessionRanker(SessionRanker):
         if found.items.size == 0:
             return super()._score(query, objectives)
         learned = np.asarray(
-            self._booster.predict(candidate_features(self, self._stats, query, found)), np.float64
+            self._booster.predict(
+                candidate_features(self, self._stats, query, found), num_threads=1
+            ), np.float64
         )
         # Candidates in the model's order in (0.5, 1]; every other item behind, in (0, 0.5].
         relevance = 0.5 * found.relevance
