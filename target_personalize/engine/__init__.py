@@ -74,6 +74,10 @@ from target_personalize.engine.ranking.contract import (
     ScoredItem,
     check_random_state,
 )
+from target_personalize.engine.ranking.conversion_model import (
+    ConversionModel,
+    expected_calibration_error,
+)
 from target_personalize.engine.ranking.event_weights import (
     DEFAULT_EVENT_WEIGHTS,
 )
@@ -92,10 +96,6 @@ from target_personalize.engine.ranking.model_io import (
 from target_personalize.engine.ranking.objectives import (
     ConversionModel,
     Objectives,
-)
-from target_personalize.engine.ranking.conversion_model import (
-    ConversionModel,
-    expected_calibration_error,
 )
 from target_personalize.engine.ranking.rerank import (
     RerankedSessionRanker,
@@ -143,7 +143,6 @@ __all__ = [
     "InvalidEventError",
     "ItemTable",
     "LoadResult",
-    "ConversionModel",
     "ModelFormatError",
     "ModelNotFittedError",
     "ModelResult",

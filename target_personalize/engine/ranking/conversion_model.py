@@ -36,7 +36,6 @@ def expected_calibration_error(
     if p.size == 0:
         return 0.0
     which = np.minimum((p * bins).astype(np.int64), bins - 1)
-    count = np.bincount(which, minlength=bins).astype(np.float64)
     mean_p = np.bincount(which, weights=p, minlength=bins)
     mean_y = np.bincount(which, weights=y, minlength=bins)
     return float(np.abs(mean_p - mean_y).sum() / p.size)
@@ -68,14 +67,16 @@ class ConversionModel:
         """Whether :meth:`fit` (or :meth:`from_arrays`) has run."""
         return bool(self._model)
 
-    def fit(self, features: FloatArray, outcome: npt.ArrayLike, groups: IntArray) -> ConversionModel:
+    def fit(
+        self, features: FloatArray, outcome: npt.ArrayLike, groups: IntArray
+    ) -> ConversionModel:
         """Fit on rows of ``features`` with binary ``outcome``; ``groups`` ties rows to sessions.
 
         Raises:
             RankerError: when the outcome has no positives or no negatives.
         """
-        import lightgbm as lgb
-        from sklearn.isotonic import IsotonicRegression
+        import lightgbm as lgb  # noqa: PLC0415 - loaded only by the models that use it
+        from sklearn.isotonic import IsotonicRegression  # noqa: PLC0415 - only when fitting
 
         y = np.asarray(outcome, dtype=np.float64)
         if y.min(initial=1.0) == y.max(initial=0.0):
@@ -124,7 +125,7 @@ class ConversionModel:
     def _get_booster(self) -> Any:
         booster = getattr(self, "_booster", None)
         if booster is None:
-            import lightgbm as lgb
+            import lightgbm as lgb  # noqa: PLC0415 - loaded only by the models that use it
 
             booster = lgb.Booster(model_str=self._model)
             self._booster = booster

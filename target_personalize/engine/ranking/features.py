@@ -114,9 +114,7 @@ class ItemStats:
         backward = transitions.T.tocsr()
         backward.sort_indices()
         out_degree = np.asarray(transitions.sum(axis=1)).ravel().astype(np.float64)
-        return cls(
-            np.log1p(counts), np.log1p(recent), last_seen, transitions, backward, out_degree
-        )
+        return cls(np.log1p(counts), np.log1p(recent), last_seen, transitions, backward, out_degree)
 
     def successors(self, item: int, candidates: IntArray) -> FloatArray:
         """Transitions from ``item`` to each candidate (0 for an item it does not know)."""

@@ -19,7 +19,9 @@ calibrated probability that the session converts on a candidate
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -62,6 +64,7 @@ _OWN_PARAMS = frozenset(
     {
         "rerank_candidates",
         "holdout_share",
+        "folds",
         "max_train_queries",
         "n_estimators",
         "learning_rate",
@@ -88,6 +91,17 @@ class TrainingExamples:
     grade: IntArray
     converts: BoolArray
     group: IntArray
+
+    @classmethod
+    def concat(cls, parts: list[TrainingExamples]) -> TrainingExamples:
+        """The rows of every part, their queries numbered on."""
+        offsets = np.cumsum([0] + [int(p.group.max(initial=-1)) + 1 for p in parts])
+        return cls(
+            np.vstack([p.features for p in parts]),
+            np.concatenate([p.grade for p in parts]),
+            np.concatenate([p.converts for p in parts]),
+            np.concatenate([p.group + offsets[i] for i, p in enumerate(parts)]),
+        )
 
     def group_sizes(self) -> IntArray:
         """Rows per query, in order."""
@@ -177,10 +191,16 @@ def training_examples(
     if not blocks:
         width = len(FEATURE_NAMES)
         return TrainingExamples(
-            np.zeros((0, width)), np.zeros(0, np.int64), np.zeros(0, np.bool_), np.zeros(0, np.int64)
+            np.zeros((0, width)),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.bool_),
+            np.zeros(0, np.int64),
         )
     return TrainingExamples(
-        np.vstack(blocks), np.concatenate(labels), np.concatenate(converting), np.concatenate(groups)
+        np.vstack(blocks),
+        np.concatenate(labels),
+        np.concatenate(converting),
+        np.concatenate(groups),
     )
 
 
@@ -191,6 +211,9 @@ class RerankedSessionRanker(SessionRanker):
         rerank_candidates: first-stage items the second stage re-orders.
         holdout_share: share of the training sessions (the latest) that the second stage
             learns from, with a first stage fitted on the others.
+        folds: when 2 or more, the second stage learns instead from every training session,
+            split at random into this many folds, each queried to a first stage fitted on
+            the other folds (more examples, and a first stage closer to the one that serves).
         max_train_queries: session prefixes it learns from at most (the latest first).
         n_estimators: boosting rounds of the ranking model.
         learning_rate: its shrinkage per round.
@@ -205,6 +228,7 @@ class RerankedSessionRanker(SessionRanker):
         *,
         rerank_candidates: int = 100,
         holdout_share: float = 0.3,
+        folds: int = 0,
         max_train_queries: int = 30_000,
         n_estimators: int = 300,
         learning_rate: float = 0.05,
@@ -216,6 +240,7 @@ class RerankedSessionRanker(SessionRanker):
             raise RankerError(f"holdout_share must be between 0 and 1, got {holdout_share}")
         self.rerank_candidates = rerank_candidates
         self.holdout_share = holdout_share
+        self.folds = folds
         self.max_train_queries = max_train_queries
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -231,6 +256,7 @@ class RerankedSessionRanker(SessionRanker):
             **super().get_params(),
             "rerank_candidates": self.rerank_candidates,
             "holdout_share": self.holdout_share,
+            "folds": self.folds,
             "max_train_queries": self.max_train_queries,
             "n_estimators": self.n_estimators,
             "learning_rate": self.learning_rate,
@@ -250,26 +276,27 @@ class RerankedSessionRanker(SessionRanker):
         self._stats = ItemStats.build(data)
 
     def _train_second_stage(self, data: Interactions) -> None:
-        import lightgbm as lgb
+        import lightgbm as lgb  # noqa: PLC0415 - loaded only by the models that use it
 
         self._model_text, self._booster, self.conversion_model = "", None, None
-        ends = data.session_end_times()
-        present = ends[np.isfinite(ends)]
-        if present.size < 10:
+        splits = self._training_splits(data)
+        if not splits:
             logger.warning("%s: too few sessions to learn a second stage", self.name)
             return
-        cut = float(np.quantile(present, 1.0 - self.holdout_share))
-        early, late = data.split_by_time(cut)
-        first = SessionRanker(**self._first_stage_params()).fit(
-            early, event_weights=self.event_weights, key_conversion=self.key_conversion
-        )
-        examples = training_examples(
-            first,
-            ItemStats.build(early),
-            late,
-            candidates=self.rerank_candidates,
-            key_conversion=self.key_conversion,
-            max_queries=self.max_train_queries,
+        examples = TrainingExamples.concat(
+            [
+                training_examples(
+                    SessionRanker(**self._first_stage_params()).fit(
+                        early, event_weights=self.event_weights, key_conversion=self.key_conversion
+                    ),
+                    ItemStats.build(early),
+                    late,
+                    candidates=self.rerank_candidates,
+                    key_conversion=self.key_conversion,
+                    max_queries=self.max_train_queries // len(splits),
+                )
+                for early, late in splits
+            ]
         )
         if int(examples.converts.sum()) >= _MIN_CONVERSIONS and not examples.converts.all():
             self.conversion_model = ConversionModel(random_state=self._seed()).fit(
@@ -281,13 +308,13 @@ class RerankedSessionRanker(SessionRanker):
             return
         booster = lgb.train(
             {
-                "objective": "lambdarank",
+                "objective": os.environ.get("LTR_OBJ", "lambdarank"),
                 "learning_rate": self.learning_rate,
                 "num_leaves": self.num_leaves,
                 "min_data_in_leaf": 50,
                 "feature_fraction": 0.9,
-                "lambdarank_truncation_level": 30,
-                "label_gain": [0.0, 1.0, 3.0, 7.0],
+                "lambdarank_truncation_level": int(os.environ.get("LTR_TRUNC", "30")),
+                "label_gain": json.loads(os.environ.get("LTR_GAIN", "[0, 1, 3, 7]")),
                 "verbose": -1,
                 "seed": self._seed(),
                 "num_threads": 4,
@@ -306,6 +333,20 @@ class RerankedSessionRanker(SessionRanker):
             ranked.grade.size,
         )
 
+    def _training_splits(self, data: Interactions) -> list[tuple[Interactions, Interactions]]:
+        """(first-stage data, query sessions) pairs, all from the training data."""
+        ends = data.session_end_times()
+        present = ends[np.isfinite(ends)]
+        if present.size < 10:
+            return []
+        if self.folds >= 2:
+            fold = np.random.default_rng(self._seed()).integers(self.folds, size=data.n_sessions)
+            return [
+                (data.take(fold[data.session] != f), data.take(fold[data.session] == f))
+                for f in range(self.folds)
+            ]
+        return [data.split_by_time(float(np.quantile(present, 1.0 - self.holdout_share)))]
+
     def _seed(self) -> int:
         return self.random_state if isinstance(self.random_state, int) else 0
 
@@ -320,7 +361,7 @@ class RerankedSessionRanker(SessionRanker):
     def _restore(self, arrays: Mapping[str, npt.NDArray[Any]]) -> bool:
         if "rerank_model" not in arrays or not super()._restore(arrays):
             return False
-        import lightgbm as lgb
+        import lightgbm as lgb  # noqa: PLC0415 - loaded only by the models that use it
 
         self._model_text = bytes(arrays["rerank_model"].astype(np.uint8)).decode("utf-8")
         self._booster = lgb.Booster(model_str=self._model_text)
@@ -339,7 +380,8 @@ class RerankedSessionRanker(SessionRanker):
         learned = np.asarray(
             self._booster.predict(
                 candidate_features(self, self._stats, query, found), num_threads=1
-            ), np.float64
+            ),
+            np.float64,
         )
         # Candidates in the model's order in (0.5, 1]; every other item behind, in (0, 0.5].
         relevance = 0.5 * found.relevance
@@ -364,4 +406,6 @@ class RerankedSessionRanker(SessionRanker):
         if found.items.size == 0:
             return []
         p = self.conversion_model.predict(candidate_features(self, self._stats, query, found))
-        return [(str(self.items.item_ids[i]), float(q)) for i, q in zip(found.items, p, strict=True)]
+        return [
+            (str(self.items.item_ids[i]), float(q)) for i, q in zip(found.items, p, strict=True)
+        ]
