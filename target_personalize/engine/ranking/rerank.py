@@ -6,11 +6,12 @@ model scores them from :mod:`.features`, and they come back in the model's order
 other item (which keep the first stage's order behind them). Objectives then weigh the result
 as for any ranker.
 
-Training never looks past the training data: its sessions are split by end time, a first stage
-is fitted on the earlier ``1 - holdout_share`` of them, and every prefix of the later sessions
-becomes a query whose candidates are labelled by the funnel's grades: 3 for items the session
-later converts on (the key conversion), 2 for items it later adds to cart, 1 for the next item
-(YooChoose's clicks: the next click). The first stage that serves is then fitted on all of it.
+Training never looks past the training data: its sessions are split into ``folds`` random
+folds (or, with ``folds=0``, by end time: the latest ``holdout_share`` against the rest), a
+first stage is fitted on the other folds, and every prefix of a fold's sessions becomes a query
+whose candidates are labelled by the funnel's grades: 3 for items the session later converts on
+(the key conversion), 2 for items it later adds to cart, 1 for the next item (YooChoose's
+clicks: the next click). The first stage that serves is then fitted on all of it.
 
 With conversions in the data, the same examples train a :class:`ConversionModel`: the
 calibrated probability that the session converts on a candidate
@@ -19,9 +20,7 @@ calibrated probability that the session converts on a candidate
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -209,11 +208,12 @@ class RerankedSessionRanker(SessionRanker):
 
     Args:
         rerank_candidates: first-stage items the second stage re-orders.
-        holdout_share: share of the training sessions (the latest) that the second stage
-            learns from, with a first stage fitted on the others.
-        folds: when 2 or more, the second stage learns instead from every training session,
-            split at random into this many folds, each queried to a first stage fitted on
-            the other folds (more examples, and a first stage closer to the one that serves).
+        holdout_share: with ``folds`` below 2, the share of the training sessions (the
+            latest) that the second stage learns from, with a first stage fitted on the others.
+        folds: when 2 or more (the default), the second stage learns instead from every
+            training session, split at random into this many folds, each queried to a first
+            stage fitted on the other folds (more examples, and a first stage closer to the
+            one that serves).
         max_train_queries: session prefixes it learns from at most (the latest first).
         n_estimators: boosting rounds of the ranking model.
         learning_rate: its shrinkage per round.
@@ -228,7 +228,7 @@ class RerankedSessionRanker(SessionRanker):
         *,
         rerank_candidates: int = 100,
         holdout_share: float = 0.3,
-        folds: int = 0,
+        folds: int = 3,
         max_train_queries: int = 30_000,
         n_estimators: int = 300,
         learning_rate: float = 0.05,
@@ -308,13 +308,13 @@ class RerankedSessionRanker(SessionRanker):
             return
         booster = lgb.train(
             {
-                "objective": os.environ.get("LTR_OBJ", "lambdarank"),
+                "objective": "lambdarank",
                 "learning_rate": self.learning_rate,
                 "num_leaves": self.num_leaves,
                 "min_data_in_leaf": 50,
                 "feature_fraction": 0.9,
-                "lambdarank_truncation_level": int(os.environ.get("LTR_TRUNC", "30")),
-                "label_gain": json.loads(os.environ.get("LTR_GAIN", "[0, 1, 3, 7]")),
+                "lambdarank_truncation_level": 30,
+                "label_gain": [0.0, 1.0, 3.0, 7.0],
                 "verbose": -1,
                 "seed": self._seed(),
                 "num_threads": 4,
