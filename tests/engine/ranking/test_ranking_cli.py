@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from target_personalize.commands.ranking import evaluate_command, fit, rank, recommend
-from target_personalize.engine import EventStore
+from target_personalize.engine import EventStore, RerankedSessionRanker, load_ranker
 
 from .contract import follows_sessions, session_events
 
@@ -202,3 +202,29 @@ def test_evaluate_reads_yoochoose_csv_and_names_the_formats(tmp_path: Path) -> N
     other.write_text("session,item\n1,2\n")
     bad = runner.invoke(GROUP, ["evaluate", "--train", str(other), "--test", str(test)])
     assert bad.exit_code == 1 and "unknown format" in bad.output and "JSON lines" in bad.output
+def test_fit_with_a_second_stage_saves_it_and_recommend_loads_it(store_url: str) -> None:
+    runner = CliRunner()
+    result = runner.invoke(
+        GROUP, ["fit", "--database-url", store_url, "--rerank", "lambdarank", "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["ranker"] == "session ranker + lambdarank"
+    with EventStore(store_url) as store:
+        loaded = load_ranker(store)
+    assert isinstance(loaded, RerankedSessionRanker)
+    answer = runner.invoke(
+        GROUP,
+        [
+            "recommend",
+            "--database-url",
+            store_url,
+            "--session",
+            "s1",
+            "-k",
+            "2",
+            "--format",
+            "json",
+        ],
+    )
+    assert answer.exit_code == 0, answer.output
+    assert len(json.loads(answer.stdout)) == 2
