@@ -123,3 +123,27 @@ def test_expected_calibration_error_known_answers() -> None:
 def test_the_conversion_model_refuses_one_class() -> None:
     with pytest.raises(RankerError, match="both converting and non-converting"):
         ConversionModel().fit(np.zeros((10, len(FEATURE_NAMES))), np.zeros(10), np.arange(10))
+
+
+def test_conversion_probabilities_follow_what_sessions_cart() -> None:
+    """Even items are always added to cart right after their view, odd ones never: the item a
+    session goes to next (its successor on the cycle) is likely to be carted when it is even."""
+    sessions, items, kinds, times = _cycle_sessions(1_500, 0.0, 3, "c")
+    rows = [list(x) for x in zip(sessions, items, kinds, times, strict=True)]
+    carted = [[s, i, "add_to_cart", t + 1.0] for s, i, _, t in rows if int(i[1:]) % 2 == 0]
+    merged = sorted(rows + carted, key=lambda row: (row[0], row[3]))
+    train = Interactions.from_rows(*(list(column) for column in zip(*merged, strict=True)))
+    ranker = RerankedSessionRanker(random_state=0, n_estimators=30, rerank_candidates=20)
+    ranker.fit(train, key_conversion="add_to_cart")
+    successor = np.random.default_rng(99).permutation(_ITEMS)
+    even, odd = [], []
+    for session in range(60):
+        key = str(train.session_keys[session])
+        last = [r[1] for r in merged if r[0] == key][-1]
+        upcoming = f"i{successor[int(last[1:])]}"
+        answer = dict(ranker.conversion_probabilities(session_id=key, k=20))
+        assert all(0.0 <= p <= 1.0 for p in answer.values())
+        if upcoming in answer:
+            (even if int(upcoming[1:]) % 2 == 0 else odd).append(answer[upcoming])
+    assert len(even) > 10 and len(odd) > 10
+    assert float(np.mean(even)) > float(np.mean(odd)) + 0.3
