@@ -72,17 +72,23 @@ def calibration(
         [t == key_conversion or t in CART_TYPES for t in test.event_types] or [False]
     )
     kind_map = np.array([ranker._kind_index(t) for t in test.event_types] or [0], np.int64)
-    _, starts = test.session_bounds()
+    sessions, starts = test.session_bounds()
+    visitors = test.visitors[test.session_visitor]
+    data = ranker.data
     probabilities, outcomes = [], []
     for s in range(starts.size - 1):
         start, end = int(starts[s]), int(starts[s + 1])
         items = test.item[start:end].astype(np.int64)
         kinds = test.kind[start:end]
+        history = ranker._history_rows(str(visitors[int(sessions[s])]))
         for i in range(1, end - start):
             query = Query(
                 items=items[:i],
                 kinds=kind_map[kinds[:i]],
                 ts=test.ts[start : start + i],
+                history_items=data.item[history].astype(np.int64),
+                history_kinds=data.kind[history].astype(np.int64),
+                history_ts=data.ts[history],
                 now=float(test.ts[start + i - 1]),
             )
             found = first_stage(ranker, query, k, None, Objectives())
