@@ -65,7 +65,7 @@ def calibration(
     ranker: RerankedSessionRanker, test: Interactions, key_conversion: str, k: int = 20
 ) -> dict[str, Any]:
     """ECE of the conversion model on the held-out sessions (see the module docstring)."""
-    model = ranker.conversion_model
+    model = ranker.calibrated_model
     if model is None:
         return {"ece": None, "note": "too few conversions in training for a conversion model"}
     converting = np.array(
@@ -125,7 +125,7 @@ def compare(
     second = chosen[1][1]
     assert isinstance(second, RerankedSessionRanker)
     lines = [markdown(report, title), f"Second-stage training: {second.train_seconds:.1f} s."]
-    if second.conversion_model is not None:
+    if second.calibrated_model is not None:
         figures = calibration(second, test, report.key_conversion)
         results[key]["calibration"] = figures
         lines.append(

@@ -75,7 +75,7 @@ from target_personalize.engine.ranking.contract import (
     check_random_state,
 )
 from target_personalize.engine.ranking.conversion_model import (
-    ConversionModel,
+    CalibratedConversionModel,
     expected_calibration_error,
 )
 from target_personalize.engine.ranking.event_weights import (
@@ -128,6 +128,7 @@ __all__ = [
     "ITEM_COLUMNS",
     "LIFT_PRIOR_UNITS",
     "VSKNN",
+    "CalibratedConversionModel",
     "Contribution",
     "ConversionModel",
     "DiscoveredFunnel",

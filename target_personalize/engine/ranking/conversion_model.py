@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     import numpy.typing as npt
 
-__all__ = ["ConversionModel", "expected_calibration_error"]
+__all__ = ["CalibratedConversionModel", "expected_calibration_error"]
 
 
 def expected_calibration_error(
@@ -42,7 +42,7 @@ def expected_calibration_error(
 
 
 @dataclass
-class ConversionModel:
+class CalibratedConversionModel:
     """Gradient-boosted trees, isotonic-calibrated on held-out groups (sessions).
 
     Args:
@@ -69,7 +69,7 @@ class ConversionModel:
 
     def fit(
         self, features: FloatArray, outcome: npt.ArrayLike, groups: IntArray
-    ) -> ConversionModel:
+    ) -> CalibratedConversionModel:
         """Fit on rows of ``features`` with binary ``outcome``; ``groups`` ties rows to sessions.
 
         Raises:
@@ -142,7 +142,9 @@ class ConversionModel:
         }
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray], prefix: str) -> ConversionModel | None:
+    def from_arrays(
+        cls, arrays: Mapping[str, np.ndarray], prefix: str
+    ) -> CalibratedConversionModel | None:
         """The inverse of :meth:`arrays` (``None`` when they hold no model)."""
         if f"{prefix}_model" not in arrays:
             return None

@@ -13,7 +13,7 @@ whose candidates are labelled by the funnel's grades: 3 for items the session la
 (the key conversion), 2 for items it later adds to cart, 1 for the next item (YooChoose's
 clicks: the next click). The first stage that serves is then fitted on all of it.
 
-With conversions in the data, the same examples train a :class:`ConversionModel`: the
+With conversions in the data, the same examples train a :class:`CalibratedConversionModel`: the
 calibrated probability that the session converts on a candidate
 (:meth:`RerankedSessionRanker.conversion_probabilities`).
 """
@@ -29,7 +29,7 @@ import numpy as np
 
 from target_personalize.engine.arrays import BoolArray, FloatArray, IntArray
 from target_personalize.engine.exceptions import RankerError
-from target_personalize.engine.ranking.conversion_model import ConversionModel
+from target_personalize.engine.ranking.conversion_model import CalibratedConversionModel
 from target_personalize.engine.ranking.event_weights import CART_TYPES
 from target_personalize.engine.ranking.features import (
     FEATURE_NAMES,
@@ -247,7 +247,7 @@ class RerankedSessionRanker(SessionRanker):
         self.num_leaves = num_leaves
         self._model_text = ""
         self._booster: Any = None
-        self.conversion_model: ConversionModel | None = None
+        self.calibrated_model: CalibratedConversionModel | None = None
         self.train_seconds = 0.0
 
     def get_params(self) -> dict[str, Any]:
@@ -278,7 +278,7 @@ class RerankedSessionRanker(SessionRanker):
     def _train_second_stage(self, data: Interactions) -> None:
         import lightgbm as lgb  # noqa: PLC0415 - loaded only by the models that use it
 
-        self._model_text, self._booster, self.conversion_model = "", None, None
+        self._model_text, self._booster, self.calibrated_model = "", None, None
         splits = self._training_splits(data)
         if not splits:
             logger.warning("%s: too few sessions to learn a second stage", self.name)
@@ -299,7 +299,7 @@ class RerankedSessionRanker(SessionRanker):
             ]
         )
         if int(examples.converts.sum()) >= _MIN_CONVERSIONS and not examples.converts.all():
-            self.conversion_model = ConversionModel(random_state=self._seed()).fit(
+            self.calibrated_model = CalibratedConversionModel(random_state=self._seed()).fit(
                 examples.features, examples.converts, examples.group
             )
         ranked = examples.with_positive_groups()
@@ -354,8 +354,8 @@ class RerankedSessionRanker(SessionRanker):
         arrays = super()._arrays()
         if self._model_text:
             arrays["rerank_model"] = np.frombuffer(self._model_text.encode("utf-8"), np.uint8)
-        if self.conversion_model is not None:
-            arrays.update(self.conversion_model.arrays("conversion"))
+        if self.calibrated_model is not None:
+            arrays.update(self.calibrated_model.arrays("conversion"))
         return arrays
 
     def _restore(self, arrays: Mapping[str, npt.NDArray[Any]]) -> bool:
@@ -365,7 +365,7 @@ class RerankedSessionRanker(SessionRanker):
 
         self._model_text = bytes(arrays["rerank_model"].astype(np.uint8)).decode("utf-8")
         self._booster = lgb.Booster(model_str=self._model_text)
-        self.conversion_model = ConversionModel.from_arrays(arrays, "conversion")
+        self.calibrated_model = CalibratedConversionModel.from_arrays(arrays, "conversion")
         self._stats = ItemStats.build(self.data)
         return True
 
@@ -396,7 +396,7 @@ class RerankedSessionRanker(SessionRanker):
         Raises:
             RankerError: when the training data held too few conversions for the model.
         """
-        if self.conversion_model is None:
+        if self.calibrated_model is None:
             raise RankerError(
                 f"{self.name} has no conversion model: the training data held fewer than "
                 f"{_MIN_CONVERSIONS} converting candidates"
@@ -405,7 +405,7 @@ class RerankedSessionRanker(SessionRanker):
         found = first_stage(self, query, k, None, Objectives())
         if found.items.size == 0:
             return []
-        p = self.conversion_model.predict(candidate_features(self, self._stats, query, found))
+        p = self.calibrated_model.predict(candidate_features(self, self._stats, query, found))
         return [
             (str(self.items.item_ids[i]), float(q)) for i, q in zip(found.items, p, strict=True)
         ]

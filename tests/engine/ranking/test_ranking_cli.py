@@ -202,6 +202,8 @@ def test_evaluate_reads_yoochoose_csv_and_names_the_formats(tmp_path: Path) -> N
     other.write_text("session,item\n1,2\n")
     bad = runner.invoke(GROUP, ["evaluate", "--train", str(other), "--test", str(test)])
     assert bad.exit_code == 1 and "unknown format" in bad.output and "JSON lines" in bad.output
+
+
 def test_fit_with_a_second_stage_saves_it_and_recommend_loads_it(store_url: str) -> None:
     runner = CliRunner()
     result = runner.invoke(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from target_personalize.engine import (
-    ConversionModel,
+    CalibratedConversionModel,
     Interactions,
     Objectives,
     RankerBase,
@@ -102,13 +102,13 @@ def _known_probabilities(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray, 
 def test_the_conversion_model_is_calibrated_on_known_probabilities() -> None:
     features, _, outcome = _known_probabilities(30_000, 1)
     groups = np.arange(outcome.size) // 5
-    model = ConversionModel(n_estimators=100).fit(features, outcome, groups)
+    model = CalibratedConversionModel(n_estimators=100).fit(features, outcome, groups)
     held, truth, held_outcome = _known_probabilities(30_000, 2)
     predicted = model.predict(held)
     assert expected_calibration_error(predicted, held_outcome) < 0.02
     assert float(np.mean(np.abs(predicted - truth))) < 0.05
     # A round trip through arrays predicts the same.
-    again = ConversionModel.from_arrays(model.arrays("m"), "m")
+    again = CalibratedConversionModel.from_arrays(model.arrays("m"), "m")
     assert again is not None
     assert np.allclose(again.predict(held), predicted)
 
@@ -122,7 +122,9 @@ def test_expected_calibration_error_known_answers() -> None:
 
 def test_the_conversion_model_refuses_one_class() -> None:
     with pytest.raises(RankerError, match="both converting and non-converting"):
-        ConversionModel().fit(np.zeros((10, len(FEATURE_NAMES))), np.zeros(10), np.arange(10))
+        CalibratedConversionModel().fit(
+            np.zeros((10, len(FEATURE_NAMES))), np.zeros(10), np.arange(10)
+        )
 
 
 def test_conversion_probabilities_follow_what_sessions_cart() -> None:
