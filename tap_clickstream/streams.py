@@ -31,6 +31,7 @@ from typing_extensions import override
 
 from tap_clickstream.batches import EventBatcher
 from tap_clickstream.events import EVENT_SCHEMA, EventTypeMapper
+from tap_clickstream.redact import MAX_CHARS, redact
 
 if t.TYPE_CHECKING:
     from collections.abc import Generator, Iterable, Iterator, Sequence
@@ -324,17 +325,18 @@ class ExportAPIStream(EventStream, RESTStream[t.Any]):
 
     @staticmethod
     def _error_detail(response: requests.Response) -> str:
+        """The API's error, cut short and with credential-like strings masked."""
         try:
-            body = response.content[:500].decode("utf-8", "replace").strip()
+            body = response.content[: MAX_CHARS * 4].decode("utf-8", "replace")
         except requests.RequestException:
             return ""
         try:
             payload = response.json()
         except ValueError:
-            return body
+            return redact(body)
         if isinstance(payload, dict) and "error" in payload:
-            return str(payload["error"])
-        return body
+            return redact(str(payload["error"]))
+        return redact(body)
 
     @override
     def backoff_wait_generator(self) -> Generator[float, t.Any, None]:

@@ -90,6 +90,36 @@ __all__ = ["keys", "serve"]
     help="Requests a second all pages together may make with one browser key (0: no limit).",
 )
 @click.option("--demo", is_flag=True, help="Serve the live storefront at /demo.")
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1),
+    help="Largest request body (413 above it; default 10 MiB).",
+)
+@click.option(
+    "--max-event-bytes",
+    type=click.IntRange(min=1),
+    help="Largest event of POST /v1/events, as JSON (413 above it; default 256 KiB).",
+)
+@click.option(
+    "--max-property-bytes",
+    type=click.IntRange(min=1),
+    help="Largest value of an event's properties, as JSON (422 above it; default 64 KiB).",
+)
+@click.option(
+    "--max-json-depth",
+    type=click.IntRange(min=1),
+    help="Deepest nesting of arrays and objects in a JSON body (422 above it; default 32).",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    help="Addresses of reverse proxies whose X-Forwarded-For is believed (comma-separated, "
+    "* for any). Default: none, a client is its connection's address.",
+)
+@click.option(
+    "--open-docs",
+    is_flag=True,
+    help="Serve /docs, /redoc and /openapi.json without a key off loopback.",
+)
 @click.option("--log-level", default="info", show_default=True, help="uvicorn's log level.")
 def serve(
     *,
@@ -109,6 +139,12 @@ def serve(
     browser_rate: float,
     browser_key_rate: float,
     demo: bool,
+    max_body_bytes: int | None,
+    max_event_bytes: int | None,
+    max_property_bytes: int | None,
+    max_json_depth: int | None,
+    forwarded_allow_ips: str | None,
+    open_docs: bool,
     log_level: str,
 ) -> None:
     """Serve the HTTP API (events in, rankings out) and the dashboard at /."""
@@ -127,6 +163,12 @@ def serve(
         "journal_dir": journal_dir,
         "flush_ms": flush_ms,
         "refresh_seconds": refresh_minutes * 60,
+        "max_body_bytes": max_body_bytes,
+        "max_event_bytes": max_event_bytes,
+        "max_property_bytes": max_property_bytes,
+        "max_json_depth": max_json_depth,
+        "forwarded_allow_ips": forwarded_allow_ips,
+        "open_docs": open_docs or None,
     }
     # The default URL only applies when neither the config nor a TARGET_PERSONALIZE_ variable
     # names a store.
@@ -151,7 +193,14 @@ def serve(
     if demo:
         shown = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
         click.echo(f"the storefront: http://{shown}:{port}/demo/", err=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        **settings.uvicorn_options(),
+    )
 
 
 @click.group()

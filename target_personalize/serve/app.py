@@ -24,9 +24,10 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
-import anyio.to_thread
 import msgspec
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -42,6 +43,8 @@ from target_personalize.engine import (
 from target_personalize.serve.auth import FailureLimiter, KeyRing, Role
 from target_personalize.serve.cors import add_browser_middleware
 from target_personalize.serve.demo import add_storefront
+from target_personalize.serve.errors import validation_error
+from target_personalize.serve.limits import BodyLimits, Limits, event_problems
 from target_personalize.serve.models import (
     CanonicalEvent,
     EventError,
@@ -55,6 +58,7 @@ from target_personalize.serve.models import (
 from target_personalize.serve.segment import from_segment, mapper
 from target_personalize.serve.service import ServingState
 from target_personalize.serve.settings import ServeSettings, is_loopback
+from target_personalize.serve.verifier import BlockedError, KeyVerifier
 
 __all__ = ["ServeConfigError", "create_app"]
 
@@ -142,8 +146,9 @@ Checked = tuple[dict[str, Any], tuple[Any, ...]]
 class _Normaliser:
     """Turns the body of POST /v1/events into canonical records, or errors with field paths."""
 
-    def __init__(self, event_map: dict[str, str]) -> None:
+    def __init__(self, event_map: dict[str, str], limits: Limits) -> None:
         self.event_type_of = mapper(event_map)
+        self.limits = limits
 
     def one(
         self, raw: object, index: int, prefix: list[str | int]
@@ -156,6 +161,18 @@ class _Normaliser:
         kind = raw.get("type")
         if kind in _SEGMENT_SKIPPED:
             return None, []
+        too_big = event_problems(raw, self.limits)
+        if too_big:
+            return None, [
+                # A whole event too large is a 413, a property too large a 422.
+                EventError(
+                    index=index,
+                    loc=[*prefix, *loc],
+                    msg=msg,
+                    type="too_large" if not loc else "property_too_large",
+                )
+                for loc, msg in too_big
+            ]
         try:
             if kind is not None:
                 model = _SEGMENT_EVENTS.get(kind) if isinstance(kind, str) else None
@@ -266,8 +283,12 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
             "PERSONALIZE_API_KEYS)"
         )
         raise ServeConfigError(msg)
-    normaliser = _Normaliser(settings.event_map)
-    limiter = FailureLimiter(settings.max_key_failures, settings.key_failure_window_seconds)
+    normaliser = _Normaliser(settings.event_map, settings.limits)
+    verifier = KeyVerifier(
+        ring, FailureLimiter(settings.max_key_failures, settings.key_failure_window_seconds)
+    )
+    # Off loopback the API's description needs a read key too, unless opened on purpose.
+    docs_behind_key = not settings.open_docs and not is_loopback(settings.host)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -293,7 +314,12 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
         summary="Clickstream events in, conversion-aware rankings out.",
         version="1",
         lifespan=lifespan,
+        docs_url=None if docs_behind_key else "/docs",
+        redoc_url=None if docs_behind_key else "/redoc",
+        openapi_url=None if docs_behind_key else "/openapi.json",
     )
+    app.add_middleware(BodyLimits, limits=settings.limits)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount("/sdk", StaticFiles(directory=STATIC / "sdk"), name="sdk")
     add_browser_middleware(app, settings.browser, settings.host)
@@ -314,25 +340,18 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
                     "an API key is required (X-API-Key or Authorization: Bearer)",
                     headers={"WWW-Authenticate": "Bearer"},
                 )
-            found = ring.cached_role(presented)
-            if found is None:
-                # A key not verified yet: refused outright while its client is blocked.
-                client = request.client.host if request.client else "unknown"
-                wait = limiter.retry_after(client)
-                if wait is not None:
-                    seconds = str(math.ceil(wait))
-                    raise HTTPException(
-                        429,
-                        f"too many wrong API keys from {client}: retry in {seconds} s",
-                        headers={"Retry-After": seconds},
-                    )
-                # Counted before the check (taken back if the key is right): requests sent
-                # together cannot all slip through while their checks run.
-                limiter.failed(client)
-                # scrypt runs in a worker thread, not on the loop.
-                found = await anyio.to_thread.run_sync(ring.role_of, presented)
-                if found is not None:
-                    limiter.succeeded(client)
+            # The client is the socket's peer, or what a trusted proxy says (uvicorn's
+            # proxy headers, on only with --forwarded-allow-ips).
+            client = request.client.host if request.client else "unknown"
+            try:
+                found = await verifier.role(presented, client)
+            except BlockedError as blocked:
+                seconds = str(math.ceil(blocked.wait))
+                raise HTTPException(
+                    429,
+                    f"too many wrong API keys from {client}: retry in {seconds} s",
+                    headers={"Retry-After": seconds},
+                ) from None
             if found is None:
                 raise HTTPException(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
             if needed == "write" and found != "write":
@@ -382,7 +401,8 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
             raise _unprocessable(["body"], f"invalid JSON: {error}") from None
         events, errors, skipped = normaliser.batch(body)
         if errors and not partial:
-            return _json({"detail": [error.model_dump() for error in errors]}, 422)
+            status = 413 if any(error.type == "too_large" for error in errors) else 422
+            return _json({"detail": [error.model_dump() for error in errors]}, status)
         records = [record for record, _ in events]
         try:
             await serving.store_events(records, [row for _, row in events])
@@ -486,6 +506,20 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
         The store's count is at most two seconds old, or counted now with ``fresh=true``.
         """
         return await serving.stats(fresh=fresh)
+
+    if docs_behind_key:
+
+        @app.get("/openapi.json", include_in_schema=False, dependencies=read)
+        async def openapi_document() -> JSONResponse:
+            return JSONResponse(app.openapi())
+
+        @app.get("/docs", include_in_schema=False, dependencies=read)
+        async def swagger() -> Response:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
+
+        @app.get("/redoc", include_in_schema=False, dependencies=read)
+        async def redoc() -> Response:
+            return get_redoc_html(openapi_url="/openapi.json", title=app.title)
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:

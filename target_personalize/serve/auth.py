@@ -149,6 +149,11 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def may_be_ours(self, presented: str) -> bool:
+        """Whether ``presented`` has a key's form and one of our ids (no scrypt needed)."""
+        match = _KEY.match(presented)
+        return match is not None and match.group(1) in self._keys
+
     def cached_role(self, presented: str) -> Role | None:
         """The role of a key already verified by this process (no scrypt), else ``None``."""
         return self._verified.get(hashlib.sha256(presented.encode()).digest())

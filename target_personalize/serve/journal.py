@@ -14,12 +14,31 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 
-__all__ = ["Journal"]
+__all__ = ["CHUNK_BYTES", "Journal", "Poison"]
+
+#: How much of a segment is read at a time when it is replayed.
+CHUNK_BYTES = 8 << 20
+#: How much of a poison line is kept in the store's ``rejects`` (the whole line is kept in
+#: the segment's rejected file).
+_HEAD_BYTES = 2048
+
+
+@dataclass(frozen=True)
+class Poison:
+    """A journal line that cannot be replayed: where it is, its size, its start, and why."""
+
+    segment: int
+    line: int
+    size: int
+    head: str
+    reason: str
+
 
 logger = logging.getLogger(__name__)
 
@@ -65,18 +84,27 @@ class Journal:
                 numbers.append(int(middle))
         return sorted(numbers)
 
-    def leftovers(self) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-        """Events of segments older than this run's (a torn last line is skipped)."""
-        for segment in self.segments():
-            if segment >= self._current:
-                continue
-            records = []
-            for line in self._path(segment).read_bytes().splitlines():
-                try:
-                    records.append(_decode(line))
-                except msgspec.DecodeError:
-                    logger.warning("skipping a torn line in journal segment %d", segment)
-            yield segment, records
+    @property
+    def current(self) -> int:
+        """The segment this run appends to; older ones are left by earlier runs."""
+        return self._current
+
+    def leftovers_of(
+        self, segment: int, max_record_bytes: int, chunk_bytes: int = CHUNK_BYTES
+    ) -> Iterator[tuple[int, list[dict[str, Any]], list[Poison]]]:
+        """The events of an earlier run's ``segment``, in batches of about ``chunk_bytes``.
+
+        Yields (segment, records, poison) per chunk read: memory stays bounded by the chunk
+        and ``max_record_bytes``, whatever the segment holds. A line longer than
+        ``max_record_bytes`` is not parsed: its bytes are copied to :meth:`rejected_path` and
+        it is reported as poison, as is a line that is not a JSON object. A torn last line
+        (a write cut by a crash, never acknowledged) is skipped.
+        """
+        yield from _Replay(self, segment, max_record_bytes).chunks(chunk_bytes)
+
+    def rejected_path(self, segment: int) -> Path:
+        """Where the poison lines of ``segment`` are kept, whole, for a person to look at."""
+        return self.directory / f"rejected-{self.stem}.{segment}.jsonl"
 
     def drop(self, segment: int) -> None:
         """Delete a segment whose events are all in the store."""
@@ -114,3 +142,89 @@ class Journal:
                 for segment in list(self._pending):
                     self.drop(segment)
                 self._pending.clear()
+
+
+class _Replay:
+    """Reads one segment in chunks, setting aside lines too long or not JSON objects."""
+
+    def __init__(self, journal: Journal, segment: int, max_record_bytes: int) -> None:
+        self.journal = journal
+        self.segment = segment
+        self.max_record_bytes = max_record_bytes
+        self.line = 0
+        self.poison: list[Poison] = []
+        self._rejected: BinaryIO | None = None
+
+    def _reject(self, data: bytes, size: int, reason: str, *, first: bool, last: bool) -> None:
+        if self._rejected is None:
+            self._rejected = self.journal.rejected_path(self.segment).open("ab")
+        self._rejected.write(data + (b"\n" if last else b""))
+        if first:
+            head = data[:_HEAD_BYTES].decode("utf-8", errors="replace")
+            self.poison.append(Poison(self.segment, self.line, size, head, reason))
+        elif last:  # the size of a long line is known at its end
+            old = self.poison[-1]
+            self.poison[-1] = Poison(old.segment, old.line, size, old.head, old.reason)
+
+    def _parse(self, data: bytes, records: list[dict[str, Any]]) -> None:
+        self.line += 1
+        if len(data) > self.max_record_bytes:
+            reason = f"journal line over {self.max_record_bytes} bytes (max_event_bytes)"
+            self._reject(data, len(data), reason, first=True, last=True)
+            return
+        try:
+            record = _decode(data)
+        except msgspec.DecodeError as error:
+            self._reject(data, len(data), f"not JSON: {error}", first=True, last=True)
+            return
+        if not isinstance(record, dict):
+            self._reject(data, len(data), "not a JSON object", first=True, last=True)
+            return
+        records.append(record)
+
+    def chunks(self, chunk_bytes: int) -> Iterator[tuple[int, list[dict[str, Any]], list[Poison]]]:
+        path = self.journal._path(self.segment)
+        carry = b""
+        skipping = 0  # bytes of an over-long line set aside so far (0: not in one)
+        try:
+            with path.open("rb") as handle:
+                while block := handle.read(chunk_bytes):
+                    records: list[dict[str, Any]] = []
+                    lines = block.split(b"\n")
+                    for index, part in enumerate(lines):
+                        complete = index < len(lines) - 1
+                        if skipping:
+                            skipping += len(part)
+                            self._reject(part, skipping, "", first=False, last=complete)
+                            if complete:
+                                skipping = 0
+                            continue
+                        if not complete:
+                            carry += part
+                            if len(carry) > self.max_record_bytes:
+                                self.line += 1
+                                reason = (
+                                    f"journal line over {self.max_record_bytes} bytes "
+                                    "(max_event_bytes)"
+                                )
+                                self._reject(carry, len(carry), reason, first=True, last=False)
+                                skipping, carry = len(carry), b""
+                            continue
+                        line, carry = carry + part, b""
+                        if line:
+                            self._parse(line, records)
+                    # A line still being set aside is reported once its size is known.
+                    poison, self.poison = ([], self.poison) if skipping else (self.poison, [])
+                    yield self.segment, records, poison
+            if carry:
+                logger.warning(
+                    "skipping a torn last line (%d bytes) in journal segment %d",
+                    len(carry),
+                    self.segment,
+                )
+            if skipping:
+                poison, self.poison = self.poison, []
+                yield self.segment, [], poison
+        finally:
+            if self._rejected is not None:
+                self._rejected.close()

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from target_personalize.engine import Objectives
+
 __all__ = [
     "CanonicalEvent",
     "EventError",
@@ -181,6 +183,6 @@ class ObjectivesBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    conversion: float = Field(default=0.0, ge=0)
-    margin: float = Field(default=0.0, ge=0)
-    revenue: float = Field(default=0.0, ge=0)
+    conversion: float = Field(default=0.0, ge=0, le=Objectives.MAX_WEIGHT, allow_inf_nan=False)
+    margin: float = Field(default=0.0, ge=0, le=Objectives.MAX_WEIGHT, allow_inf_nan=False)
+    revenue: float = Field(default=0.0, ge=0, le=Objectives.MAX_WEIGHT, allow_inf_nan=False)

@@ -39,6 +39,7 @@ from target_personalize.engine import (
     refresh_ranker,
 )
 from target_personalize.serve.journal import Journal
+from target_personalize.serve.replay import replay_journal
 from target_personalize.serve.settings import ServeSettings
 
 __all__ = ["ServingState"]
@@ -84,10 +85,7 @@ class ServingState:
         self._failed_commits = 0
         if settings.ack == "journal":
             self.journal = Journal(settings.journal_path(), "events")
-            for segment, records in self.journal.leftovers():
-                result = self.store.load_events(records, stream="api")
-                logger.info("Replayed %d journaled events of segment %d", result.loaded, segment)
-                self.journal.drop(segment)
+            replay_journal(self.journal, self.store, settings.max_event_bytes)
         self.store.track_keys()  # the writer's loads are small: append new events, no scan
         ranker = refresh_ranker(
             self.store,

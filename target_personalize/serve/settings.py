@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from target_personalize.engine import DEFAULT_DATABASE_URL, Objectives
 from target_personalize.serve.browser import BrowserSettings
+from target_personalize.serve.limits import Limits
 
 __all__ = ["ServeSettings", "is_loopback", "target_environment"]
 
@@ -65,6 +66,13 @@ class ServeSettings:
             ``key_failure_window_seconds`` before it is refused with 429 until the oldest
             leaves the window (0: no limit). Keys the server has verified still pass.
         browser: CORS origins, browser keys and their limits, the demo storefront.
+        max_body_bytes, max_event_bytes, max_property_bytes, max_json_depth: what a request
+            may hold (see :class:`~target_personalize.serve.limits.Limits`).
+        forwarded_allow_ips: addresses of the reverse proxies whose ``X-Forwarded-For`` and
+            ``X-Forwarded-Proto`` are believed (comma-separated, ``*`` for any); ``None``: the
+            headers are ignored and a client is its socket's address.
+        open_docs: serve ``/docs``, ``/redoc`` and ``/openapi.json`` without a key on a
+            non-loopback address (by default they need a read key there).
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -81,6 +89,12 @@ class ServeSettings:
     key_failure_window_seconds: float = 60.0
     refresh_seconds: float = 600.0
     browser: BrowserSettings = field(default_factory=BrowserSettings)
+    max_body_bytes: int = Limits.max_body_bytes
+    max_event_bytes: int = Limits.max_event_bytes
+    max_property_bytes: int = Limits.max_property_bytes
+    max_json_depth: int = Limits.max_json_depth
+    forwarded_allow_ips: str | None = None
+    open_docs: bool = False
 
     def __post_init__(self) -> None:
         if self.ack is None:
@@ -95,6 +109,23 @@ class ServeSettings:
             self.flush_ms = 250.0 if self.ack == "journal" else 0.0
         if self.objectives is not None:
             Objectives.parse(self.objectives)  # raises RankerError on a bad weight
+        for name in ("max_body_bytes", "max_event_bytes", "max_property_bytes", "max_json_depth"):
+            if getattr(self, name) < 1:
+                msg = f"{name} must be at least 1, not {getattr(self, name)!r}"
+                raise ValueError(msg)
+
+    @property
+    def limits(self) -> Limits:
+        """The request limits."""
+        return Limits(
+            self.max_body_bytes, self.max_event_bytes, self.max_property_bytes, self.max_json_depth
+        )
+
+    def uvicorn_options(self) -> dict[str, Any]:
+        """Proxy settings of uvicorn: forwarded headers only from ``forwarded_allow_ips``."""
+        if not self.forwarded_allow_ips:
+            return {"proxy_headers": False}
+        return {"proxy_headers": True, "forwarded_allow_ips": self.forwarded_allow_ips}
 
     def journal_path(self) -> Path:
         """The journal's directory."""

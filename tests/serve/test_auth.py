@@ -137,13 +137,75 @@ def test_guesses_sent_together_are_limited_too(tmp_path: Path) -> None:
     url = seed_store(tmp_path / "store.duckdb")
     settings = ServeSettings(database_url=url, max_key_failures=3, key_failure_window_seconds=30)
     with running(settings, keys=KeyRing([record])) as server:
-        guess = {"X-API-Key": f"pk_{record.key_id}_{'B' * 43}"}
+
+        def guess(number: int) -> int:
+            key = f"pk_{record.key_id}_{number:043d}"  # a different secret each time
+            return server.client.get("/v1/stats", headers={"X-API-Key": key}).status_code
+
         with ThreadPoolExecutor(20) as pool:
-            answers = list(
-                pool.map(lambda _: server.client.get("/v1/stats", headers=guess), range(20))
-            )
-    statuses = sorted(answer.status_code for answer in answers)
+            statuses = sorted(pool.map(guess, range(20)))
     assert statuses == [401] * 3 + [429] * 17  # only three keys were checked with scrypt
+
+
+def test_parallel_first_requests_with_a_right_key_all_pass(tmp_path: Path) -> None:
+    # Each first request was once counted as a wrong key until its check ended: 16 parallel
+    # first requests with a valid key got 10 x 200 and 6 x 429.
+    key, record = new_key("write")
+    url = seed_store(tmp_path / "store.duckdb")
+    with running(ServeSettings(database_url=url), keys=KeyRing([record])) as server:
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(
+                pool.map(
+                    lambda _: (
+                        server.client.get("/v1/stats", headers={"X-API-Key": key}).status_code
+                    ),
+                    range(16),
+                )
+            )
+        assert statuses == [200] * 16
+        # Wrong keys are still limited afterwards: nothing was left counted against the client.
+        wrong = [
+            server.client.get("/v1/stats", headers={"X-API-Key": f"pk_{record.key_id}_{n:043d}"})
+            for n in range(11)
+        ]
+        assert [answer.status_code for answer in wrong] == [401] * 10 + [429]
+
+
+def test_forwarded_for_does_not_rotate_past_the_limit_on_loopback(tmp_path: Path) -> None:
+    # uvicorn believed X-Forwarded-For from loopback by default, so a client on this machine
+    # (or behind a proxy on it) could present a new address with each wrong key.
+    _, record = new_key("read")
+    url = seed_store(tmp_path / "store.duckdb")
+    with running(ServeSettings(database_url=url), keys=KeyRing([record])) as server:
+        statuses = [
+            server.client.get(
+                "/v1/stats",
+                headers={
+                    "X-API-Key": f"pk_{record.key_id}_{n:043d}",
+                    "X-Forwarded-For": f"10.0.0.{n}",
+                },
+            ).status_code
+            for n in range(12)
+        ]
+    assert statuses == [401] * 10 + [429] * 2
+
+
+def test_forwarded_for_is_believed_from_configured_proxies(tmp_path: Path) -> None:
+    _, record = new_key("read")
+    url = seed_store(tmp_path / "store.duckdb")
+    settings = ServeSettings(database_url=url, forwarded_allow_ips="127.0.0.1")
+    with running(settings, keys=KeyRing([record])) as server:
+        statuses = [
+            server.client.get(
+                "/v1/stats",
+                headers={
+                    "X-API-Key": f"pk_{record.key_id}_{n:043d}",
+                    "X-Forwarded-For": f"10.0.0.{n}",
+                },
+            ).status_code
+            for n in range(12)
+        ]
+    assert statuses == [401] * 12  # each address its own client, as the proxy says
 
 
 def test_keys_command(tmp_path: Path) -> None:
@@ -165,3 +227,22 @@ def test_serve_command_refuses_a_public_address_without_keys(tmp_path: Path) -> 
     )
     assert result.exit_code != 0
     assert "needs API keys" in result.output
+
+
+def test_the_same_wrong_key_sent_together_is_checked_once_and_still_counted(
+    tmp_path: Path,
+) -> None:
+    _, record = new_key("read")
+    url = seed_store(tmp_path / "store.duckdb")
+    settings = ServeSettings(database_url=url, max_key_failures=3, key_failure_window_seconds=30)
+    wrong = {"X-API-Key": f"pk_{record.key_id}_{'C' * 43}"}
+    with running(settings, keys=KeyRing([record])) as server:
+        with ThreadPoolExecutor(12) as pool:
+            statuses = list(
+                pool.map(
+                    lambda _: server.client.get("/v1/stats", headers=wrong).status_code, range(12)
+                )
+            )
+        # Requests sharing one check are each a wrong key: the client is limited afterwards.
+        assert set(statuses) <= {401, 429} and 401 in statuses
+        assert server.client.get("/v1/stats", headers=wrong).status_code == 429

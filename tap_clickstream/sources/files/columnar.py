@@ -120,9 +120,9 @@ class FileConverter:
         is uncompressed JSON lines (:meth:`hashes` says so), saving a second read.
 
         Raises:
-            OSError, EOFError, UnicodeDecodeError, csv.Error, pyarrow.ArrowException: when the
-                file cannot be read further; the rows before the failure are yielded first,
-                as RECORD mode emits them.
+            OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error, pyarrow.ArrowException:
+                when the file cannot be read further; the rows before the failure are yielded
+                first, as RECORD mode emits them.
         """
         self._present = frozenset()
         unit = "row" if kind == "parquet" else "line"

@@ -6,6 +6,7 @@ import csv
 import gzip
 import io
 import typing as t
+import zlib
 from pathlib import Path
 
 import msgspec
@@ -20,7 +21,8 @@ if t.TYPE_CHECKING:
 #: A row, or the reason it could not be read.
 Row = dict[str, t.Any] | str
 #: Errors that make the rest of a file unreadable (bad gzip, bad Parquet, not UTF-8, bad CSV).
-UNREADABLE = (OSError, EOFError, UnicodeDecodeError, csv.Error, pa.ArrowException)
+#: A gzip file cut short raises EOFError; one whose deflate data is corrupt, zlib.error.
+UNREADABLE = (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error, pa.ArrowException)
 
 _decode = msgspec.json.Decoder().decode
 

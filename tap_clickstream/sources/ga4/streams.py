@@ -16,6 +16,7 @@ from singer_sdk.exceptions import FatalAPIError
 from typing_extensions import override
 
 from tap_clickstream.events import format_ts, parse_ts
+from tap_clickstream.redact import redact
 from tap_clickstream.source_settings import DEFAULT_HISTORY_DAYS
 from tap_clickstream.sources.ga4 import settings
 from tap_clickstream.sources.ga4.client import build_client, exhausted_buckets, is_quota_error
@@ -339,7 +340,7 @@ class GA4ReportStream(EventStream):
                 ) from None
             except exceptions.BadRequest as error:
                 raise FatalAPIError(
-                    f"GA4 rejected {where}: {error.message}. Check the dimensions and "
+                    f"GA4 rejected {where}: {redact(str(error.message))}. Check the dimensions and "
                     f"metrics of ga4.reports ({report})"
                 ) from None
             except (
@@ -348,7 +349,7 @@ class GA4ReportStream(EventStream):
                 requests.exceptions.ConnectionError,
                 requests.exceptions.Timeout,
             ) as error:
-                message = getattr(error, "message", None) or str(error)
+                message = redact(str(getattr(error, "message", None) or error))
                 if is_quota_error(error):
                     self.session.quota_stop = f"GA4 quota exhausted ({message})"
                     self.logger.warning(
@@ -371,7 +372,7 @@ class GA4ReportStream(EventStream):
                 )
                 clock.sleep(wait + random.uniform(0.0, wait / 4))
             except exceptions.GoogleAPICallError as error:
-                raise FatalAPIError(f"GA4 failed for {where}: {error}") from None
+                raise FatalAPIError(f"GA4 failed for {where}: {redact(str(error))}") from None
         return None  # pragma: no cover - the loop returns or raises
 
     def _check_quota(self, response: RunReportResponse) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
@@ -69,6 +69,10 @@ class Objectives:
         revenue: weight of the expected revenue ``P * price`` (order value without prices).
     """
 
+    #: The largest weight taken: factors are raised to the weights, so a larger one only
+    #: overflows every score to infinity (and NaN or infinity would make every score null).
+    MAX_WEIGHT: ClassVar[float] = 1e6
+
     conversion: float = 0.0
     margin: float = 0.0
     revenue: float = 0.0
@@ -80,7 +84,8 @@ class Objectives:
         ``value`` is accepted as a name of the margin objective.
 
         Raises:
-            RankerError: for an unknown objective or a negative weight.
+            RankerError: for an unknown objective, or a weight that is negative, not finite or
+                above :attr:`MAX_WEIGHT`.
         """
         if value is None:
             return cls()
@@ -93,8 +98,12 @@ class Objectives:
                 raise RankerError(
                     f"unknown objective {name!r}: use conversion, margin (or value) and revenue"
                 )
-            if not isinstance(weight, int | float) or weight < 0 or math.isnan(weight):
-                raise RankerError(f"objective {name!r} needs a weight >= 0, got {weight!r}")
+            # The comparison is False for NaN too.
+            if not isinstance(weight, int | float) or not 0 <= weight <= cls.MAX_WEIGHT:
+                raise RankerError(
+                    f"objective {name!r} needs a weight from 0 to {cls.MAX_WEIGHT:g}, "
+                    f"got {weight!r}"
+                )
             weights[key] = float(weight)
         return cls(**weights)
 
@@ -106,7 +115,7 @@ class Objectives:
 
         Raises:
             RankerError: for a text that is not ``NAME=WEIGHT``, a weight that is not a number,
-                an objective given twice, an unknown objective or a negative weight.
+                an objective given twice, an unknown objective or a weight out of range.
         """
         parsed: dict[str, float] = {}
         for pair in pairs:

@@ -191,8 +191,13 @@ class DuckDBBackend(Backend):
         self.connection.register(name, pa.Table.from_pydict(data, schema=arrow_schema(columns)))
         try:
             yield
-        finally:
-            self.connection.unregister(name)
+        except BaseException:
+            # In an aborted transaction DuckDB refuses the unregister too: keep the first
+            # error (e.g. out of memory), not that one; the next register replaces the view.
+            with contextlib.suppress(Exception):
+                self.connection.unregister(name)
+            raise
+        self.connection.unregister(name)
 
     def key_hashes(self, sql: str, params: Sequence[Any] = ()) -> npt.NDArray[np.uint64]:
         """The key hashes a statement returns (one UBIGINT column, such as ``hash(...)``)."""

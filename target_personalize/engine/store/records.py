@@ -47,7 +47,10 @@ def parse_timestamp(value: object) -> datetime:
     else:
         raise ValueError(f"not a timestamp: {value!r}")
     if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
+        try:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+00:01, before year 1 in UTC
+            raise ValueError(f"timestamp out of range: {value!r}") from None
     return moment
 
 

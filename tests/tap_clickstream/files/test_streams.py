@@ -239,3 +239,33 @@ def test_stream_maps_still_apply_to_records(tmp_path: Path) -> None:
     records = run_tap(config).records(STREAM)
     assert [r["event_label"] for r in records] == ["PAGE_VIEW", "PRODUCT VIEWED", "PURCHASE"]
     assert all("page_url" not in r for r in records)
+
+
+@pytest.mark.parametrize("mode", ["record", "batch"])
+def test_a_corrupt_gzip_is_skipped_named_and_counted(tmp_path: Path, mode: str) -> None:
+    # A gzip header followed by deflate data that does not decode raises zlib.error, which
+    # once stopped the sync: exit 1, no records, no STATE, the file unnamed.
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"garbage" * 10)
+    with gzip.open(data / "b.jsonl.gz", "wt") as handle:
+        handle.write(json.dumps({"event_name": "scroll", "event_ts": "2024-03-05T00:00:00Z"}))
+    config = files_config(data / "*.jsonl.gz")
+    if mode == "batch":
+        (tmp_path / "batches").mkdir()
+        config["batch_config"] = {
+            "encoding": {"format": "parquet", "compression": "none"},
+            "storage": {"root": (tmp_path / "batches").as_uri()},
+        }
+    result = run_tap(config)
+    assert result.error is None
+    if mode == "record":
+        assert [r["event_name"] for r in result.records(STREAM)] == ["scroll"]
+    else:
+        assert any(m["type"] == "BATCH" for m in result.messages)
+    assert any(
+        line.startswith("Skipped a malformed record in file_events, a.jsonl.gz: unreadable file")
+        for line in result.logs
+    )
+    files = result.states[-1]["bookmarks"][STREAM]["files"]
+    assert [Path(p).name for p in files] == ["b.jsonl.gz"]

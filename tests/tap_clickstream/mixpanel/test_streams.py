@@ -457,3 +457,19 @@ def test_subprocess_killed_mid_sync_resumes_from_its_last_state(
     }
     assert set(ids_first) & set(ids_second) == day_two
     assert day_two  # the lookback overlap is real, and harmless: same event_ids
+
+
+def test_an_upstream_error_body_is_cut_and_its_credentials_masked(fake: FakeMixpanel) -> None:
+    # A proxy or API that echoes what it was sent: once logged and raised verbatim.
+    echoed = (
+        '{"error": "denied for Authorization: Basic dXNlcjpodW50ZXIy, '
+        'api_secret=s3cr3tValue123, https://svc:hunter2pass@mixpanel.example/x" ' + "x" * 5000 + "}"
+    )
+    fake.fail_next(400, body=echoed.encode())
+    result = run_tap(config(fake))
+    message = str(result.error)
+    assert "400" in message
+    for secret in ("dXNlcjpodW50ZXIy", "s3cr3tValue123", "hunter2pass"):
+        assert secret not in message
+        assert secret not in result.log_text
+    assert len(message) < 1000
