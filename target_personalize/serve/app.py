@@ -146,9 +146,9 @@ Checked = tuple[dict[str, Any], tuple[Any, ...]]
 class _Normaliser:
     """Turns the body of POST /v1/events into canonical records, or errors with field paths."""
 
-    def __init__(self, event_map: dict[str, str], limits: Limits) -> None:
+    def __init__(self, event_map: dict[str, str], limits: Limits | None = None) -> None:
         self.event_type_of = mapper(event_map)
-        self.limits = limits
+        self.limits = limits or Limits()
 
     def one(
         self, raw: object, index: int, prefix: list[str | int]
@@ -318,13 +318,14 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
         redoc_url=None if docs_behind_key else "/redoc",
         openapi_url=None if docs_behind_key else "/openapi.json",
     )
-    app.add_middleware(BodyLimits, limits=settings.limits)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount("/sdk", StaticFiles(directory=STATIC / "sdk"), name="sdk")
     add_browser_middleware(app, settings.browser, settings.host)
     if settings.browser.demo:
         add_storefront(app)
+    # Outermost: a body over the server's limits is refused before any other middleware reads it.
+    app.add_middleware(BodyLimits, limits=settings.limits)
 
     def role(needed: Role) -> Callable[[Request], Coroutine[Any, Any, None]]:
         async def check(request: Request) -> None:
