@@ -4,6 +4,8 @@ Usage::
 
     .venv/bin/python bench/shop.py                      # seeds 7, 11, 13; about a minute each
     .venv/bin/python bench/shop.py --seeds 7 --json shop.json
+    .venv/bin/python bench/shop.py --rerank             # the LambdaRank re-ranker, P from its
+                                                        # calibrated model and from item rates
 
 The simulated shop (seeded):
 
@@ -45,7 +47,13 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from target_personalize.engine import EventStore, Objectives, SessionRanker
+from target_personalize.engine import (
+    EventStore,
+    Objectives,
+    RankerBase,
+    RerankedSessionRanker,
+    SessionRanker,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -148,8 +156,20 @@ def _events(visit: int, views: list[int], bought: int | None, shop: Shop) -> lis
     ]
 
 
-def run(seed: int, items: int, visits: int, tests: int, k: int) -> dict[str, Any]:
-    """One shop: fit on ``visits``, show lists to ``tests`` visits, every dial and the oracles."""
+def _ranker(seed: int, rerank: bool, train_queries: int) -> RankerBase:
+    if rerank:
+        return RerankedSessionRanker(random_state=seed, max_train_queries=train_queries)
+    return SessionRanker(random_state=seed)
+
+
+def run(  # noqa: PLR0917 - one per command-line option
+    seed: int, items: int, visits: int, tests: int, k: int, rerank: bool, train_queries: int
+) -> dict[str, Any]:
+    """One shop: fit on ``visits``, show lists to ``tests`` visits, every dial and the oracles.
+
+    With ``rerank`` the ranker is the LambdaRank re-ranker, and every dial is shown twice: with
+    P from its calibrated model (the default) and, marked ``P: rates``, from the item rates.
+    """
     rng = np.random.default_rng(seed)
     shop = Shop.generate(items, rng)
     events: list[dict[str, Any]] = []
@@ -171,10 +191,14 @@ def run(seed: int, items: int, visits: int, tests: int, k: int) -> dict[str, Any
     with EventStore("duckdb:///:memory:") as store:
         store.load_events(events)
         store.load_items(catalog)
-        ranker = SessionRanker(random_state=seed).fit(store)
+        ranker = _ranker(seed, rerank, train_queries).fit(store)
     fit_seconds = time.perf_counter() - started
+    calibrated = ranker.conversion_model
+    variants = [("", calibrated)]
+    if rerank and calibrated is not None:
+        variants.append((" P: rates", None))
     index = {str(item_id): int(item_id[1:]) for item_id in ranker.items.item_ids}
-    totals = {label: np.zeros(2) for label, _ in DIALS}
+    totals = {label + suffix: np.zeros(2) for label, _ in DIALS for suffix, _ in variants}
     totals["oracle: conversions"] = np.zeros(2)
     totals["oracle: expected margin"] = np.zeros(2)
     for test in range(tests):
@@ -189,10 +213,12 @@ def run(seed: int, items: int, visits: int, tests: int, k: int) -> dict[str, Any
                     "items": [{"item_id": f"i{item}"}],
                 }
             )
-        for label, objectives in DIALS:
-            shown = ranker.recommend(session_id=session, k=k, objectives=objectives)
-            ids = np.array([index[s.item_id] for s in shown], dtype=np.int64)
-            totals[label] += shop.list_outcome(ids, intent)
+        for suffix, model in variants:
+            ranker.conversion_model = model
+            for label, objectives in DIALS:
+                shown = ranker.recommend(session_id=session, k=k, objectives=objectives)
+                ids = np.array([index[s.item_id] for s in shown], dtype=np.int64)
+                totals[label + suffix] += shop.list_outcome(ids, intent)
         everything = np.arange(items)
         weight = shop.weight(everything, intent)
         for label, key in (
@@ -213,6 +239,8 @@ def run(seed: int, items: int, visits: int, tests: int, k: int) -> dict[str, Any
     }
     return {
         "seed": seed,
+        "ranker": ranker.name,
+        "conversion_model": type(calibrated).__name__ if calibrated is not None else None,
         "items": items,
         "training_visits": visits,
         "training_conversion_rate": bought / visits,
@@ -229,10 +257,11 @@ def _print(result: dict[str, Any]) -> None:
         f"training visits ({result['training_conversion_rate']:.1%} convert), "
         f"{result['test_visits']:,} test visits, k={result['k']}, fit {result['fit_seconds']:.1f} s"
     )
-    print(f"{'ranking':<26}{'conv/list':>10}{'margin/list':>12}{'conv x':>8}{'margin x':>10}")
+    print(f"{result['ranker']}, conversion model: {result['conversion_model'] or 'item rates'}")
+    print(f"{'ranking':<36}{'conv/list':>10}{'margin/list':>12}{'conv x':>8}{'margin x':>10}")
     for label, row in result["rows"].items():
         print(
-            f"{label:<26}{row['conversions_per_list']:>10.4f}{row['margin_per_list']:>12.3f}"
+            f"{label:<36}{row['conversions_per_list']:>10.4f}{row['margin_per_list']:>12.3f}"
             f"{row['conversion_ratio']:>8.2f}{row['margin_ratio']:>10.2f}"
         )
 
@@ -244,12 +273,18 @@ def main() -> None:
     parser.add_argument("--visits", type=int, default=40_000)
     parser.add_argument("--tests", type=int, default=1_000)
     parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("--rerank", action="store_true", help="the LambdaRank re-ranker")
+    parser.add_argument(
+        "--train-queries", type=int, default=6_000, help="re-ranker: training prefixes at most"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     results = []
     for seed in args.seeds:
-        result = run(seed, args.items, args.visits, args.tests, args.k)
+        result = run(
+            seed, args.items, args.visits, args.tests, args.k, args.rerank, args.train_queries
+        )
         _print(result)
         results.append(result)
     if len(results) > 1:
@@ -258,7 +293,7 @@ def main() -> None:
             conv = [r["rows"][label]["conversion_ratio"] for r in results]
             marg = [r["rows"][label]["margin_ratio"] for r in results]
             print(
-                f"  {label:<26}{np.mean(conv):.2f} (min {min(conv):.2f})"
+                f"  {label:<36}{np.mean(conv):.2f} (min {min(conv):.2f})"
                 f"  {np.mean(marg):.2f} (min {min(marg):.2f})"
             )
     if args.json:

@@ -29,6 +29,7 @@ import numpy as np
 
 from target_personalize.engine.arrays import BoolArray, FloatArray, IntArray
 from target_personalize.engine.exceptions import RankerError
+from target_personalize.engine.ranking.candidate_conversion import CandidateConversion
 from target_personalize.engine.ranking.conversion_model import CalibratedConversionModel
 from target_personalize.engine.ranking.event_weights import CART_TYPES
 from target_personalize.engine.ranking.features import (
@@ -274,6 +275,15 @@ class RerankedSessionRanker(SessionRanker):
         self.train_seconds = time.perf_counter() - started
         super()._fit(data)
         self._stats = ItemStats.build(data)
+        self._use_calibrated_model()
+
+    def _use_calibrated_model(self) -> None:
+        """The calibrated model, when there is one, supplies P to the objectives."""
+        own = isinstance(self.conversion_model, CandidateConversion)
+        if self.calibrated_model is not None and (self.conversion_model is None or own):
+            self.conversion_model = CandidateConversion(self, self.calibrated_model)
+        elif own:
+            self.conversion_model = None
 
     def _train_second_stage(self, data: Interactions) -> None:
         import lightgbm as lgb  # noqa: PLC0415 - loaded only by the models that use it
@@ -367,6 +377,7 @@ class RerankedSessionRanker(SessionRanker):
         self._booster = lgb.Booster(model_str=self._model_text)
         self.calibrated_model = CalibratedConversionModel.from_arrays(arrays, "conversion")
         self._stats = ItemStats.build(self.data)
+        self._use_calibrated_model()
         return True
 
     # Scoring
@@ -377,16 +388,17 @@ class RerankedSessionRanker(SessionRanker):
         found = first_stage(self, query, self.rerank_candidates, None, Objectives())
         if found.items.size == 0:
             return super()._score(query, objectives)
-        learned = np.asarray(
-            self._booster.predict(
-                candidate_features(self, self._stats, query, found), num_threads=1
-            ),
-            np.float64,
-        )
+        features = candidate_features(self, self._stats, query, found)
+        if isinstance(self.conversion_model, CandidateConversion):
+            self.conversion_model.remember(query, found.items, features)
+        learned = np.asarray(self._booster.predict(features, num_threads=1), np.float64)
         # Candidates in the model's order in (0.5, 1]; every other item behind, in (0, 0.5].
         relevance = 0.5 * found.relevance
         relevance[found.items] = 0.5 + 0.5 * np.exp(learned - learned.max())
-        return objectives.score(relevance, self._factors), relevance
+        ratio = None
+        if objectives.probability_power and self.conversion_model is not None:
+            ratio = self._factors.conversion_ratio(self._probability(query, relevance))
+        return objectives.score(relevance, self._factors, ratio), relevance
 
     def conversion_probabilities(
         self, user_id: str | None = None, session_id: str | None = None, k: int = 20
