@@ -8,7 +8,8 @@ Usage::
     .venv/bin/python bench/rerank.py generated    # a generated shop: ranking and calibration
 
 Options: ``--events N`` / ``--items N`` (generated shop, default 200,000 / 20,000),
-``--json FILE`` (every figure as JSON).
+``--param NAME=VALUE`` (a re-ranker argument, e.g. ``early_stopping_rounds=50``), ``--json FILE``
+(every figure as JSON).
 
 Each table gives fit time (the second stage's own training included) and prediction times,
 with the machine's load (``uptime``), since the machine is shared. On data with conversions the
@@ -53,11 +54,19 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
+#: Constructor arguments of the re-ranker (``--param NAME=VALUE``).
+PARAMS: dict[str, Any] = {}
+
+
 def rankers() -> list[tuple[str, RankerBase, Objectives]]:
     """The first stage and the re-ranked model, as compared here."""
     return [
         ("session ranker", SessionRanker(random_state=0), Objectives()),
-        ("session ranker + lambdarank", RerankedSessionRanker(random_state=0), Objectives()),
+        (
+            "session ranker + lambdarank",
+            RerankedSessionRanker(random_state=0, **PARAMS),
+            Objectives(),
+        ),
     ]
 
 
@@ -191,8 +200,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("what", choices=["all", "yoochoose", "rees46", "generated"])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a re-ranker argument, e.g. early_stopping_rounds=50 (value read as JSON)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    for pair in args.param:
+        name, _, value = pair.partition("=")
+        PARAMS[name] = json.loads(value)
     results: dict[str, Any] = {}
     parts = [f"Load at start: `{uptime()}`\n"]
     if args.what in ("all", "yoochoose"):

@@ -69,6 +69,7 @@ _OWN_PARAMS = frozenset(
         "n_estimators",
         "learning_rate",
         "num_leaves",
+        "early_stopping_rounds",
     }
 )
 
@@ -103,6 +104,25 @@ class TrainingExamples:
             np.concatenate([p.group + offsets[i] for i, p in enumerate(parts)]),
         )
 
+    def split_queries(self, share: float, seed: int) -> tuple[TrainingExamples, TrainingExamples]:
+        """(the other queries, a random ``share`` of the queries), each renumbered."""
+        queries = int(self.group.max(initial=-1)) + 1
+        held = np.random.default_rng(seed).random(queries) < share
+        return self.take(~held[self.group]), self.take(held[self.group])
+
+    def take(self, rows: BoolArray) -> TrainingExamples:
+        """The chosen rows, their queries renumbered from 0."""
+        _, group = np.unique(self.group[rows], return_inverse=True)
+        return TrainingExamples(
+            self.features[rows], self.grade[rows], self.converts[rows], group.astype(np.int64)
+        )
+
+    def dataset(self) -> Any:
+        """A LightGBM ranking dataset of the rows."""
+        import lightgbm as lgb  # noqa: PLC0415 - loaded only by the models that use it
+
+        return lgb.Dataset(self.features, self.grade, group=self.group_sizes())
+
     def group_sizes(self) -> IntArray:
         """Rows per query, in order."""
         return np.bincount(self.group).astype(np.int64)
@@ -111,11 +131,7 @@ class TrainingExamples:
         """Only the queries with at least one positive row (the others teach LambdaRank nothing)."""
         best = np.zeros(int(self.group.max(initial=-1)) + 1, dtype=np.int64)
         np.maximum.at(best, self.group, self.grade)
-        keep = best[self.group] > 0
-        _, group = np.unique(self.group[keep], return_inverse=True)
-        return TrainingExamples(
-            self.features[keep], self.grade[keep], self.converts[keep], group.astype(np.int64)
-        )
+        return self.take(best[self.group] > 0)
 
 
 def training_examples(
@@ -219,6 +235,9 @@ class RerankedSessionRanker(SessionRanker):
         n_estimators: boosting rounds of the ranking model.
         learning_rate: its shrinkage per round.
         num_leaves: leaves per tree.
+        early_stopping_rounds: when above 0, a random 20% of the training queries is kept
+            aside and boosting stops (at most ``n_estimators`` rounds) once their NDCG@20 has
+            not improved for this many rounds.
         **kwargs: see :class:`SessionRanker`.
     """
 
@@ -234,6 +253,7 @@ class RerankedSessionRanker(SessionRanker):
         n_estimators: int = 300,
         learning_rate: float = 0.05,
         num_leaves: int = 31,
+        early_stopping_rounds: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -246,6 +266,7 @@ class RerankedSessionRanker(SessionRanker):
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
+        self.early_stopping_rounds = early_stopping_rounds
         self._model_text = ""
         self._booster: Any = None
         self.calibrated_model: CalibratedConversionModel | None = None
@@ -262,6 +283,7 @@ class RerankedSessionRanker(SessionRanker):
             "n_estimators": self.n_estimators,
             "learning_rate": self.learning_rate,
             "num_leaves": self.num_leaves,
+            "early_stopping_rounds": self.early_stopping_rounds,
         }
 
     def _first_stage_params(self) -> dict[str, Any]:
@@ -316,6 +338,9 @@ class RerankedSessionRanker(SessionRanker):
         if ranked.group.size == 0:
             logger.warning("%s: no training query found its target among the candidates", self.name)
             return
+        train, valid = ranked.split_queries(
+            0.2 if self.early_stopping_rounds else 0.0, self._seed()
+        )
         booster = lgb.train(
             {
                 "objective": "lambdarank",
@@ -330,9 +355,15 @@ class RerankedSessionRanker(SessionRanker):
                 "num_threads": 4,
                 "deterministic": True,
                 "force_row_wise": True,
+                "metric": "ndcg",
+                "eval_at": [20],
             },
-            lgb.Dataset(ranked.features, ranked.grade, group=ranked.group_sizes()),
+            train.dataset(),
             num_boost_round=self.n_estimators,
+            valid_sets=[valid.dataset()] if valid.group.size else None,
+            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
+            if valid.group.size
+            else None,
         )
         self._model_text = booster.model_to_string()
         self._booster = booster
