@@ -4,7 +4,7 @@
 :class:`~.rerank.RerankedSessionRanker` with a calibrated model sets on itself: for the
 items among the first stage's candidates of a query it gives the calibrated probability that
 the session converts on them (from the candidate features the second stage computes anyway);
-every other item keeps its shrunk conversion rate. The features of the latest query are
+every other item keeps its shrunk conversion rate, scaled to the candidates' level. The features of the latest query are
 remembered, so a request computes them once for the ranking, the objectives and the P it
 reports.
 """
@@ -65,16 +65,27 @@ class CandidateConversion:
         return items, probability
 
     def probability(self, items: IntArray, query: Query) -> FloatArray:
-        """P(the session converts on each of ``items``), in the items' order."""
-        rates = self.ranker._factors.conversion
-        known = items < rates.size
-        probability = np.where(
-            known, rates[np.where(known, items, 0)], self.ranker._factors.base_rate
-        ).astype(np.float64)
+        """P(the session converts on each of ``items``), in the items' order.
+
+        Items outside the candidates get their rate times the ratio of the candidates'
+        calibrated P to their rates (summed): a rate is P per session holding the item, the
+        calibrated P is per candidate of this session, a much smaller figure, and unscaled
+        rates would lift every other item over the candidates.
+        """
         candidates, calibrated = self.candidates(query)
+        probability = self._rates(items)
         if candidates.size:
+            scale = float(calibrated.sum()) / max(float(self._rates(candidates).sum()), 1e-12)
+            probability *= scale
             order = np.argsort(candidates)
             at = np.minimum(np.searchsorted(candidates[order], items), candidates.size - 1)
             hit = candidates[order][at] == items
             probability[hit] = calibrated[order[at[hit]]]
         return probability
+
+    def _rates(self, items: IntArray) -> FloatArray:
+        rates = self.ranker._factors.conversion
+        known = items < rates.size
+        return np.where(
+            known, rates[np.where(known, items, 0)], self.ranker._factors.base_rate
+        ).astype(np.float64)

@@ -12,7 +12,9 @@ over candidates). They come from what the first stage and the funnel already kno
   in the candidate's category, the candidate's price relative to the session's mean price;
 * the item: popularity overall and on the last training day, days since it was last seen,
   IDF, its conversion rate shrunk towards its category's (:class:`~.objectives.ItemFactors`),
-  its log price.
+  its log price;
+* co-occurrence: the cosine over training sessions between the candidate and the latest item,
+  and its maximum and mean over the session's latest 10 distinct items.
 
 Unknown values (no price, no category) are NaN, which LightGBM handles as missing.
 """
@@ -67,7 +69,13 @@ FEATURE_NAMES: tuple[str, ...] = (
     "transition_share_latest",
     "transition_share_previous",
     "transition_share_back",
+    "cooccurrence_latest",
+    "cooccurrence_max",
+    "cooccurrence_mean",
 )
+
+#: Latest distinct session items the co-occurrence features compare a candidate with.
+_COOCCURRENCE_ITEMS = 10
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,8 @@ class ItemStats:
         transitions: counts of item ``a`` directly followed by item ``b`` in a session.
         backward: the same, transposed (``b`` directly preceded by ``a``).
         out_degree: transitions leaving each item.
+        cooccurrence: cosine of items over sessions (sessions holding both over the root of
+            the product of the sessions holding each), no diagonal.
     """
 
     log_popularity: FloatArray
@@ -89,6 +99,7 @@ class ItemStats:
     transitions: sparse.csr_matrix
     backward: sparse.csr_matrix
     out_degree: FloatArray
+    cooccurrence: sparse.csr_matrix
 
     @classmethod
     def build(cls, data: Interactions) -> ItemStats:
@@ -114,7 +125,15 @@ class ItemStats:
         backward = transitions.T.tocsr()
         backward.sort_indices()
         out_degree = np.asarray(transitions.sum(axis=1)).ravel().astype(np.float64)
-        return cls(np.log1p(counts), np.log1p(recent), last_seen, transitions, backward, out_degree)
+        return cls(
+            np.log1p(counts),
+            np.log1p(recent),
+            last_seen,
+            transitions,
+            backward,
+            out_degree,
+            _cosine(data, n),
+        )
 
     def successors(self, item: int, candidates: IntArray) -> FloatArray:
         """Transitions from ``item`` to each candidate (0 for an item it does not know)."""
@@ -259,7 +278,31 @@ def candidate_features(
         else np.zeros(c.size),
         stats.predecessors(latest, c) / np.maximum(out[c], 1.0),
     ]
+    recent = _latest_distinct(session, _COOCCURRENCE_ITEMS)
+    if recent.size:
+        cosine = np.vstack([_row_lookup(stats.cooccurrence, int(i), c) for i in recent])
+        columns += [cosine[0], cosine.max(axis=0), cosine.mean(axis=0)]
+    else:
+        columns += [np.zeros(c.size)] * 3
     return np.column_stack(columns).astype(np.float64)
+
+
+def _cosine(data: Interactions, n: int) -> sparse.csr_matrix:
+    """Item-to-item cosine over sessions (binary session x item), without the diagonal."""
+    pairs = np.unique(data.session.astype(np.int64) * max(n, 1) + data.item)
+    rows, cols = pairs // max(n, 1), pairs % max(n, 1)
+    holding = sparse.csr_matrix(
+        (np.ones(pairs.size), (rows, cols)), shape=(int(rows.max(initial=-1)) + 1, n)
+    )
+    both = (holding.T @ holding).tocsr()
+    sessions = both.diagonal().astype(np.float64)
+    both.setdiag(0.0)
+    both.eliminate_zeros()
+    norm = np.sqrt(np.maximum(sessions, 1.0))
+    both = sparse.diags(1.0 / norm) @ both @ sparse.diags(1.0 / norm)
+    cosine = sparse.csr_matrix(both)
+    cosine.sort_indices()
+    return cosine
 
 
 def _latest_distinct(items: IntArray, count: int) -> IntArray:
