@@ -40,6 +40,10 @@ class CandidateConversion:
         self.model = model
         # (query, candidates, features, probabilities or None): one tuple, replaced at once,
         # so concurrent requests never read a mix of two queries.
+        # Isotonic steps start at 0 where no candidate converted: half the lowest positive
+        # step instead, so a zero P does not erase relevance and margin from the score.
+        steps = model._steps_y if model._steps_y is not None else np.zeros(0)
+        self._floor = 0.5 * float(steps[steps > 0].min(initial=1.0))
         self._latest: tuple[Query, IntArray, FloatArray, FloatArray | None] | None = None
 
     def remember(self, query: Query, candidates: IntArray, features: FloatArray) -> None:
@@ -59,7 +63,9 @@ class CandidateConversion:
             features = candidate_features(self.ranker, self.ranker._stats, query, found)
         if probability is None:
             probability = (
-                self.model.predict(features) if items.size else np.zeros(0, dtype=np.float64)
+                np.maximum(self.model.predict(features), self._floor)
+                if items.size
+                else np.zeros(0, dtype=np.float64)
             )
             self._latest = (query, items, features, probability)
         return items, probability
