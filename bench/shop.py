@@ -158,7 +158,9 @@ def _events(visit: int, views: list[int], bought: int | None, shop: Shop) -> lis
 
 def _ranker(seed: int, rerank: bool, train_queries: int) -> RankerBase:
     if rerank:
-        return RerankedSessionRanker(random_state=seed, max_train_queries=train_queries)
+        return RerankedSessionRanker(
+            random_state=seed, max_train_queries=train_queries, calibrated_dials=True
+        )
     return SessionRanker(random_state=seed)
 
 
@@ -168,7 +170,7 @@ def run(  # noqa: PLR0917 - one per command-line option
     """One shop: fit on ``visits``, show lists to ``tests`` visits, every dial and the oracles.
 
     With ``rerank`` the ranker is the LambdaRank re-ranker, and every dial is shown twice: with
-    P from its calibrated model (the default) and, marked ``P: rates``, from the item rates.
+    P from its calibrated model (``calibrated_dials=True``) and, marked ``P: rates``, from the item rates.
     """
     rng = np.random.default_rng(seed)
     shop = Shop.generate(items, rng)

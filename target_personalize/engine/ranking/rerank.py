@@ -70,6 +70,7 @@ _OWN_PARAMS = frozenset(
         "learning_rate",
         "num_leaves",
         "early_stopping_rounds",
+        "calibrated_dials",
     }
 )
 
@@ -238,6 +239,9 @@ class RerankedSessionRanker(SessionRanker):
         early_stopping_rounds: when above 0, a random 20% of the training queries is kept
             aside and boosting stops (at most ``n_estimators`` rounds) once their NDCG@20 has
             not improved for this many rounds.
+        calibrated_dials: when true, the calibrated model supplies P(conversion) to the
+            objectives for the first stage's candidates. Off by default: on ``bench/shop.py``
+            it made the margin dial earn less than the item rates (docs/ranking.md).
         **kwargs: see :class:`SessionRanker`.
     """
 
@@ -254,6 +258,7 @@ class RerankedSessionRanker(SessionRanker):
         learning_rate: float = 0.05,
         num_leaves: int = 31,
         early_stopping_rounds: int = 0,
+        calibrated_dials: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -267,6 +272,7 @@ class RerankedSessionRanker(SessionRanker):
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
         self.early_stopping_rounds = early_stopping_rounds
+        self.calibrated_dials = calibrated_dials
         self._model_text = ""
         self._booster: Any = None
         self.calibrated_model: CalibratedConversionModel | None = None
@@ -284,6 +290,7 @@ class RerankedSessionRanker(SessionRanker):
             "learning_rate": self.learning_rate,
             "num_leaves": self.num_leaves,
             "early_stopping_rounds": self.early_stopping_rounds,
+            "calibrated_dials": self.calibrated_dials,
         }
 
     def _first_stage_params(self) -> dict[str, Any]:
@@ -300,10 +307,11 @@ class RerankedSessionRanker(SessionRanker):
         self._use_calibrated_model()
 
     def _use_calibrated_model(self) -> None:
-        """The calibrated model, when there is one, supplies P to the objectives."""
+        """With ``calibrated_dials``, the calibrated model supplies P to the objectives."""
         own = isinstance(self.conversion_model, CandidateConversion)
-        if self.calibrated_model is not None and (self.conversion_model is None or own):
-            self.conversion_model = CandidateConversion(self, self.calibrated_model)
+        model = self.calibrated_model if self.calibrated_dials else None
+        if model is not None and (self.conversion_model is None or own):
+            self.conversion_model = CandidateConversion(self, model)
         elif own:
             self.conversion_model = None
 

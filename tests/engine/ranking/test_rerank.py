@@ -205,7 +205,9 @@ def test_the_calibrated_model_gives_the_margin_dial_the_session_s_probability() 
     )
     train_rows, _ = _two_intent_shop(2_000, 5, "t", 0.0)
     train = Interactions.from_rows(*(list(c) for c in zip(*train_rows, strict=True)), items=catalog)
-    ranker = RerankedSessionRanker(random_state=0, n_estimators=40, rerank_candidates=40)
+    ranker = RerankedSessionRanker(
+        random_state=0, n_estimators=40, rerank_candidates=40, calibrated_dials=True
+    )
     ranker.fit(train, key_conversion="purchase")
     assert isinstance(ranker.conversion_model, CandidateConversion)
     calibrated = ranker.conversion_model
