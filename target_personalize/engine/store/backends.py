@@ -11,8 +11,9 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +32,8 @@ from target_personalize.engine.store.columns import (
 __all__ = ["Backend", "open_backend"]
 
 logger = logging.getLogger(__name__)
+
+_EVENT_LIST = ", ".join(EVENT_COLUMNS)
 
 #: DuckDB's memory bound while loading (see :meth:`Backend.bounded_memory`).
 LOAD_MEMORY_LIMIT = "256MB"
@@ -59,6 +62,8 @@ class Backend(abc.ABC):
     types: dict[Kind, str]
     #: How a query placeholder is written.
     placeholder: str
+    #: The SQL dialect the engine writes for this database (see :func:`event_items_sql`).
+    dialect: Literal["duckdb", "postgresql", "snowflake"]
 
     @abc.abstractmethod
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -110,8 +115,8 @@ class Backend(abc.ABC):
         present = {
             str(row[0])
             for row in self.execute(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = current_schema() AND table_name = %s",
+                "SELECT lower(column_name) FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND lower(table_name) = %s",
                 [table],
             )
         }
@@ -121,6 +126,25 @@ class Backend(abc.ABC):
         if missing:
             logger.info("Store table %s: added column(s) %s", table, ", ".join(missing))
         return missing
+
+    def merge_events(self, staged: str, columns: str, now: datetime) -> None:
+        """Replace stored events by the staged ones, the last staged version of each key.
+
+        Args:
+            staged: the staging table (or a query in parentheses) with ``_seq``.
+            columns: the SELECT list that gives the event columns from ``staged``.
+            now: the ``loaded_at`` of the stored rows.
+        """
+        self.execute(
+            f"DELETE FROM events WHERE EXISTS (SELECT 1 FROM {staged} s "
+            "WHERE s.source = events.source AND s.event_id = events.event_id)"
+        )
+        # The last version of each key, found by a hash aggregate (no sort of the batch).
+        self.execute(
+            f"INSERT INTO events ({_EVENT_LIST}, loaded_at) SELECT {columns}, %s FROM {staged} "
+            f"WHERE _seq IN (SELECT max(_seq) FROM {staged} GROUP BY source, event_id)",
+            [now],
+        )
 
     event_key_ddl = ""
     item_key_ddl = ""
@@ -144,6 +168,7 @@ class DuckDBBackend(Backend):
         ),
     }
     placeholder = "?"
+    dialect = "duckdb"
     # No primary key: DuckDB's unique indexes refuse a delete and re-insert of the same key in
     # one transaction, which is how a newer version of an event replaces the old one.
 
@@ -248,6 +273,7 @@ class PostgresBackend(Backend):
         "items": "JSONB",
     }
     placeholder = "%s"
+    dialect = "postgresql"
     event_key_ddl = ", PRIMARY KEY (source, event_id)"
     item_key_ddl = ", PRIMARY KEY (item_id)"
 
@@ -369,6 +395,6 @@ def open_backend(url: str) -> Backend:
 
         return SnowflakeBackend(parsed)
     raise UnsupportedDatabaseError(
-        f"the store supports duckdb:///FILE and postgresql+psycopg://... URLs (and snowflake:// "
-        f"to read events in place), not {backend!r}: set database_url to one of those"
+        f"the store supports duckdb:///FILE, postgresql+psycopg://... and snowflake://... URLs, "
+        f"not {backend!r}: set database_url to one of those"
     )

@@ -37,6 +37,7 @@ from target_personalize.engine.store.columns import (
 from target_personalize.engine.store.keys import KeyFilter
 from target_personalize.engine.store.records import coerce_event, coerce_item
 from target_personalize.engine.store.served import create_served_tables
+from target_personalize.engine.store.views import event_items_sql
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -182,9 +183,9 @@ class EventStore:
         self.backend.close()
 
     @property
-    def dialect(self) -> Literal["duckdb", "postgresql"]:
+    def dialect(self) -> Literal["duckdb", "postgresql", "snowflake"]:
         """Which database holds the store."""
-        return "duckdb" if isinstance(self.backend, DuckDBBackend) else "postgresql"
+        return self.backend.dialect
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[Backend]:
@@ -373,16 +374,7 @@ class EventStore:
             staged: the staging table (or a query in parentheses) with ``_seq``.
             columns: the SELECT list that gives the event columns from ``staged``.
         """
-        self.backend.execute(
-            f"DELETE FROM events WHERE EXISTS (SELECT 1 FROM {staged} s "
-            "WHERE s.source = events.source AND s.event_id = events.event_id)"
-        )
-        # The last version of each key, found by a hash aggregate (no sort of the batch).
-        self.backend.execute(
-            f"INSERT INTO events ({_EVENT_LIST}, loaded_at) SELECT {columns}, %s FROM {staged} "
-            f"WHERE _seq IN (SELECT max(_seq) FROM {staged} GROUP BY source, event_id)",
-            [_now()],
-        )
+        self.backend.merge_events(staged, columns, _now())
 
     def _store_rejects(self, rejects: Sequence[Reject]) -> None:
         if not rejects:
@@ -505,14 +497,7 @@ class EventStore:
             "SELECT count(*), count(DISTINCT coalesce(user_id, anonymous_id)), "
             "count(DISTINCT session_id), min(event_ts), max(event_ts) FROM events"
         )[0]
-        if isinstance(self.backend, DuckDBBackend):
-            item_sql = (
-                "SELECT count(DISTINCT i.item_id) FROM (SELECT unnest(items) AS i FROM events)"
-            )
-        else:
-            item_sql = (
-                "SELECT count(DISTINCT e ->> 'item_id') FROM events, jsonb_array_elements(items) e"
-            )
+        item_sql = f"SELECT count(DISTINCT item_id) FROM ({event_items_sql(self.dialect)}) i"
         return StoreSummary(
             events=int(events),
             events_by_source_type=by_type,

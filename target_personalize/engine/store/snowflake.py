@@ -1,10 +1,19 @@
-"""A Snowflake warehouse as a read-only store: mining a canonical view in place.
+"""A Snowflake warehouse as the event store, or as events mined in place.
 
-``EventStore("snowflake://USER:PASSWORD@ACCOUNT/DATABASE/SCHEMA?warehouse=WH&role=ROLE",
-events_table="SCHEMA.VIEW")`` runs the funnel miner's SQL on Snowflake. The engine writes its
-statements once, in the SQL DuckDB and PostgreSQL share; here sqlglot transpiles each one
-from PostgreSQL's dialect to Snowflake's (``DISTINCT ON``, ``FILTER``, ``MATERIALIZED`` CTEs
-and ``%s`` placeholders included). Loads are not done yet: the store refuses them.
+``EventStore("snowflake://USER:PASSWORD@ACCOUNT/DATABASE/SCHEMA?warehouse=WH&role=ROLE")``
+keeps the store's tables in that schema; with ``events_table="SCHEMA.VIEW"`` it only reads a
+canonical view. The engine writes its statements once, in the SQL DuckDB and PostgreSQL
+share; here sqlglot transpiles each one from PostgreSQL's dialect to Snowflake's
+(``DISTINCT ON``, ``FILTER``, ``MATERIALIZED`` CTEs, ``UNNEST`` and ``%s`` placeholders
+included). Only the load's MERGE is written in Snowflake's SQL.
+
+Loads: a batch goes to a temporary table through the connector's ``write_pandas`` (Parquet
+files PUT to a stage and COPY INTO), JSON text becomes VARIANT in SQL, and the writes that
+follow run in one transaction. Snowflake commits an open transaction before any DDL (a
+temporary table or stage included), so inside :meth:`SnowflakeBackend.transaction` staging
+runs at once and the writes (INSERT, UPDATE, DELETE, MERGE) are held, then run between one
+BEGIN and COMMIT when the block ends (a single write runs alone: a statement is atomic by
+itself). A read inside the block sees the store as it was before it.
 """
 
 from __future__ import annotations
@@ -14,15 +23,17 @@ import functools
 import json
 import re
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 from sqlalchemy.engine import URL
 
 from target_personalize.engine.exceptions import StoreError
 from target_personalize.engine.store.backends import Backend
-from target_personalize.engine.store.columns import Kind
+from target_personalize.engine.store.columns import EVENT_COLUMNS, Kind
 
 __all__ = ["SnowflakeBackend", "snowflake_sql"]
 
@@ -30,6 +41,9 @@ __all__ = ["SnowflakeBackend", "snowflake_sql"]
 _SEMI_STRUCTURED = frozenset({5, 9, 10})  # VARIANT, OBJECT, ARRAY
 #: Snowflake keeps its statistics itself.
 _ANALYZE = re.compile(r"^\s*ANALYZE\b", re.IGNORECASE)
+#: Statements held until the end of a transaction (see the module's docstring).
+_WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
+_SEMI = frozenset({"json", "items"})
 
 
 @functools.lru_cache(maxsize=512)
@@ -38,6 +52,26 @@ def snowflake_sql(sql: str) -> str:
     import sqlglot  # noqa: PLC0415 - only a Snowflake store needs it
 
     return str(sqlglot.transpile(sql, read="postgres", write="snowflake")[0])
+
+
+def merge_events_sql(staged: str, columns: str, now: datetime) -> str:
+    """The MERGE (Snowflake SQL) of staged events by key, stored with ``loaded_at`` ``now``.
+
+    The batch's last version of each key (highest ``_seq``) replaces the stored one or is
+    inserted: loading a batch twice stores it once.
+    """
+    names = list(EVENT_COLUMNS)
+    updates = ", ".join(f"{name} = s.{name}" for name in names)
+    values = ", ".join(f"s.{name}" for name in names)
+    # A literal: the statement has no placeholder (fakesnow splits a MERGE in several).
+    loaded_at = f"CAST('{now.isoformat(sep=' ')}' AS TIMESTAMP_NTZ)"
+    return (
+        f"MERGE INTO events t USING (SELECT {columns} FROM {staged} QUALIFY row_number() "
+        "OVER (PARTITION BY source, event_id ORDER BY _seq DESC) = 1) s "
+        "ON t.source = s.source AND t.event_id = s.event_id "
+        f"WHEN MATCHED THEN UPDATE SET {updates}, loaded_at = {loaded_at} "
+        f"WHEN NOT MATCHED THEN INSERT ({', '.join(names)}, loaded_at) VALUES ({values}, {loaded_at})"
+    )
 
 
 class SnowflakeBackend(Backend):
@@ -50,9 +84,10 @@ class SnowflakeBackend(Backend):
         "int": "BIGINT",
         "bool": "BOOLEAN",
         "json": "VARIANT",
-        "items": "ARRAY",
+        "items": "VARIANT",
     }
     placeholder = "?"
+    dialect = "snowflake"
 
     def __init__(self, url: URL) -> None:
         try:
@@ -64,6 +99,8 @@ class SnowflakeBackend(Backend):
             ) from None
         database, _, schema = (url.database or "").partition("/")
         query = {k: v if isinstance(v, str) else v[0] for k, v in url.query.items()}
+        #: The URL with its password masked, for messages.
+        self.shown = url.render_as_string(hide_password=True)
         try:
             self.connection = snowflake.connector.connect(
                 user=url.username,
@@ -76,16 +113,38 @@ class SnowflakeBackend(Backend):
                 paramstyle="qmark",
             )
         except snowflake.connector.Error as error:
-            shown = url.render_as_string(hide_password=True)
-            raise StoreError(f"cannot connect to the Snowflake store {shown}: {error}") from None
+            message = str(error)
+            if url.password:
+                message = message.replace(str(url.password), "***")
+            raise StoreError(
+                f"cannot connect to the Snowflake store {self.shown}: {message}"
+            ) from None
+        #: Writes held by the open transaction (None: none open).
+        self._held: list[tuple[str, Sequence[Any]]] | None = None
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement in Snowflake's SQL; the cursor, to read and close."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(sql, list(params) or None)
+        except BaseException:
+            cursor.close()
+            raise
+        return cursor
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one statement, transpiled to Snowflake's SQL, and return its rows, if any."""
         if _ANALYZE.match(sql):
             return []
-        cursor = self.connection.cursor()
+        return self.execute_native(snowflake_sql(sql), params)
+
+    def execute_native(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement already in Snowflake's SQL (``?`` placeholders)."""
+        if self._held is not None and _WRITE.match(sql):
+            self._held.append((sql, list(params)))
+            return []
+        cursor = self._run(sql, params)
         try:
-            cursor.execute(snowflake_sql(sql), list(params) or None)
             if not cursor.description:
                 return []
             decode = [d.type_code in _SEMI_STRUCTURED for d in cursor.description]
@@ -100,38 +159,95 @@ class SnowflakeBackend(Backend):
             cursor.close()
 
     def execute_arrays(self, sql: str, params: Sequence[Any] = ()) -> list[npt.NDArray[Any]]:
-        """Run one query and return one array per column."""
-        cursor = self.connection.cursor()
+        """Run one query and return one array per column, fetched as Arrow."""
+        cursor = self._run(snowflake_sql(sql), params)
         try:
-            cursor.execute(snowflake_sql(sql), list(params) or None)
-            rows = cursor.fetchall()
             width = len(cursor.description or ())
+            table = cursor.fetch_arrow_all()
         finally:
             cursor.close()
-        return [np.array([row[i] for row in rows]) for i in range(width)]
+        if table is None:  # no rows
+            return [np.array([]) for _ in range(width)]
+        return [column.to_numpy(zero_copy_only=False) for column in table.columns]
 
     def stage(self, table: str, columns: dict[str, Kind], rows: Sequence[tuple[Any, ...]]) -> None:
-        """Not done yet: a Snowflake store only reads."""
-        raise StoreError(
-            "the Snowflake store only reads events in place (events_table); "
-            "load into DuckDB or PostgreSQL"
-        )
+        """Stage ``rows`` through ``write_pandas`` (Parquet, PUT and COPY INTO).
 
-    def create_tables(self) -> None:
-        """Not done yet: a Snowflake store only reads."""
-        self.stage("events", {}, [])
+        JSON and item lists travel as JSON text in ``{table}_load``; ``table`` holds them as
+        VARIANT, as the store does.
+        """
+        from snowflake.connector.pandas_tools import write_pandas  # noqa: PLC0415
+
+        semi = any(kind in _SEMI for kind in columns.values())
+        loading = f"{table}_load" if semi else table
+        text = {name: "str" if kind in _SEMI else kind for name, kind in columns.items()}
+        self.execute_native(
+            f"CREATE OR REPLACE TEMPORARY TABLE {loading} ({self.column_ddl(text)}, _seq BIGINT)"
+        )
+        if rows:
+            data: dict[str, list[Any]] = {}
+            for i, (name, kind) in enumerate(columns.items()):
+                values = [row[i] for row in rows]
+                if kind == "items":
+                    values = [None if v is None else json.dumps(v, default=str) for v in values]
+                data[name.upper()] = values
+            data["_SEQ"] = list(range(len(rows)))
+            frame = pa.Table.from_pydict(data, schema=_arrow_schema(text)).to_pandas()
+            write_pandas(
+                self.connection, frame, loading.upper(), quote_identifiers=False,
+                use_logical_type=True,
+            )  # fmt: skip
+        if semi:
+            select = ", ".join(
+                f"PARSE_JSON({name}) AS {name}" if kind in _SEMI else name
+                for name, kind in columns.items()
+            )
+            self.execute_native(
+                f"CREATE OR REPLACE TEMPORARY TABLE {table} AS "
+                f"SELECT {select}, _seq FROM {loading}"
+            )
+
+    def merge_events(self, staged: str, columns: str, now: datetime) -> None:
+        """Merge the staged events into ``events`` by ``(source, event_id)``: one MERGE."""
+        self.execute_native(merge_events_sql(staged, columns, now))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """A Snowflake transaction."""
-        self.connection.cursor().execute("BEGIN")
+        """A block whose writes run in one Snowflake transaction when it ends.
+
+        Staging (DDL) inside the block runs at once, outside the transaction: Snowflake would
+        commit an open transaction before it.
+        """
+        if self._held is not None:  # already inside one
+            yield
+            return
+        self._held = []
         try:
             yield
+            held = self._held
+        finally:
+            self._held = None
+        if len(held) == 1:  # one statement is atomic on its own
+            self._run(*held[0]).close()
+            return
+        if not held:
+            return
+        self._run("BEGIN").close()
+        try:
+            for sql, params in held:
+                self._run(sql, params).close()
         except BaseException:
-            self.connection.rollback()
+            self._run("ROLLBACK").close()
             raise
-        self.connection.commit()
+        self._run("COMMIT").close()
 
     def close(self) -> None:
         """Close the session."""
         self.connection.close()
+
+
+def _arrow_schema(columns: dict[str, Kind]) -> pa.Schema:
+    types = {"str": pa.string(), "ts": pa.timestamp("us"), "float": pa.float64()}
+    types |= {"int": pa.int64(), "bool": pa.bool_()}
+    fields = [pa.field(name.upper(), types[kind]) for name, kind in columns.items()]
+    return pa.schema([*fields, pa.field("_SEQ", pa.int64())])

@@ -1,6 +1,8 @@
 """SQL views over the store that the funnel miner and the rankers share.
 
-Both run unchanged on DuckDB and PostgreSQL. Times are naive UTC ``TIMESTAMP``s.
+They run unchanged on DuckDB and PostgreSQL (and on Snowflake once transpiled, see
+:mod:`~target_personalize.engine.store.snowflake`), except the unnesting of ``items``, written
+per dialect. Times are naive UTC ``TIMESTAMP``s.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from target_personalize.engine.store.columns import EVENT_COLUMNS
 
 __all__ = ["DEFAULT_SESSION_GAP_MINUTES", "event_items_sql", "sessionized_events_sql"]
 
-Dialect = Literal["duckdb", "postgresql"]
+Dialect = Literal["duckdb", "postgresql", "snowflake"]
 
 #: Inactivity that ends a derived session (sources without session ids, e.g. Mixpanel).
 DEFAULT_SESSION_GAP_MINUTES = 30
@@ -63,6 +65,23 @@ SELECT source, event_id, i.item_id AS item_id, i.name AS item_name, i.category A
        i.brand AS brand, i.price AS price, i.quantity AS quantity
 FROM (SELECT source, event_id, unnest(items) AS i FROM events
       WHERE len(items) > 0{also}) exploded"""
+    if dialect == "snowflake":
+        # In PostgreSQL's dialect, as every statement: the UNNEST becomes a FLATTEN.
+        fields = ", ".join(
+            f"CAST(GET(i.item, '{name}') AS {kind}) AS {alias}"
+            for name, kind, alias in (
+                ("item_id", "VARCHAR", "item_id"),
+                ("name", "VARCHAR", "item_name"),
+                ("category", "VARCHAR", "category"),
+                ("brand", "VARCHAR", "brand"),
+                ("price", "DOUBLE PRECISION", "price"),
+                ("quantity", "DOUBLE PRECISION", "quantity"),
+            )
+        )
+        return f"""
+SELECT source, event_id, {fields}
+FROM events CROSS JOIN UNNEST(items) AS i(item)
+WHERE ARRAY_SIZE(items) > 0{also}"""
     return f"""
 SELECT source, event_id, i ->> 'item_id' AS item_id, i ->> 'name' AS item_name,
        i ->> 'category' AS category, i ->> 'brand' AS brand,
