@@ -26,7 +26,6 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 from sqlalchemy.engine import URL
@@ -51,7 +50,56 @@ def snowflake_sql(sql: str) -> str:
     """One of the engine's statements (PostgreSQL dialect, ``%s`` placeholders) for Snowflake."""
     import sqlglot  # noqa: PLC0415 - only a Snowflake store needs it
 
-    return str(sqlglot.transpile(sql, read="postgres", write="snowflake")[0])
+    tree = sqlglot.parse_one(sql, read="postgres")
+    tree = tree.transform(_qualify_distinct_on).transform(_scaled_intervals)
+    return str(tree.sql(dialect="snowflake"))
+
+
+def _scaled_intervals(node: Any) -> Any:
+    """``ts + INTERVAL '1 second' * n`` (or ``-``) as ``DATEADD(second, n, ts)``.
+
+    Snowflake has interval constants only: it cannot multiply one (DuckDB, under fakesnow,
+    can).
+    """
+    from sqlglot import exp  # noqa: PLC0415
+
+    if not isinstance(node, exp.Add | exp.Sub) or not isinstance(node.expression, exp.Mul):
+        return node
+    interval, count = node.expression.this, node.expression.expression
+    if isinstance(count, exp.Interval):
+        interval, count = count, interval
+    if not isinstance(interval, exp.Interval) or interval.this.name.strip() != "1":
+        return node
+    unit = interval.args.get("unit")
+    if unit is None:
+        return node
+    amount = (
+        count.copy() if isinstance(node, exp.Add) else exp.Neg(this=exp.Paren(this=count.copy()))
+    )
+    return exp.DateAdd(this=node.this.copy(), expression=amount, unit=exp.var(unit.name.upper()))
+
+
+def _qualify_distinct_on(node: Any) -> Any:
+    """``SELECT DISTINCT ON (k) ... ORDER BY k, o`` as ``... QUALIFY row_number() ... = 1``.
+
+    sqlglot's own rewrite wraps the SELECT in ``SELECT * FROM (...) WHERE _row_number = 1``,
+    which keeps ``_row_number`` among the columns: a ``DISTINCT ON`` over ``p.*`` of such a
+    result then reads the wrong ``_row_number`` (the funnel's chained steps do that).
+    """
+    from sqlglot import exp  # noqa: PLC0415
+
+    distinct = node.args.get("distinct") if isinstance(node, exp.Select) else None
+    if distinct is None or not distinct.args.get("on"):
+        return node
+    order = node.args.get("order")
+    window = exp.Window(
+        this=exp.RowNumber(),
+        partition_by=[key.copy() for key in distinct.args["on"].expressions],
+        order=order.copy() if order else None,
+    )
+    node.set("distinct", None)
+    node.set("qualify", exp.Qualify(this=exp.EQ(this=window, expression=exp.Literal.number(1))))
+    return node
 
 
 def merge_events_sql(staged: str, columns: str, now: datetime) -> str:
@@ -159,16 +207,13 @@ class SnowflakeBackend(Backend):
             cursor.close()
 
     def execute_arrays(self, sql: str, params: Sequence[Any] = ()) -> list[npt.NDArray[Any]]:
-        """Run one query and return one array per column, fetched as Arrow."""
+        """Run one query and return one array per column (fetched as Arrow batches)."""
         cursor = self._run(snowflake_sql(sql), params)
         try:
-            width = len(cursor.description or ())
-            table = cursor.fetch_arrow_all()
+            frame = cursor.fetch_pandas_all()
         finally:
             cursor.close()
-        if table is None:  # no rows
-            return [np.array([]) for _ in range(width)]
-        return [column.to_numpy(zero_copy_only=False) for column in table.columns]
+        return [frame[name].to_numpy() for name in frame.columns]
 
     def stage(self, table: str, columns: dict[str, Kind], rows: Sequence[tuple[Any, ...]]) -> None:
         """Stage ``rows`` through ``write_pandas`` (Parquet, PUT and COPY INTO).
@@ -203,8 +248,7 @@ class SnowflakeBackend(Backend):
                 for name, kind in columns.items()
             )
             self.execute_native(
-                f"CREATE OR REPLACE TEMPORARY TABLE {table} AS "
-                f"SELECT {select}, _seq FROM {loading}"
+                f"CREATE OR REPLACE TEMPORARY TABLE {table} AS SELECT {select}, _seq FROM {loading}"
             )
 
     def merge_events(self, staged: str, columns: str, now: datetime) -> None:

@@ -41,8 +41,9 @@ def sessionized_events_sql(
 SELECT {columns}, visitor, session_id AS session_key
 FROM ({based} WHERE NOT is_aggregate AND session_id IS NOT NULL) with_session
 UNION ALL
-SELECT {columns}, visitor, visitor || '#' || CAST(
-        sum(new_session) OVER ({window} ROWS UNBOUNDED PRECEDING) AS VARCHAR) AS session_key
+SELECT {columns}, visitor, visitor || '#' || CAST(CAST(
+        sum(new_session) OVER ({window} ROWS UNBOUNDED PRECEDING) AS BIGINT) AS VARCHAR)
+    AS session_key
 FROM (
     SELECT based.*, CASE WHEN lag(event_ts) OVER ({window}) IS NULL
         OR event_ts - lag(event_ts) OVER ({window}) > INTERVAL '{gap} minutes'
@@ -68,7 +69,7 @@ FROM (SELECT source, event_id, unnest(items) AS i FROM events
     if dialect == "snowflake":
         # In PostgreSQL's dialect, as every statement: the UNNEST becomes a FLATTEN.
         fields = ", ".join(
-            f"CAST(GET(i.item, '{name}') AS {kind}) AS {alias}"
+            f"CAST(GET_PATH(i.item, '{name}') AS {kind}) AS {alias}"
             for name, kind, alias in (
                 ("item_id", "VARCHAR", "item_id"),
                 ("name", "VARCHAR", "item_name"),
