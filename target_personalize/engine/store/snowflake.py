@@ -23,7 +23,7 @@ import functools
 import json
 import re
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy.typing as npt
@@ -46,13 +46,50 @@ _SEMI = frozenset({"json", "items"})
 
 
 @functools.lru_cache(maxsize=512)
-def snowflake_sql(sql: str) -> str:
-    """One of the engine's statements (PostgreSQL dialect, ``%s`` placeholders) for Snowflake."""
+def snowflake_sql(sql: str, durations: tuple[int, ...] = ()) -> str:
+    """One of the engine's statements (PostgreSQL dialect, ``%s`` placeholders) for Snowflake.
+
+    Args:
+        sql: the statement.
+        durations: the positions of placeholders bound to a duration (a ``timedelta``), which
+            Snowflake cannot add to a time: ``x + %s`` there becomes ``DATEADD(MICROSECOND,
+            ?, x)``, bound to the duration's microseconds (see :func:`snowflake_params`).
+    """
     import sqlglot  # noqa: PLC0415 - only a Snowflake store needs it
 
     tree = sqlglot.parse_one(sql, read="postgres")
     tree = tree.transform(_qualify_distinct_on).transform(_scaled_intervals)
+    if durations:
+        _add_durations(tree, durations)
     return str(tree.sql(dialect="snowflake"))
+
+
+def snowflake_params(sql: str, params: Sequence[Any]) -> tuple[str, list[Any]]:
+    """A statement and its parameters for Snowflake (durations as microseconds)."""
+    durations = tuple(i for i, value in enumerate(params) if isinstance(value, timedelta))
+    bound = [
+        value // timedelta(microseconds=1) if isinstance(value, timedelta) else value
+        for value in params
+    ]
+    return snowflake_sql(sql, durations), bound
+
+
+def _add_durations(tree: Any, durations: tuple[int, ...]) -> None:
+    """Rewrite ``x + ?`` and ``x - ?`` for the duration placeholders as ``DATEADD``."""
+    from sqlglot import exp  # noqa: PLC0415
+
+    placeholders = list(tree.find_all(exp.Placeholder, bfs=False))
+    for position in durations:
+        placeholder = placeholders[position]
+        parent = placeholder.parent
+        if not isinstance(parent, exp.Add | exp.Sub) or parent.expression is not placeholder:
+            raise StoreError(f"a duration is bound where Snowflake cannot add it: {parent}")
+        amount = placeholder.copy()
+        if isinstance(parent, exp.Sub):
+            amount = exp.Neg(this=amount)
+        parent.replace(
+            exp.DateAdd(this=parent.this.copy(), expression=amount, unit=exp.var("MICROSECOND"))
+        )
 
 
 def _scaled_intervals(node: Any) -> Any:
@@ -184,7 +221,7 @@ class SnowflakeBackend(Backend):
         """Run one statement, transpiled to Snowflake's SQL, and return its rows, if any."""
         if _ANALYZE.match(sql):
             return []
-        return self.execute_native(snowflake_sql(sql), params)
+        return self.execute_native(*snowflake_params(sql, params))
 
     def execute_native(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one statement already in Snowflake's SQL (``?`` placeholders)."""
@@ -208,7 +245,7 @@ class SnowflakeBackend(Backend):
 
     def execute_arrays(self, sql: str, params: Sequence[Any] = ()) -> list[npt.NDArray[Any]]:
         """Run one query and return one array per column (fetched as Arrow batches)."""
-        cursor = self._run(snowflake_sql(sql), params)
+        cursor = self._run(*snowflake_params(sql, params))
         try:
             frame = cursor.fetch_pandas_all()
         finally:
