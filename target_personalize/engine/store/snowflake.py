@@ -32,7 +32,13 @@ from sqlalchemy.engine import URL
 
 from target_personalize.engine.exceptions import StoreError
 from target_personalize.engine.store.backends import Backend
-from target_personalize.engine.store.columns import EVENT_COLUMNS, Kind
+from target_personalize.engine.store.columns import (
+    EVENT_COLUMNS,
+    ITEM_COLUMNS,
+    REJECT_COLUMNS,
+    Kind,
+)
+from target_personalize.engine.store.served import EXPERIMENT_COLUMNS, IMPRESSION_COLUMNS
 
 __all__ = ["SnowflakeBackend", "snowflake_sql"]
 
@@ -43,6 +49,14 @@ _ANALYZE = re.compile(r"^\s*ANALYZE\b", re.IGNORECASE)
 #: Statements held until the end of a transaction (see the module's docstring).
 _WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 _SEMI = frozenset({"json", "items"})
+#: The VARIANT columns of the store's tables.
+_VARIANT_COLUMNS = {
+    table: frozenset(name for name, kind in columns.items() if kind in _SEMI)
+    for table, columns in {
+        "events": EVENT_COLUMNS, "items": ITEM_COLUMNS, "rejects": REJECT_COLUMNS,
+        "experiments": EXPERIMENT_COLUMNS, "impressions": IMPRESSION_COLUMNS,
+    }.items()
+}  # fmt: skip
 
 
 @functools.lru_cache(maxsize=512)
@@ -59,9 +73,36 @@ def snowflake_sql(sql: str, durations: tuple[int, ...] = ()) -> str:
 
     tree = sqlglot.parse_one(sql, read="postgres")
     tree = tree.transform(_qualify_distinct_on).transform(_scaled_intervals)
+    tree = tree.transform(_parsed_json_values)
     if durations:
         _add_durations(tree, durations)
     return str(tree.sql(dialect="snowflake"))
+
+
+def _parsed_json_values(node: Any) -> Any:
+    """``INSERT INTO t (...) VALUES (...)`` as ``INSERT ... SELECT`` with ``PARSE_JSON``.
+
+    For the store's VARIANT columns: Snowflake stores JSON text bound to one as a string, and
+    takes no function in a VALUES clause.
+    """
+    from sqlglot import exp  # noqa: PLC0415
+
+    if not isinstance(node, exp.Insert) or not isinstance(node.expression, exp.Values):
+        return node
+    target = node.this
+    rows = node.expression.expressions
+    if not isinstance(target, exp.Schema) or len(rows) != 1:
+        return node
+    variant = _VARIANT_COLUMNS.get(target.this.name.lower(), frozenset())
+    names = [column.name.lower() for column in target.expressions]
+    if not variant.intersection(names):
+        return node
+    values = [
+        exp.func("PARSE_JSON", value.copy()) if name in variant else value.copy()
+        for name, value in zip(names, rows[0].expressions, strict=True)
+    ]
+    node.set("expression", exp.select(*values))
+    return node
 
 
 def snowflake_params(sql: str, params: Sequence[Any]) -> tuple[str, list[Any]]:
