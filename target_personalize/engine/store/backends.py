@@ -34,6 +34,8 @@ __all__ = ["Backend", "open_backend"]
 logger = logging.getLogger(__name__)
 
 _EVENT_LIST = ", ".join(EVENT_COLUMNS)
+_ITEM_LIST = ", ".join(ITEM_COLUMNS)
+_ITEM_FIELDS = [name for name in ITEM_COLUMNS if name != "item_id"]
 
 #: DuckDB's memory bound while loading (see :meth:`Backend.bounded_memory`).
 LOAD_MEMORY_LIMIT = "256MB"
@@ -143,6 +145,26 @@ class Backend(abc.ABC):
         self.execute(
             f"INSERT INTO events ({_EVENT_LIST}, loaded_at) SELECT {columns}, %s FROM {staged} "
             f"WHERE _seq IN (SELECT max(_seq) FROM {staged} GROUP BY source, event_id)",
+            [now],
+        )
+
+    def merge_items(self, staged: str, now: datetime) -> None:
+        """Merge staged catalog items (one row per ``item_id``) into ``items``.
+
+        A field the staged item leaves empty (NULL) keeps the stored value.
+        """
+        self.execute(
+            f"UPDATE {staged} SET "
+            + ", ".join(f"{c} = coalesce({staged}.{c}, items.{c})" for c in _ITEM_FIELDS)
+            + f" FROM items WHERE items.item_id = {staged}.item_id"
+        )
+        self.execute(
+            f"DELETE FROM items WHERE EXISTS (SELECT 1 FROM {staged} s "
+            "WHERE s.item_id = items.item_id)"
+        )
+        self.execute(
+            f"INSERT INTO items ({_ITEM_LIST}, loaded_at) SELECT DISTINCT ON (item_id) "
+            f"{_ITEM_LIST}, %s FROM {staged} ORDER BY item_id, _seq DESC",
             [now],
         )
 

@@ -55,8 +55,6 @@ DEFAULT_DATABASE_URL = "duckdb:///personalize.duckdb"
 #: Rows per staged chunk when batch files are read in Python.
 _FILE_CHUNK_ROWS = 100_000
 _EVENT_LIST = ", ".join(EVENT_COLUMNS)
-_ITEM_LIST = ", ".join(ITEM_COLUMNS)
-_ITEM_FIELDS = [name for name in ITEM_COLUMNS if name != "item_id"]
 _PROPERTIES_AT = list(ITEM_COLUMNS).index("properties")
 _KEY_HASHES = "SELECT hash(source, event_id) FROM {}"
 _SOURCE_AT = list(EVENT_COLUMNS).index("source")
@@ -321,22 +319,7 @@ class EventStore:
         with self._lock, self.backend.transaction():
             if rows:
                 self.backend.stage("staged_items", ITEM_COLUMNS, rows)
-                self.backend.execute(
-                    "UPDATE staged_items SET "
-                    + ", ".join(
-                        f"{c} = coalesce(staged_items.{c}, items.{c})" for c in _ITEM_FIELDS
-                    )
-                    + " FROM items WHERE items.item_id = staged_items.item_id"
-                )
-                self.backend.execute(
-                    "DELETE FROM items WHERE EXISTS (SELECT 1 FROM staged_items s "
-                    "WHERE s.item_id = items.item_id)"
-                )
-                self.backend.execute(
-                    f"INSERT INTO items ({_ITEM_LIST}, loaded_at) SELECT DISTINCT ON (item_id) "
-                    f"{_ITEM_LIST}, %s FROM staged_items ORDER BY item_id, _seq DESC",
-                    [_now()],
-                )
+                self.backend.merge_items("staged_items", _now())
             self._store_rejects(rejects)
         return LoadResult(len(rows), rejects)
 

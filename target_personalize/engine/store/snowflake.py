@@ -200,6 +200,22 @@ def merge_events_sql(staged: str, columns: str, now: datetime) -> str:
     )
 
 
+def merge_items_sql(staged: str, now: datetime) -> str:
+    """The MERGE (Snowflake SQL) of staged catalog items (one per ``item_id``) by ``item_id``.
+
+    A field the staged item leaves empty keeps the stored value.
+    """
+    fields = [name for name in ITEM_COLUMNS if name != "item_id"]
+    updates = ", ".join(f"{name} = coalesce(s.{name}, t.{name})" for name in fields)
+    loaded_at = f"CAST('{now.isoformat(sep=' ')}' AS TIMESTAMP_NTZ)"
+    return (
+        f"MERGE INTO items t USING {staged} s ON t.item_id = s.item_id "
+        f"WHEN MATCHED THEN UPDATE SET {updates}, loaded_at = {loaded_at} "
+        f"WHEN NOT MATCHED THEN INSERT ({', '.join(ITEM_COLUMNS)}, loaded_at) "
+        f"VALUES ({', '.join(f's.{name}' for name in ITEM_COLUMNS)}, {loaded_at})"
+    )
+
+
 class SnowflakeBackend(Backend):
     """A Snowflake session through snowflake-connector-python (the ``snowflake`` extra)."""
 
@@ -332,6 +348,10 @@ class SnowflakeBackend(Backend):
     def merge_events(self, staged: str, columns: str, now: datetime) -> None:
         """Merge the staged events into ``events`` by ``(source, event_id)``: one MERGE."""
         self.execute_native(merge_events_sql(staged, columns, now))
+
+    def merge_items(self, staged: str, now: datetime) -> None:
+        """Merge the staged items into ``items`` by ``item_id``: one MERGE."""
+        self.execute_native(merge_items_sql(staged, now))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
