@@ -2,7 +2,7 @@
 
 Loads are idempotent on ``(source, event_id)``: each batch goes to a staging table, duplicates
 inside it keep their latest version, and the matching stored events are replaced, all in one
-transaction (a long-running writer can skip that work for batches of new events: see
+transaction (on Snowflake, one MERGE; a long-running writer can skip that work for batches of new events: see
 :meth:`EventStore.track_keys`). Bad records never stop a load: they go to ``rejects`` with
 the field at fault.
 """
@@ -138,12 +138,13 @@ def _key(record: Mapping[str, Any]) -> str:
 
 
 class EventStore:
-    """Canonical clickstream events in DuckDB or PostgreSQL.
+    """Canonical clickstream events in DuckDB, PostgreSQL or Snowflake.
 
     Args:
         database_url: ``duckdb:///FILE`` (the default, ``personalize.duckdb`` in the working
-            directory) or ``postgresql+psycopg://USER@HOST/DB``; with ``events_table``, also
-            ``snowflake://USER:PASSWORD@ACCOUNT/DATABASE/SCHEMA?warehouse=WH``.
+            directory), ``postgresql+psycopg://USER@HOST/DB`` or
+            ``snowflake://USER:PASSWORD@ACCOUNT/DATABASE/SCHEMA?warehouse=WH`` (see
+            :mod:`~target_personalize.engine.store.snowflake`).
         events_table: a relation in that database to mine instead of the store's ``events``
             table (``SCHEMA.VIEW``, e.g. a canonical view over Snowplow or GA4 events that
             ``tap-clickstream --emit-view`` writes). It must have the canonical columns and
