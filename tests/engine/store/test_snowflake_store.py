@@ -6,6 +6,8 @@ parse and run as fakesnow emulates Snowflake; docs/store.md says what it cannot 
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,8 +22,11 @@ from target_personalize.engine import EventStore, StoreError, discover_funnel, e
 from target_personalize.engine.experiments.report import readout_from_store
 from target_personalize.engine.ranking.interactions import interactions_from_store
 from target_personalize.engine.store.snowflake import snowflake_params
+from target_personalize.target import TargetPersonalize
 from tests.engine.experiments.test_store_readout import _shop
 from tests.engine.funnel.test_funnels import BUY, CART, VIEW, assert_same, generated_records
+from tests.support.events import event
+from tests.target_personalize.test_target import SCHEMA
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning"),  # fakesnow's note on Arrow copies
@@ -109,6 +114,22 @@ def test_items_merge_and_rejects_append(snowflake_store: EventStore) -> None:
 def test_a_batch_with_rejects_loads_in_one_transaction(snowflake_store: EventStore) -> None:
     result = snowflake_store.load_events([_event("e1", "page_view", 1), {"source": "web"}])
     assert (result.loaded, result.rejected) == (1, 1)
+
+
+def test_the_target_loads_into_snowflake(capsys: pytest.CaptureFixture[str]) -> None:
+    messages: list[dict[str, Any]] = [SCHEMA]
+    for n in [*range(25), *range(20, 40)]:  # a lookback overlap
+        messages.append({"type": "RECORD", "stream": "file_events", "record": event(n)})
+    messages.append({"type": "STATE", "value": {"bookmarks": {"file_events": {"n": 40}}}})
+    with fakesnow.patch():
+        target = TargetPersonalize(
+            config={"database_url": URL, "batch_size_rows": 10}, parse_env_config=False
+        )
+        target.listen(file_input=io.StringIO("".join(json.dumps(m) + "\n" for m in messages)))
+        with EventStore(URL) as store:
+            stored = store.query("SELECT count(*), count(DISTINCT event_id) FROM events")
+    assert stored == [(40, 40)]
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["bookmarks"]["file_events"]
 
 
 def test_funnels_equal_duckdb_s() -> None:
