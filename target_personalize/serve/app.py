@@ -7,6 +7,8 @@ Endpoints (the OpenAPI document is at ``/openapi.json``, browsable at ``/docs``)
 * ``GET /v1/recommendations``, ``POST /v1/rank`` (read): rankings from the in-memory ranker.
 * ``GET /v1/funnel``, ``GET /v1/model``, ``GET /v1/stats``, ``GET /v1/objectives`` (read);
   ``PUT /v1/objectives`` (write).
+* ``GET /v1/experiments``, ``GET /v1/experiments/{id}`` (the readout) (read);
+  ``POST /v1/experiments``, ``POST /v1/experiments/{id}/stop`` (write).
 * ``GET /healthz`` (open) and ``GET /`` (the dashboard page, open; its data calls need a key
   when keys are on).
 * ``GET /sdk/personalize.js`` (open): the browser tracker; pages call the API with browser keys
@@ -44,6 +46,8 @@ from target_personalize.serve.auth import FailureLimiter, KeyRing, Role
 from target_personalize.serve.cors import add_browser_middleware
 from target_personalize.serve.demo import add_storefront
 from target_personalize.serve.errors import validation_error
+from target_personalize.serve.experiment_routes import Lab, add_experiment_routes
+from target_personalize.serve.experiments import Assignment, ExperimentLab
 from target_personalize.serve.limits import BodyLimits, Limits, event_problems
 from target_personalize.serve.models import (
     CanonicalEvent,
@@ -239,7 +243,13 @@ def _json(content: dict[str, Any], status: int = 200) -> Response:
 
 
 def _ranking(
-    items: list[Any], user_id: str | None, session_id: str | None, goals: Objectives, started: float
+    items: list[Any],
+    user_id: str | None,
+    session_id: str | None,
+    goals: Objectives,
+    started: float,
+    *,
+    served: dict[str, Any] | None = None,
 ) -> Response:
     return _json(
         {
@@ -248,6 +258,7 @@ def _ranking(
             "objectives": goals.as_dict(),
             "items": [item.as_dict() for item in items],
             "took_ms": round((time.perf_counter() - started) * 1000, 3),
+            **(served or {"rec_id": None, "experiment_id": None, "variant_id": None}),
         }
     )
 
@@ -259,6 +270,15 @@ async def _state(request: Request) -> ServingState:
 
 
 State = Annotated[ServingState, Depends(_state)]
+
+
+async def _served(
+    lab: ExperimentLab, assigned: Assignment, session_id: str | None, items: list[Any]
+) -> dict[str, Any]:
+    try:
+        return await lab.served(assigned, session_id, items)
+    except OSError as error:
+        raise HTTPException(503, f"the served list could not be recorded: {error}") from None
 
 
 def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
@@ -293,6 +313,8 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         serving = app.state.serving = ServingState(settings)
+        lab = app.state.experiments = ExperimentLab(serving)
+        await lab.start()
         # The ranker's arrays and vocabularies live as long as the server: keep them out of
         # the garbage collector's generations, so collections stay short under load.
         gc.collect()
@@ -307,6 +329,7 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
                 refreshing.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await refreshing
+            await lab.close()
             serving.close()
 
     app = FastAPI(
@@ -410,6 +433,7 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
         except (EngineError, OSError) as error:
             raise HTTPException(503, f"the events could not be stored: {error}") from None
         duplicates = serving.observe(records)
+        request.app.state.experiments.observe(records)
         return _json(
             {
                 "accepted": len(records),
@@ -423,8 +447,15 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
     async def recommendations(
         *,
         serving: State,
+        lab: Lab,
         user_id: str | None = None,
         session_id: str | None = None,
+        anonymous_id: Annotated[
+            str | None, Query(description="Device or cookie id: the visitor without user_id.")
+        ] = None,
+        experiment: Annotated[
+            str | None, Query(description="Experiment to serve in; default: the only running one.")
+        ] = None,
         k: Annotated[int, Query(ge=1, le=1000)] = 20,
         objectives: Annotated[
             str | None, Query(description="e.g. conversion:1,margin:0.5; default: the server's.")
@@ -433,25 +464,45 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
         category: str | None = None,
         brand: str | None = None,
     ) -> Response:
-        """The ``k`` best items for a session or a user (live events included)."""
+        """The ``k`` best items for a session or a user (live events included).
+
+        In an experiment the answer is the visitor's variant's list, with its ``rec_id``.
+        """
         started = time.perf_counter()
-        if user_id is None and session_id is None:
+        if user_id is None and session_id is None and anonymous_id is None:
             raise _unprocessable(["query", "session_id"], "give user_id or session_id")
         parsed = _parse_objectives(objectives)
         goals = serving.ranker.objectives if parsed is None else parsed
         filters = {
             name: value for name, value in (("category", category), ("brand", brand)) if value
         }
-        items = serving.ranker.recommend(
-            user_id, session_id, k, exclude_seen=exclude_seen, filters=filters, objectives=goals
+        visitor = user_id or anonymous_id  # the ranker knows device ids as visitors too
+        assigned = lab.assignment(experiment, user_id, anonymous_id, session_id)
+        if assigned is None:
+            items = serving.ranker.recommend(
+                visitor, session_id, k, exclude_seen=exclude_seen, filters=filters, objectives=goals
+            )
+            return _ranking(items, user_id, session_id, goals, started)
+        items, goals = lab.recommend(
+            assigned,
+            visitor,
+            session_id,
+            k,
+            exclude_seen=exclude_seen,
+            filters=filters,
+            objectives=goals,
         )
-        return _ranking(items, user_id, session_id, goals, started)
+        served = await _served(lab, assigned, session_id, items)
+        return _ranking(items, user_id, session_id, goals, started, served=served)
 
     @app.post("/v1/rank", tags=["rankings"], dependencies=read, response_model=Ranking)
-    async def rank(body: RankRequest, serving: State) -> Response:
-        """Re-rank candidate items (e.g. search results) for a session or a user."""
+    async def rank(body: RankRequest, serving: State, lab: Lab) -> Response:
+        """Re-rank candidate items (e.g. search results) for a session or a user.
+
+        In an experiment the order is the visitor's variant's, with the list's ``rec_id``.
+        """
         started = time.perf_counter()
-        if body.user_id is None and body.session_id is None:
+        if body.user_id is None and body.session_id is None and body.anonymous_id is None:
             raise _unprocessable(["body", "session_id"], "give user_id or session_id")
         if body.objectives is not None:
             _check_objectives(body.objectives, ["body", "objectives"])
@@ -460,8 +511,14 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
             if body.objectives is None
             else Objectives.parse(body.objectives)
         )
-        items = serving.ranker.rank(body.items, body.user_id, body.session_id, objectives=goals)
-        return _ranking(items, body.user_id, body.session_id, goals, started)
+        visitor = body.user_id or body.anonymous_id
+        assigned = lab.assignment(body.experiment, body.user_id, body.anonymous_id, body.session_id)
+        if assigned is None:
+            items = serving.ranker.rank(body.items, visitor, body.session_id, objectives=goals)
+            return _ranking(items, body.user_id, body.session_id, goals, started)
+        items, goals = lab.rank(assigned, body.items, visitor, body.session_id, goals)
+        served = await _served(lab, assigned, body.session_id, items)
+        return _ranking(items, body.user_id, body.session_id, goals, started, served=served)
 
     @app.get("/v1/funnel", tags=["funnel"], dependencies=read)
     async def funnel(
@@ -521,6 +578,8 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
         @app.get("/redoc", include_in_schema=False, dependencies=read)
         async def redoc() -> Response:
             return get_redoc_html(openapi_url="/openapi.json", title=app.title)
+
+    add_experiment_routes(app, read, write)
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:

@@ -12,6 +12,7 @@ from target_personalize.engine import Objectives
 __all__ = [
     "CanonicalEvent",
     "EventError",
+    "ExperimentBody",
     "IngestResult",
     "Item",
     "ObjectivesBody",
@@ -165,6 +166,13 @@ class Ranking(BaseModel):
     objectives: dict[str, float]
     items: list[ScoredItemOut]
     took_ms: float
+    rec_id: str | None = Field(
+        default=None,
+        description="The served list's id (in an experiment): send it back with the events "
+        "it leads to (`rec_id`), so they are attributed to it.",
+    )
+    experiment_id: str | None = Field(default=None, description="The experiment it was served in.")
+    variant_id: str | None = Field(default=None, description="The visitor's variant.")
 
 
 class RankRequest(BaseModel):
@@ -174,6 +182,13 @@ class RankRequest(BaseModel):
 
     user_id: str | None = None
     session_id: str | None = None
+    anonymous_id: str | None = Field(
+        default=None, description="The device or cookie id; the experiment visitor without user_id."
+    )
+    experiment: str | None = Field(
+        default=None,
+        description="The experiment to serve in; default: the only running one; - for none.",
+    )
     items: list[str] = Field(min_length=1, max_length=10_000)
     objectives: dict[str, float] | None = None
 
@@ -186,3 +201,21 @@ class ObjectivesBody(BaseModel):
     conversion: float = Field(default=0.0, ge=0, le=Objectives.MAX_WEIGHT, allow_inf_nan=False)
     margin: float = Field(default=0.0, ge=0, le=Objectives.MAX_WEIGHT, allow_inf_nan=False)
     revenue: float = Field(default=0.0, ge=0, le=Objectives.MAX_WEIGHT, allow_inf_nan=False)
+
+
+class ExperimentBody(BaseModel):
+    """A new experiment, as ``personalize experiment create`` takes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    experiment_id: str = Field(description="Its id, never reused.")
+    variants: list[str] = Field(
+        min_length=2,
+        description="ID=RANKER each: engine, objectives:conversion=1,margin=0.5, popularity, "
+        "views_only or none.",
+    )
+    traffic: str | None = Field(
+        default=None, description="Percent of all visitors per variant, e.g. 50,50 (default even)."
+    )
+    conversion: str = "purchase"
+    control: str | None = None
