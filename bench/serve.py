@@ -103,6 +103,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def create_experiment(url: str) -> None:
+    """Define the experiment ``bench`` in the store before the server starts."""
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "personalize"),
+            "experiment",
+            "create",
+            f"bench{int(time.time())}",
+            "--variant",
+            "control=popularity",
+            "--variant",
+            "engine=engine",
+            "--database-url",
+            url,
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
 def prepare_store(args: argparse.Namespace, directory: Path) -> str:
     if args.database_url:
         source = Path(args.database_url.removeprefix("duckdb:///"))
@@ -371,6 +391,12 @@ def main(argv: list[str] | None = None) -> int:
         help="api: single events, recommendations and ranks with no key; browser: what "
         "personalize.js sends (batches of 1-20 events, text/plain, a browser key and Origin)",
     )
+    parser.add_argument(
+        "--experiment",
+        action="store_true",
+        help="run an experiment (control=popularity, engine=engine, 50/50): every ranking is "
+        "assigned, answered with a rec_id and recorded as an impression (and an exposure)",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here too")
     args = parser.parse_args(argv)
     # What the server does unless told: journal for a DuckDB file, commit for PostgreSQL.
@@ -385,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         url = prepare_store(args, directory)
         if args.postgres:
             url = cleanup.enter_context(postgres_copy(args.postgres, url, directory))
+        if args.experiment:
+            create_experiment(url)
         port = free_port()
         extra: tuple[str, ...] = ()
         if args.mix == "browser":
@@ -427,6 +455,11 @@ def main(argv: list[str] | None = None) -> int:
                 "AND event_id LIKE %s",
                 [f"{run}-%"],
             )[0]
+            impressions = (
+                store.query("SELECT count(*), count(DISTINCT rec_id) FROM impressions")[0]
+                if args.experiment
+                else None
+            )
             stored_ids = {
                 row[0]
                 for row in store.query(
@@ -467,6 +500,9 @@ def main(argv: list[str] | None = None) -> int:
         "ack": ack,
         "store": "postgresql" if args.postgres else "duckdb",
         "crash_and_restart": args.crash,
+        "experiment": args.experiment,
+        "impressions_stored": None if impressions is None else impressions[0],
+        "impressions_distinct": None if impressions is None else impressions[1],
         "refresh_minutes": args.refresh_minutes,
         "flush_ms": args.flush_ms,
         "server_startup_s": round(startup, 1),

@@ -454,7 +454,8 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
             str | None, Query(description="Device or cookie id: the visitor without user_id.")
         ] = None,
         experiment: Annotated[
-            str | None, Query(description="Experiment to serve in; default: the only running one.")
+            str | None,
+            Query(description="Experiment to serve in; default: the only running one; - for none."),
         ] = None,
         k: Annotated[int, Query(ge=1, le=1000)] = 20,
         objectives: Annotated[

@@ -4,7 +4,8 @@ The running experiments are read from the store's ``experiments`` table at start
 ``RELOAD_SECONDS`` (and at once after a create or stop over HTTP), so ``personalize experiment
 create`` / ``stop`` take effect in a running server. A request names its experiment
 (``experiment``), else the only running one applies; with several running and none named, no
-experiment applies.
+experiment applies; ``experiment=-`` keeps a request outside every experiment (previews such as
+the dashboard's: neither assigned nor recorded).
 
 The visitor is ``user_id``, else ``anonymous_id``, else ``session_id`` (the readout's visitor
 is ``user_id``, else ``anonymous_id``: send the id the events carry). The variant is
@@ -45,10 +46,12 @@ from target_personalize.engine.store.served import Exposure, Impression, exposur
 from target_personalize.serve.served_log import ServedLog, in_store
 from target_personalize.serve.service import ServingState
 
-__all__ = ["RELOAD_SECONDS", "Assignment", "ExperimentLab", "new_rec_id", "visitor_of"]
+__all__ = ["OUTSIDE", "RELOAD_SECONDS", "Assignment", "ExperimentLab", "new_rec_id", "visitor_of"]
 
 logger = logging.getLogger(__name__)
 
+#: The ``experiment`` value that keeps a request outside every experiment (not a valid id).
+OUTSIDE = "-"
 #: How often the running experiments are read from the store again.
 RELOAD_SECONDS = 5.0
 #: Exposure keys remembered, so a visitor's exposure is journaled once a day.
@@ -174,6 +177,8 @@ class ExperimentLab:
         session_id: str | None,
     ) -> Assignment | None:
         """The request's variant, or ``None`` (no such running experiment, or not covered)."""
+        if experiment_id == OUTSIDE:
+            return None
         if experiment_id:
             experiment = self.running.get(experiment_id)
         elif len(self.running) == 1:

@@ -100,3 +100,30 @@ def test_slider_changes_the_ranking_shown(browser_page: Any, dashboard_server: S
         in page.locator("#counter-detail").text_content()
     )
     assert page.locator("#error").text_content() == ""
+
+
+def test_experiment_panel_shows_variants_and_lift_bars(
+    browser_page: Any, dashboard_server: Server
+) -> None:
+    client = dashboard_server.client
+    body = {"experiment_id": "panel", "variants": ["control=popularity", "engine=engine"]}
+    assert client.post("/v1/experiments", json=body).status_code == 201
+    for n in range(30):
+        client.get("/v1/recommendations", params={"anonymous_id": f"p{n}"}).raise_for_status()
+    page = browser_page
+    page.goto(dashboard_server.url + "/")
+    page.wait_for_function(
+        "document.getElementById('experiments').dataset.loaded === 'panel'", timeout=15_000
+    )
+    page.locator("#ranking tr").first.wait_for(timeout=15_000)
+    rows = page.locator("#variants tbody tr")
+    assert [r.get_attribute("data-variant") for r in rows.all()] == ["control", "engine"]
+    visitors = [int(r.locator("td").nth(1).text_content()) for r in rows.all()]
+    assert sum(visitors) == 30  # the dashboard's own previews are not in the experiment
+    drawn = page.locator("#lift-chart g")
+    metrics = [g.get_attribute("data-metric") for g in drawn.all()]
+    assert metrics[:2] == ["conversion_rate", "revenue_per_visitor"] and "ctr" in metrics
+    assert "Traffic split as configured" in page.locator("#srm").text_content()
+    assert page.locator("#error").text_content() == ""
+    readout = client.get("/v1/experiments/panel").json()
+    assert sum(v["impressions"] for v in readout["variants"]) == 30

@@ -31,7 +31,7 @@ function fmt(x, digits = 3) {
 }
 
 function el(tag, attrs = {}, text = "") {
-  const node = document.createElementNS(tag === "svg" || ["rect", "text", "g"].includes(tag)
+  const node = document.createElementNS(tag === "svg" || ["rect", "text", "g", "line", "title"].includes(tag)
     ? "http://www.w3.org/2000/svg" : "http://www.w3.org/1999/xhtml", tag);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
   if (text) node.textContent = text;
@@ -85,7 +85,8 @@ async function refreshRanking() {
   const margin = $("w-margin").value;
   $("o-conversion").textContent = conversion;
   $("o-margin").textContent = margin;
-  const query = new URLSearchParams({ [$("who").value]: visitor, k: "10", objectives: `conversion:${conversion},margin:${margin}` });
+  // experiment "-": a preview, outside every experiment (not assigned, not recorded).
+  const query = new URLSearchParams({ [$("who").value]: visitor, k: "10", objectives: `conversion:${conversion},margin:${margin}`, experiment: "-" });
   try {
     const answer = await api(`/v1/recommendations?${query}`);
     if (seq !== rankingSeq) return; // a newer slider position already asked
