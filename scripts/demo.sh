@@ -15,3 +15,11 @@ personalize report --conversion purchase --out report.html
 personalize fit --conversion purchase
 # A sample visitor from the bundled data: 7 product views, a cart and a purchase so far.
 personalize recommend --session 192d6074-8b67-4127-92ee-7e8d336f941a -k 10
+# An A/B test of the engine against popularity: define it, serve the sample's visitors through
+# `personalize serve` (each is assigned, answered with its variant's list and a rec_id, and
+# recorded), then read it out.
+experiment="demo-$(date +%Y%m%d-%H%M%S)"
+personalize experiment create "$experiment" --variant control=popularity \
+  --variant engine=objectives:conversion=1,margin=0.5 --traffic 50,50 --conversion purchase
+python scripts/demo_experiment.py "$experiment" 300
+personalize experiment report --experiment "$experiment"

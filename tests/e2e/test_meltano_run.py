@@ -5,6 +5,7 @@ servers that speak Mixpanel's, Amplitude's and GA4's APIs."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -75,6 +76,10 @@ def test_readme_demo_loads_the_bundled_sample(tmp_path: Path) -> None:
     assert "Discovered funnel" in done.stdout and "add_to_cart" in done.stdout
     assert (ROOT / "report.html").stat().st_size > 5_000
     assert "Top 10 for session 192d6074" in done.stdout
+    # The A/B test: the sample's visitors served in two variants, then read out.
+    served = re.search(r"Served 300 visitors in demo-\S+: control (\d+), engine (\d+)", done.stdout)
+    assert served is not None and int(served[1]) + int(served[2]) == 300
+    assert "Sample ratio: p = " in done.stdout and "(ok)" in done.stdout
 
 
 def test_meltano_run_reads_mixpanel_and_amplitude_into_the_store(
