@@ -472,6 +472,12 @@ def main(argv: list[str] | None = None) -> int:
     requests = len(everything)
     errors = sum(recorder.errors.values())
     lost = len(recorder.acknowledged - stored_ids)
+    # In an experiment every ranking answered is one impression, stored once.
+    answered = sum(
+        len(recorder.latencies.get(kind, [])) - recorder.errors.get(kind, 0)
+        for kind in ("recommend", "rank")
+    )
+    impressions_exact = impressions is None or impressions[0] == impressions[1] == answered
     unexpected = len(stored_ids - recorder.sent_events)
     rows = []
     for kind, values in [*sorted(recorder.latencies.items()), ("all", everything)]:
@@ -542,12 +548,18 @@ def main(argv: list[str] | None = None) -> int:
         f"lost {lost}, unexpected {unexpected}; errors {errors}"
         + (" (counted after SIGKILL and restart)" if args.crash else "")
     )
+    if impressions is not None:
+        print(
+            f"experiment: {answered} rankings answered, {impressions[0]} impressions stored "
+            f"({impressions[1]} distinct rec_ids)"
+        )
     for sample in recorder.error_samples:
         print("  error:", sample)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     exact = figures["events_stored"] == figures["events_acknowledged"] == figures["events_sent"]
-    return 0 if errors == 0 and lost == 0 and unexpected == 0 and exact else 1
+    ok = errors == 0 and lost == 0 and unexpected == 0 and exact and impressions_exact
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
