@@ -134,9 +134,9 @@ class ExperimentLab:
     async def _fit_baselines(self, experiments: Iterable[Experiment]) -> None:
         needed = {v.ranker for e in experiments for v in e.variants if v.ranker in _BASELINES}
         model = self.serving.ranker
-        if model is not self._baselines_of:
-            self._baselines, self._baselines_of = {}, model
-        for name in sorted(needed - set(self._baselines)):
+        # Requests go on meanwhile with the current baselines; the new set replaces them whole.
+        fitted = dict(self._baselines) if model is self._baselines_of else {}
+        for name in sorted(needed - set(fitted)):
             kind = _BASELINES[name]
 
             def fit(kind: type[RankerBase] = kind) -> RankerBase:
@@ -146,8 +146,9 @@ class ExperimentLab:
                     key_conversion=model.key_conversion,
                 )
 
-            self._baselines[name] = await anyio.to_thread.run_sync(fit)
+            fitted[name] = await anyio.to_thread.run_sync(fit)
             logger.info("Fitted the %s baseline for the running experiments", name)
+        self._baselines, self._baselines_of = fitted, model
 
     # HTTP operations on the registry
 
