@@ -236,7 +236,9 @@ async def sample_items(port: int) -> list[str]:
     items: list[str] = []
     if model.get("sample_session"):
         _, body = await connection.request(
-            "GET", f"/v1/recommendations?session_id={model['sample_session']}&k=200"
+            # experiment=-: outside the experiment, so every impression is the load's.
+            "GET",
+            f"/v1/recommendations?session_id={model['sample_session']}&k=200&experiment=-",
         )
         items = [item["item_id"] for item in json.loads(body)["items"]]
     connection.close()
