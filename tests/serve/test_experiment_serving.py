@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -10,13 +11,15 @@ import msgspec
 import pytest
 from scipy.stats import binomtest
 
-from target_personalize.engine import EventStore
+from target_personalize.engine import EventStore, Objectives
 from target_personalize.engine.experiments import Experiment, assign
+from target_personalize.engine.experiments.registry import ExperimentRegistry
+from target_personalize.engine.ranking.baselines import ViewsItemKNN
 from target_personalize.engine.store.served import Exposure, Impression
 from target_personalize.serve import KeyRing, ServeSettings
 from target_personalize.serve.auth import new_key
 from target_personalize.serve.served_log import from_journal, store_served, to_journal
-from tests.serve.conftest import Server, running, seed_store
+from tests.serve.conftest import Server, running, seed_events, seed_store
 
 SPLIT = {
     "experiment_id": "split",
@@ -197,3 +200,39 @@ def test_outside_an_experiment_nothing_is_recorded(tmp_path: Path, experiment: s
         answer = server.client.get("/v1/recommendations", params=params).json()
         assert answer["rec_id"] is None and answer["items"]
     assert _counts(url) == {"exposures": 0, "impressions": 0, "impression_items": 0}
+
+
+def test_experiments_created_elsewhere_are_served_within_seconds(store_url: str) -> None:
+    """A running server picks up an experiment another process stored (PostgreSQL: commit)."""
+    with EventStore(store_url) as store:
+        assert not store.load_events(seed_events()).rejects
+    experiment = Experiment.from_cli(
+        "elsewhere", ["views=views_only", "engine=engine", "shop=none"], "30,30,30"
+    )
+    with running(ServeSettings(database_url=store_url), keys=KeyRing([])) as server:
+        before = server.client.get("/v1/recommendations", params={"session_id": "seed-s1"})
+        assert before.json()["experiment_id"] is None
+        with EventStore(store_url) as other:  # as `personalize experiment create` does
+            ExperimentRegistry(other).create(experiment)
+        deadline = time.monotonic() + 30
+        answer = before.json()
+        while answer["experiment_id"] is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            answer = server.client.get(
+                "/v1/recommendations", params={"session_id": "seed-s1"}
+            ).json()
+        assert answer["experiment_id"] == "elsewhere"
+        variant = assign(experiment, "seed-s1")
+        assert variant is not None and answer["variant_id"] == variant.variant_id
+        views = _visitor_in(experiment, "views")
+        served = server.client.get(
+            "/v1/recommendations", params={"user_id": views, "session_id": "seed-s1"}
+        ).json()
+        assert served["variant_id"] == "views"
+        assert served["objectives"] == {"conversion": 0.0, "margin": 0.0, "revenue": 0.0}
+    with EventStore(store_url) as store:
+        assert store.query("SELECT count(*) FROM impressions")[0][0] == 2
+        baseline = ViewsItemKNN().fit(store)
+    expected = baseline.recommend(views, "seed-s1", 20, objectives=Objectives())
+    assert [i["item_id"] for i in served["items"]] == [i.item_id for i in expected]
+    assert served["items"]
