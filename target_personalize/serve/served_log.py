@@ -41,6 +41,8 @@ __all__ = ["ServedLog", "from_journal", "in_store", "store_served", "to_journal"
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+#: The longest journal line replayed (a list of 10,000 long item ids fits).
+_MAX_ROW_BYTES = 16 << 20
 
 _TABLE = "_table"
 
@@ -87,6 +89,16 @@ def store_served(store: EventStore, rows: Sequence[Exposure | Impression]) -> No
     record_impressions(store, [r for r in rows if isinstance(r, Impression)])
 
 
+def _rows(records: Sequence[Mapping[str, Any]], segment: int) -> list[Exposure | Impression]:
+    rows: list[Exposure | Impression] = []
+    for record in records:
+        try:
+            rows.append(from_journal(record))
+        except (ValueError, KeyError, TypeError) as error:
+            logger.warning("served journal segment %d: skipping a row (%s)", segment, error)
+    return rows
+
+
 class _Entry:
     __slots__ = ("future", "rows")
 
@@ -120,13 +132,25 @@ class ServedLog:
     async def start(self) -> int:
         """Replay what a stopped server left in the journal, then start writing; the rows."""
         replayed = 0
-        if self.journal is not None:
-            for segment, records in self.journal.leftovers():
-                rows = [from_journal(record) for record in records]
-                await in_store(self.serving, functools.partial(store_served, rows=rows))
-                logger.info("Replayed %d served rows of journal segment %d", len(rows), segment)
-                self.journal.drop(segment)
-                replayed += len(rows)
+        journal = self.journal
+        if journal is not None:
+            for segment in journal.segments():
+                if segment >= journal.current:
+                    continue
+                for _, records, poison in journal.leftovers_of(segment, _MAX_ROW_BYTES):
+                    rows = _rows(records, segment)
+                    await in_store(self.serving, functools.partial(store_served, rows=rows))
+                    replayed += len(rows)
+                    for bad in poison:
+                        logger.warning(
+                            "served journal segment %d, line %d: %s (kept in %s)",
+                            segment,
+                            bad.line,
+                            bad.reason,
+                            journal.rejected_path(segment),
+                        )
+                logger.info("Replayed the served rows of journal segment %d", segment)
+                journal.drop(segment)
         self._tasks.append(asyncio.create_task(self._write_forever()))
         if self.journal is not None:
             self._tasks.append(asyncio.create_task(self._store_forever()))
