@@ -67,7 +67,12 @@ def main(experiment_id: str, limit: int) -> None:
         variants: Counter[str] = Counter()
         for visitor in visitors:
             query = urllib.parse.urlencode(
-                {"anonymous_id": visitor, "experiment": experiment_id, "k": 10}
+                {
+                    "anonymous_id": visitor,
+                    "session_id": f"demo-{visitor}",
+                    "experiment": experiment_id,
+                    "k": 10,
+                }
             )
             answer = _get(f"{base}/v1/recommendations?{query}")
             variants[str(answer["variant_id"])] += 1

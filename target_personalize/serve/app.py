@@ -451,7 +451,8 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
         user_id: str | None = None,
         session_id: str | None = None,
         anonymous_id: Annotated[
-            str | None, Query(description="Device or cookie id: the visitor without user_id.")
+            str | None,
+            Query(description="Device or cookie id: the experiment's visitor without user_id."),
         ] = None,
         experiment: Annotated[
             str | None,
@@ -470,23 +471,22 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
         In an experiment the answer is the visitor's variant's list, with its ``rec_id``.
         """
         started = time.perf_counter()
-        if user_id is None and session_id is None and anonymous_id is None:
+        if user_id is None and session_id is None:
             raise _unprocessable(["query", "session_id"], "give user_id or session_id")
         parsed = _parse_objectives(objectives)
         goals = serving.ranker.objectives if parsed is None else parsed
         filters = {
             name: value for name, value in (("category", category), ("brand", brand)) if value
         }
-        visitor = user_id or anonymous_id  # the ranker knows device ids as visitors too
         assigned = lab.assignment(experiment, user_id, anonymous_id, session_id)
         if assigned is None:
             items = serving.ranker.recommend(
-                visitor, session_id, k, exclude_seen=exclude_seen, filters=filters, objectives=goals
+                user_id, session_id, k, exclude_seen=exclude_seen, filters=filters, objectives=goals
             )
             return _ranking(items, user_id, session_id, goals, started)
         items, goals = lab.recommend(
             assigned,
-            visitor,
+            user_id,
             session_id,
             k,
             exclude_seen=exclude_seen,
@@ -503,7 +503,7 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
         In an experiment the order is the visitor's variant's, with the list's ``rec_id``.
         """
         started = time.perf_counter()
-        if body.user_id is None and body.session_id is None and body.anonymous_id is None:
+        if body.user_id is None and body.session_id is None:
             raise _unprocessable(["body", "session_id"], "give user_id or session_id")
         if body.objectives is not None:
             _check_objectives(body.objectives, ["body", "objectives"])
@@ -512,12 +512,11 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
             if body.objectives is None
             else Objectives.parse(body.objectives)
         )
-        visitor = body.user_id or body.anonymous_id
         assigned = lab.assignment(body.experiment, body.user_id, body.anonymous_id, body.session_id)
         if assigned is None:
-            items = serving.ranker.rank(body.items, visitor, body.session_id, objectives=goals)
+            items = serving.ranker.rank(body.items, body.user_id, body.session_id, objectives=goals)
             return _ranking(items, body.user_id, body.session_id, goals, started)
-        items, goals = lab.rank(assigned, body.items, visitor, body.session_id, goals)
+        items, goals = lab.rank(assigned, body.items, body.user_id, body.session_id, goals)
         served = await _served(lab, assigned, body.session_id, items)
         return _ranking(items, body.user_id, body.session_id, goals, started, served=served)
 

@@ -183,7 +183,8 @@ class RankRequest(BaseModel):
     user_id: str | None = None
     session_id: str | None = None
     anonymous_id: str | None = Field(
-        default=None, description="The device or cookie id; the experiment visitor without user_id."
+        default=None,
+        description="The device or cookie id: the experiment's visitor without user_id (not used to rank).",
     )
     experiment: str | None = Field(
         default=None,

@@ -109,7 +109,9 @@ def test_experiment_panel_shows_variants_and_lift_bars(
     body = {"experiment_id": "panel", "variants": ["control=popularity", "engine=engine"]}
     assert client.post("/v1/experiments", json=body).status_code == 201
     for n in range(30):
-        client.get("/v1/recommendations", params={"anonymous_id": f"p{n}"}).raise_for_status()
+        client.get(
+            "/v1/recommendations", params={"anonymous_id": f"p{n}", "session_id": f"ps{n}"}
+        ).raise_for_status()
     page = browser_page
     page.goto(dashboard_server.url + "/")
     page.wait_for_function(

@@ -75,7 +75,9 @@ def test_split_is_binomial_and_each_list_is_recorded_once(tmp_path: Path) -> Non
         split = Counter(_variants(server, visitors).values())
         # The same visitors again: new lists, no new exposures (once per visitor and day).
         answers = [
-            server.client.get("/v1/recommendations", params={"anonymous_id": v}).json()
+            server.client.get(
+                "/v1/recommendations", params={"anonymous_id": v, "session_id": f"s-{v}"}
+            ).json()
             for v in visitors[:50]
         ]
         assert len({a["rec_id"] for a in answers}) == 50
@@ -125,7 +127,9 @@ def test_none_keeps_the_shops_order_and_engine_reranks(tmp_path: Path) -> None:
         ).json()
         assert answer["variant_id"] == "engine"
         assert answer["items"][0]["item_id"] == "pricey"  # the margin objective
-        held_out = server.client.get("/v1/recommendations", params={"user_id": shop}).json()
+        held_out = server.client.get(
+            "/v1/recommendations", params={"user_id": shop, "session_id": "seed-s1"}
+        ).json()
         assert held_out["items"] == [] and held_out["rec_id"]
     assert _counts(url) == {"exposures": 2, "impressions": 3, "impression_items": 6}
 
@@ -177,7 +181,11 @@ def test_experiments_over_http_with_keys(tmp_path: Path) -> None:
         listed = client.get("/v1/experiments", headers=read).json()
         assert [(e["experiment_id"], e["status"]) for e in listed] == [("split", "running")]
         _ = [
-            client.get("/v1/recommendations", params={"anonymous_id": f"w{n}"}, headers=read)
+            client.get(
+                "/v1/recommendations",
+                params={"anonymous_id": f"w{n}", "session_id": f"s{n}"},
+                headers=read,
+            )
             for n in range(40)
         ]
         readout = client.get("/v1/experiments/split", headers=read).json()
@@ -188,7 +196,9 @@ def test_experiments_over_http_with_keys(tmp_path: Path) -> None:
         assert client.get("/v1/experiments/nope", headers=read).status_code == 404
         stopped = client.post("/v1/experiments/split/stop", headers=write).json()
         assert stopped["status"] == "stopped"
-        after = client.get("/v1/recommendations", params={"anonymous_id": "w1"}, headers=read)
+        after = client.get(
+            "/v1/recommendations", params={"anonymous_id": "w1", "session_id": "s1"}, headers=read
+        )
         assert after.json()["rec_id"] is None and after.json()["variant_id"] is None
 
 
@@ -196,7 +206,9 @@ def test_experiments_over_http_with_keys(tmp_path: Path) -> None:
 def test_outside_an_experiment_nothing_is_recorded(tmp_path: Path, experiment: str | None) -> None:
     url = seed_store(tmp_path / "store.duckdb")
     with running(ServeSettings(database_url=url), keys=KeyRing([])) as server:
-        params = {"anonymous_id": "v1"} | ({"experiment": experiment} if experiment else {})
+        params = {"anonymous_id": "v1", "session_id": "seed-s1"} | (
+            {"experiment": experiment} if experiment else {}
+        )
         answer = server.client.get("/v1/recommendations", params=params).json()
         assert answer["rec_id"] is None and answer["items"]
     assert _counts(url) == {"exposures": 0, "impressions": 0, "impression_items": 0}

@@ -261,7 +261,7 @@ function forget() {
 /* A list from /v1/recommendations, rendered into container; views and clicks tracked. */
 async function recommend(o = {}) {
   await flush(); /* the list reflects the events so far */
-  const q = new URLSearchParams({ session_id: sessionId(), k: o.k || 8 });
+  const q = new URLSearchParams({ session_id: sessionId(), anonymous_id: anonymousId(), k: o.k || 8 });
   for (const k of ["category", "brand", "objectives", "experiment"]) if (o[k]) q.set(k, o[k]);
   if (o.exclude_seen) q.set("exclude_seen", "true");
   const r = await fetch(url("/v1/recommendations?" + q), { credentials: "omit" });
