@@ -121,8 +121,6 @@ class ServedLog:
             Journal(settings.journal_path(), "served") if settings.ack == "journal" else None
         )
         self.flush_seconds = max((settings.flush_ms or 0.0) / 1000, 0.01)
-        self.exposures_written = 0
-        self.impressions_written = 0
         self._pending: list[_Entry] = []
         self._wake = asyncio.Event()
         self._journaled: list[tuple[int, list[Exposure | Impression]]] = []
@@ -130,7 +128,11 @@ class ServedLog:
         self._closing = False
 
     async def start(self) -> int:
-        """Replay what a stopped server left in the journal, then start writing; the rows."""
+        """Replay what a stopped server left in the journal, then start writing.
+
+        Returns:
+            How many rows were replayed (each stored unless stored already).
+        """
         replayed = 0
         journal = self.journal
         if journal is not None:
@@ -179,7 +181,6 @@ class ServedLog:
         try:
             if self.journal is None:
                 await in_store(self.serving, lambda store: store_served(store, rows))
-                self._count(rows)
             else:
                 journal = self.journal
                 records = [to_journal(row) for row in rows]
@@ -210,18 +211,12 @@ class ServedLog:
         except Exception:  # they stay in the journal, replayed at the next start
             logger.exception("Could not store %d journaled served rows", len(rows))
             return
-        self._count(rows)
         for segment, batch in batches:
             self.journal.stored(segment, len(batch))
 
     async def flush(self) -> None:
         """Store the rows journaled so far now (before a readout), not at the next interval."""
         await self._store_journaled()
-
-    def _count(self, rows: Sequence[Exposure | Impression]) -> None:
-        exposures = sum(isinstance(row, Exposure) for row in rows)
-        self.exposures_written += exposures
-        self.impressions_written += len(rows) - exposures
 
     async def close(self) -> None:
         """Write what is queued, store what is journaled, and close the journal."""
