@@ -1,13 +1,34 @@
-"""A fast Singer message reader that keeps JSON numbers as Python floats."""
+"""A fast Singer message reader: floats stay floats, canonical RECORD lines skip the SDK."""
 
 from __future__ import annotations
+
+import typing as t
+from collections import Counter
 
 import msgspec
 from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import InvalidInputLine
+from singer_sdk.singerlib.encoding.base import SingerMessageType
 from typing_extensions import override
 
+from target_personalize.engine.store.typed_records import TypedEvent
+
 _decode = msgspec.json.Decoder().decode
+
+
+class _RecordMessage(msgspec.Struct):
+    """A Singer message read as a RECORD of canonical events (other fields ignored)."""
+
+    type: str
+    stream: str | None = None
+    record: TypedEvent | None = None  # type: ignore[valid-type]
+
+
+_decode_record = msgspec.json.Decoder(_RecordMessage).decode
+
+#: Takes a canonical event of a stream read on the fast path (with its line number); returns
+#: False when the stream or the event needs the SDK's path instead.
+FastRecordHandler = t.Callable[[str, t.Any, int], bool]
 
 
 class FloatMsgSpecReader(MsgSpecReader):
@@ -15,7 +36,59 @@ class FloatMsgSpecReader(MsgSpecReader):
 
     Prices and revenues are analysed as floats by the engine, so decoding them as Decimal
     only to convert them back would cost time on every record.
+
+    With a :data:`FastRecordHandler` set (the target sets one), each line is first decoded
+    as a RECORD of typed canonical events; one whose values all have their column's JSON type
+    goes to the handler, and only other lines (SCHEMA, STATE, records with values to convert
+    or reject) take the SDK's path. Either way records keep their order.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: The number of the line being processed (1 for the first).
+        self.line_number = 0
+        self.fast_records: FastRecordHandler | None = None
+
+    @override
+    def process_lines(
+        self,
+        file_input: t.IO[str] | None,
+        callbacks: dict[str, t.Callable[[dict], None]],  # type: ignore[type-arg]
+    ) -> t.Counter[str]:
+        fast = self.fast_records
+        if fast is None:
+            return super().process_lines(file_input, callbacks)
+        stats: Counter[str] = Counter()
+        fast_records = 0
+        record_type = SingerMessageType.RECORD
+        for number, line in enumerate(file_input or self.default_input, 1):
+            self.line_number = number
+            self._current_message = line
+            try:
+                message = _decode_record(line)
+            except msgspec.ValidationError:
+                pass  # not a RECORD of plain canonical events: the SDK's path
+            except msgspec.DecodeError:
+                self.deserialize_json(line)  # raises the SDK's error for a line not JSON
+            else:
+                if (
+                    message.type == record_type
+                    and message.record is not None
+                    and message.stream is not None
+                    and fast(message.stream, message.record, number)
+                ):
+                    fast_records += 1
+                    continue
+            line_dict = self.deserialize_json(line)
+            self.assert_line_requires(line_dict, requires={"type"})
+            kind = line_dict["type"]
+            if callback := callbacks.get(kind):
+                callback(line_dict)
+            else:
+                self._process_unknown_message(line_dict)
+            stats[kind] += 1
+        stats[record_type] += fast_records
+        return stats
 
     @override
     def deserialize_json(self, line: str) -> dict:  # type: ignore[type-arg]

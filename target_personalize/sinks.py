@@ -7,8 +7,10 @@ import typing as t
 from singer_sdk.sinks import BatchSink
 from typing_extensions import override
 
-from target_personalize.engine import EventStore, LoadResult, read_batch_files
-from target_personalize.engine.store.records import REQUIRED_EVENT_FIELDS
+from target_personalize.engine import EventStore, LoadResult, Reject, read_batch_files
+from target_personalize.engine.exceptions import InvalidEventError
+from target_personalize.engine.store.records import REQUIRED_EVENT_FIELDS, coerce_event
+from target_personalize.engine.store.typed_records import typed_event_row
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers._batch import BaseBatchFileEncoding
@@ -33,6 +35,7 @@ class _StoreSink(BatchSink):
     ) -> None:
         super().__init__(target, stream_name, schema, key_properties)
         self.store: EventStore = target.store
+        self._reader = target.message_reader
         self.loaded = 0
         self.rejected = 0
 
@@ -52,19 +55,21 @@ class _StoreSink(BatchSink):
     @override
     def process_record(self, record: dict[str, t.Any], context: dict[str, t.Any]) -> None:
         context.setdefault("records", []).append(record)
+        context.setdefault("lines", []).append(getattr(self._reader, "line_number", None))
 
     @override
     def process_batch(self, context: dict[str, t.Any]) -> None:
         records = context.pop("records", [])
+        lines = context.pop("lines", [])
         if records:
-            self._report(self._load(records))
+            self._report(self._load(records, lines))
 
     @override
     def process_batch_files(self, encoding: BaseBatchFileEncoding, files: t.Sequence[str]) -> None:
         paths = [f.removeprefix("file://") for f in files]
         self._report(self._load_files(paths, str(encoding.format), encoding.compression == "gzip"))
 
-    def _load(self, records: list[dict[str, t.Any]]) -> LoadResult:
+    def _load(self, records: list[t.Any], lines: list[int | None]) -> LoadResult:
         raise NotImplementedError
 
     def _load_files(self, paths: list[str], file_format: str, gzipped: bool) -> LoadResult:
@@ -76,8 +81,9 @@ class _StoreSink(BatchSink):
             self.rejected += 1
             if self.rejected <= _LOGGED_REJECTS:
                 self.logger.warning(
-                    "Rejected a record of stream %s, key %s: %s %s",
+                    "Rejected a record of stream %s, line %s, key %s: %s %s",
                     reject.stream,
+                    reject.line if reject.line is not None else "-",
                     reject.event_key,
                     reject.field,
                     reject.reason,
@@ -111,8 +117,45 @@ class EventsSink(_StoreSink):
                 ", ".join(missing),
             )
 
-    def _load(self, records: list[dict[str, t.Any]]) -> LoadResult:
-        return self.store.load_events(records, stream=self.stream_name)
+    @property
+    def takes_typed_events(self) -> bool:
+        """Whether the reader may hand this sink typed events (see :meth:`add_typed_event`).
+
+        True unless the SDK would change or check records beyond what the store does: record
+        metadata to add, or key properties other than the canonical key.
+        """
+        keys = set(self.key_properties)
+        return not self.include_sdc_metadata_properties and keys <= {"source", "event_id"}
+
+    def add_typed_event(self, event: t.Any, line: int) -> bool:
+        """Take a canonical event the reader decoded into a typed struct, as its store row.
+
+        Returns:
+            False when the event needs the SDK's path (its row could not be made here, e.g.
+            a value to reject): that path then checks it and names the field at fault.
+        """
+        row = typed_event_row(event)
+        if row is None:
+            return False
+        context = self._pending_batch or self._get_context({})
+        context.setdefault("records", []).append(row)
+        context.setdefault("lines", []).append(line)
+        self._batch_records_read += 1
+        return True
+
+    def _load(self, records: list[t.Any], lines: list[int | None]) -> LoadResult:
+        # Rows made by the reader's fast path, and records from the SDK's path, in order.
+        rows: list[tuple[t.Any, ...]] = []
+        rejects: list[Reject] = []
+        for record, line in zip(records, lines, strict=True):
+            if type(record) is tuple:
+                rows.append(record)
+                continue
+            try:
+                rows.append(coerce_event(record))
+            except InvalidEventError as error:
+                rejects.append(Reject.of_event(self.stream_name, record, error, line))
+        return self.store.load_rows(rows, rejects=rejects)
 
     def _load_files(self, paths: list[str], file_format: str, gzipped: bool) -> LoadResult:
         fmt = t.cast("t.Literal['jsonl', 'parquet']", file_format)
@@ -122,7 +165,7 @@ class EventsSink(_StoreSink):
 class ItemsSink(_StoreSink):
     """The item catalog (stream ``items``)."""
 
-    def _load(self, records: list[dict[str, t.Any]]) -> LoadResult:
+    def _load(self, records: list[t.Any], lines: list[int | None]) -> LoadResult:
         return self.store.load_items(records, stream=self.stream_name)
 
     def _load_files(self, paths: list[str], file_format: str, gzipped: bool) -> LoadResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typing as t
 
 from singer_sdk import Target
+from singer_sdk.mapper import SameRecordTransform
 from singer_sdk import typing as th
 from typing_extensions import override
 
@@ -70,6 +71,10 @@ class TargetPersonalize(Target):
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
         self._store: EventStore | None = None
+        #: Streams whose plain canonical events the reader hands straight to their sink.
+        self._typed_sinks: dict[str, EventsSink] = {}
+        if isinstance(self.message_reader, FloatMsgSpecReader):
+            self.message_reader.fast_records = self._take_typed_event
 
     @property
     def store(self) -> EventStore:
@@ -91,6 +96,35 @@ class TargetPersonalize(Target):
             sink.current_size for sink in self._sinks_active.values()
         ):
             self.drain_all()
+
+    @override
+    def _process_schema_message(self, message_dict: dict[str, t.Any]) -> None:
+        super()._process_schema_message(message_dict)
+        self._typed_sinks = {
+            stream: sink
+            for stream, maps in self.mapper.stream_maps.items()
+            if len(maps) == 1
+            and type(maps[0]) is SameRecordTransform
+            and not maps[0].flattening_enabled
+            and maps[0].stream_alias == stream
+            and isinstance(sink := self._sinks_active.get(stream), EventsSink)
+            and sink.takes_typed_events
+        }
+
+    def _take_typed_event(self, stream: str, event: t.Any, line: int) -> bool:
+        """The reader's fast path: a RECORD's canonical event, decoded into a typed struct.
+
+        Skips the SDK's per-record work that the store does again or that does nothing here
+        (a copy, the identity stream map, JSON-schema validation, which the sink turns off):
+        the event becomes its store row at once. Returns False for the SDK's path.
+        """
+        sink = self._typed_sinks.get(stream)
+        if sink is None or not sink.add_typed_event(event, line):
+            return False
+        if sink.is_full:
+            self.drain_one(sink)
+        self._handle_max_record_age()
+        return True
 
     @override
     def get_sink_class(self, stream_name: str) -> type[Sink]:

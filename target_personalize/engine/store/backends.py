@@ -232,9 +232,9 @@ class DuckDBBackend(Backend):
 
         No table is created: cheaper than :meth:`stage` for a few rows read once.
         """
-        names = list(columns)
-        data = {column: [row[i] for row in rows] for i, column in enumerate(names)}
-        data["_seq"] = list(range(len(rows)))
+        values = zip(*rows, strict=True) if rows else ([] for _ in columns)
+        data: dict[str, Any] = dict(zip(columns, values, strict=True))
+        data["_seq"] = range(len(rows))
         self.connection.register(name, pa.Table.from_pydict(data, schema=arrow_schema(columns)))
         try:
             yield

@@ -70,6 +70,15 @@ class Reject:
     field: str
     reason: str
     record: Mapping[str, Any]
+    #: The record's line in the Singer input, when it came from there.
+    line: int | None = None
+
+    @classmethod
+    def of_event(
+        cls, stream: str, record: Mapping[str, Any], error: InvalidEventError, line: int | None
+    ) -> Reject:
+        """The reject of a canonical event that :func:`coerce_event` refused."""
+        return cls(stream, _key(record), error.field, error.reason, record, line)
 
 
 @dataclass(frozen=True)
@@ -243,7 +252,11 @@ class EventStore:
                 self._load_tracked(checked, refused)
                 return LoadResult(len(checked), refused)
             with self.backend.bounded_memory(), self.backend.transaction():
-                if checked:
+                if checked and isinstance(self.backend, DuckDBBackend):
+                    # Merged straight from the Arrow batch: no copy into a staging table.
+                    with self.backend.registered("staged_events", EVENT_COLUMNS, checked):
+                        self._merge_events()
+                elif checked:
                     self.backend.stage("staged_events", EVENT_COLUMNS, checked)
                     self._merge_events()
                 self._store_rejects(refused)

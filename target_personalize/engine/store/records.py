@@ -14,7 +14,13 @@ import msgspec
 from target_personalize.engine.exceptions import InvalidEventError
 from target_personalize.engine.store.columns import EVENT_COLUMNS, ITEM_COLUMNS, ITEM_FIELDS, Kind
 
-__all__ = ["REQUIRED_EVENT_FIELDS", "coerce_event", "coerce_item", "parse_timestamp"]
+__all__ = [
+    "REQUIRED_EVENT_FIELDS",
+    "coerce_event",
+    "coerce_item",
+    "finish_event_row",
+    "parse_timestamp",
+]
 
 #: Fields every canonical event must have (besides ``event_name`` or ``event_type``).
 REQUIRED_EVENT_FIELDS = ("source", "event_id", "event_ts")
@@ -201,6 +207,15 @@ def coerce_event(record: Mapping[str, Any]) -> tuple[Any, ...]:
             append(convert(value))
         except (ValueError, TypeError) as error:
             raise InvalidEventError(name, str(error)) from None
+    return finish_event_row(row)
+
+
+def finish_event_row(row: list[Any]) -> tuple[Any, ...]:
+    """Complete a row of converted values: the required fields, the names and the defaults.
+
+    Raises:
+        InvalidEventError: naming the required field that is missing.
+    """
     if row[_ITEMS_AT] is None:
         row[_ITEMS_AT] = []
     for name in REQUIRED_EVENT_FIELDS:
