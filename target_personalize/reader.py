@@ -56,29 +56,15 @@ class FloatMsgSpecReader(MsgSpecReader):
         callbacks: dict[str, t.Callable[[dict], None]],  # type: ignore[type-arg]
     ) -> t.Counter[str]:
         fast = self.fast_records
-        if fast is None:
-            return super().process_lines(file_input, callbacks)
         stats: Counter[str] = Counter()
         fast_records = 0
         record_type = SingerMessageType.RECORD
         for number, line in enumerate(file_input or self.default_input, 1):
             self.line_number = number
             self._current_message = line
-            try:
-                message = _decode_record(line)
-            except msgspec.ValidationError:
-                pass  # not a RECORD of plain canonical events: the SDK's path
-            except msgspec.DecodeError:
-                self.deserialize_json(line)  # raises the SDK's error for a line not JSON
-            else:
-                if (
-                    message.type == record_type
-                    and message.record is not None
-                    and message.stream is not None
-                    and fast(message.stream, message.record, number)
-                ):
-                    fast_records += 1
-                    continue
+            if fast is not None and self._took_fast(fast, line, number):
+                fast_records += 1
+                continue
             line_dict = self.deserialize_json(line)
             self.assert_line_requires(line_dict, requires={"type"})
             kind = line_dict["type"]
@@ -89,6 +75,22 @@ class FloatMsgSpecReader(MsgSpecReader):
             stats[kind] += 1
         stats[record_type] += fast_records
         return stats
+
+    def _took_fast(self, fast: FastRecordHandler, line: str, number: int) -> bool:
+        """Whether ``fast`` took the line as a RECORD of plain canonical events."""
+        try:
+            message = _decode_record(line)
+        except msgspec.ValidationError:
+            return False  # not a RECORD of plain canonical events: the SDK's path
+        except msgspec.DecodeError:
+            self.deserialize_json(line)  # raises the SDK's error for a line not JSON
+            raise
+        return (
+            message.type == SingerMessageType.RECORD
+            and message.record is not None
+            and message.stream is not None
+            and fast(message.stream, message.record, number)
+        )
 
     @override
     def deserialize_json(self, line: str) -> dict:  # type: ignore[type-arg]

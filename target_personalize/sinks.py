@@ -147,14 +147,18 @@ class EventsSink(_StoreSink):
         # Rows made by the reader's fast path, and records from the SDK's path, in order.
         rows: list[tuple[t.Any, ...]] = []
         rejects: list[Reject] = []
+        typed = 0
         for record, line in zip(records, lines, strict=True):
             if type(record) is tuple:
                 rows.append(record)
+                typed += 1
                 continue
             try:
                 rows.append(coerce_event(record))
             except InvalidEventError as error:
                 rejects.append(Reject.of_event(self.stream_name, record, error, line))
+        # The SDK counts the records of its own path as it reads them.
+        self.record_counter_metric.increment(typed)
         return self.store.load_rows(rows, rejects=rejects)
 
     def _load_files(self, paths: list[str], file_format: str, gzipped: bool) -> LoadResult:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import typing as t
 
 from singer_sdk import Target
-from singer_sdk.mapper import SameRecordTransform
 from singer_sdk import typing as th
+from singer_sdk.mapper import SameRecordTransform
 from typing_extensions import override
 
 from target_personalize.engine import DEFAULT_DATABASE_URL, EventStore, refresh_ranker
