@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 import pytest
+from singer_sdk.exceptions import InvalidInputLine
 
 from target_personalize.engine import EventStore
 from target_personalize.engine.store.columns import EVENT_COLUMNS
@@ -196,3 +197,22 @@ def _watch_states(store_url: str, capsys: pytest.CaptureFixture[str]) -> list[tu
     target.listen(file_input=io.StringIO("".join(json.dumps(m) + "\n" for m in messages)))
     capsys.readouterr()
     return target.stored_at_state
+
+
+def test_stdin_is_read_as_bytes_and_a_line_not_json_stops_the_load_named(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"duckdb:///{tmp_path / 'store.duckdb'}"
+    lines = [json.dumps(m) for m in [SCHEMA, _record(event(1)), _record(event(2, revenue="3"))]]
+    target = TargetPersonalize(config={"database_url": url}, parse_env_config=False)
+    stdin = io.TextIOWrapper(io.BytesIO(("\n".join(lines) + "\n").encode()))
+    target.listen(file_input=stdin)
+    with EventStore(url) as store:
+        assert store.query("SELECT event_id, revenue FROM events ORDER BY 1") == [
+            ("e1", None),
+            ("e2", 3.0),
+        ]
+    broken = io.TextIOWrapper(io.BytesIO(f"{lines[0]}\n{{not json\n".encode()))
+    target = TargetPersonalize(config={"database_url": url}, parse_env_config=False)
+    with pytest.raises(InvalidInputLine, match=r"as JSON: \{not json"):
+        target.listen(file_input=broken)

@@ -49,10 +49,10 @@ TypedEvent = msgspec.defstruct(
 
 _encode = msgspec.json.Encoder().encode
 _astuple = msgspec.structs.astuple
+_asdict = msgspec.structs.asdict
 _TS_AT = [i for i, kind in enumerate(EVENT_COLUMNS.values()) if kind == "ts"]
 _JSON_AT = [i for i, kind in enumerate(EVENT_COLUMNS.values()) if kind == "json"]
 _ITEMS_AT = list(EVENT_COLUMNS.values()).index("items")
-_ITEM_NAMES = tuple(ITEM_FIELDS)
 
 
 def typed_event_row(event: Any) -> tuple[Any, ...] | None:
@@ -64,25 +64,24 @@ def typed_event_row(event: Any) -> tuple[Any, ...] | None:
         gives the same outcome and names the field at fault.
     """
     row = list(_astuple(event))
-    try:
-        for at in _TS_AT:
-            value = row[at]
-            if value is not None:
-                row[at] = None if value == "" else parse_timestamp(value)
-    except ValueError:
-        return None
+    for at in _TS_AT:
+        value = row[at]
+        if value:
+            try:
+                row[at] = parse_timestamp(value)
+            except ValueError:
+                return None
+        elif value is not None:
+            row[at] = None  # empty text is no time
     for at in _JSON_AT:
         value = row[at]
         if value is not None:
             row[at] = _encode(value).decode()
     items = row[_ITEMS_AT]
     if items is not None:
-        converted = []
-        for item in items:
-            if not item.item_id:
-                return None
-            converted.append(dict(zip(_ITEM_NAMES, _astuple(item), strict=True)))
-        row[_ITEMS_AT] = converted
+        if not all(item.item_id for item in items):
+            return None
+        row[_ITEMS_AT] = list(map(_asdict, items))
     try:
         return finish_event_row(row)
     except InvalidEventError:
