@@ -186,6 +186,7 @@ _EVENT_PLAN = [(name, _NATIVE.get(kind), _SCALARS[kind]) for name, kind in EVENT
 _ITEMS_AT = _AT["items"]
 _NAME_AT, _TYPE_AT = _AT["event_name"], _AT["event_type"]
 _DEFAULTS_AT = [(_AT[name], default) for name, default in _DEFAULTS.items()]
+_REQUIRED_AT = [(name, _AT[name]) for name in REQUIRED_EVENT_FIELDS]
 
 
 def coerce_event(record: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -218,8 +219,9 @@ def finish_event_row(row: list[Any]) -> tuple[Any, ...]:
     """
     if row[_ITEMS_AT] is None:
         row[_ITEMS_AT] = []
-    for name in REQUIRED_EVENT_FIELDS:
-        if row[_AT[name]] in (None, ""):
+    for name, at in _REQUIRED_AT:
+        value = row[at]
+        if value is None or value == "":
             raise InvalidEventError(name, "is missing")
     name, kind = row[_NAME_AT], row[_TYPE_AT]
     if not name and not kind:

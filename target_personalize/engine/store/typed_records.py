@@ -79,8 +79,9 @@ def typed_event_row(event: Any) -> tuple[Any, ...] | None:
             row[at] = _encode(value).decode()
     items = row[_ITEMS_AT]
     if items is not None:
-        if not all(item.item_id for item in items):
-            return None
+        for item in items:
+            if not item.item_id:
+                return None
         row[_ITEMS_AT] = list(map(_asdict, items))
     try:
         return finish_event_row(row)
