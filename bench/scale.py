@@ -1,0 +1,105 @@
+"""Scale: a backfill of N synthetic events through BATCH files, then funnels and a readout.
+
+Streams N canonical events (sessions of 2-16 events, three sessions per visitor, 50,000 items;
+the generator of ``bench/funnel.py``) into Parquet files of 1M events each, written by DuckDB
+chunk by chunk so no more than one chunk is ever in memory; then, into a fresh DuckDB store:
+  - the BATCH backfill: ``EventStore.load_event_files`` over all files (what the target does
+    with the tap's BATCH messages), events/s;
+  - funnel mining: the discovered funnel (key conversion ``purchase``) and an explicit one;
+  - an experiment readout over ``N / 10`` more events of one A/B test (``bench/experiments_store``);
+and prints seconds, this process's peak RSS, the store's size on disk and ``uptime``.
+
+    .venv/bin/python bench/scale.py [N ...]        # default 1,000,000
+
+100M events need about 6 GB of Parquet and 10 GB of DuckDB file on disk; see docs/scale.md.
+"""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from experiments_store import build as build_experiment  # noqa: E402
+from funnel import EXPLICIT_STEPS, GENERATE_SQL  # noqa: E402
+
+from target_personalize.engine import EventStore, discover_funnel, explicit_funnel  # noqa: E402
+from target_personalize.engine.experiments.report import readout_from_store  # noqa: E402
+
+CHUNK_EVENTS = 1_000_000
+EVENTS_PER_SESSION = 9  # the generator's average
+
+
+def write_parquet(folder: Path, events: int) -> list[Path]:
+    """Write about ``events`` generated events as Parquet files of ``CHUNK_EVENTS`` each."""
+    sessions = max(1, events // EVENTS_PER_SESSION)
+    step = max(1, CHUNK_EVENTS // EVENTS_PER_SESSION)
+    paths = []
+    with EventStore("duckdb:///:memory:") as scratch:
+        for number, start in enumerate(range(0, sessions, step)):
+            end = min(sessions, start + step)
+            chunk = GENERATE_SQL.replace("range({sessions})", "range({start}, {end})")
+            scratch.query(chunk.format(start=start, end=end))
+            path = folder / f"events-{number:05d}.parquet"
+            scratch.query(f"COPY events TO '{path}' (FORMAT parquet)")
+            scratch.query("DELETE FROM events")
+            paths.append(path)
+    return paths
+
+
+def timed(label: str, work: object) -> float:
+    started = time.perf_counter()
+    work()  # type: ignore[operator]
+    seconds = time.perf_counter() - started
+    print(f"  {label:<34} {seconds:8.1f} s", flush=True)
+    return seconds
+
+
+def run(events: int, folder: Path) -> None:
+    print(f"{events:,} events; {uptime()}")
+    paths: list[Path] = []
+    timed("generate Parquet", lambda: paths.extend(write_parquet(folder, events)))
+    store_path = folder / f"store-{events}.duckdb"
+    with EventStore(f"duckdb:///{store_path}") as store:
+        loaded: list[int] = []
+        seconds = timed(
+            "BATCH backfill into DuckDB",
+            lambda: loaded.append(
+                store.load_event_files([str(p) for p in paths], "parquet").loaded
+            ),
+        )
+        print(f"  {'':<34} {loaded[0] / seconds:8,.0f} events/s ({loaded[0]:,} events)")
+        timed("discovered funnel (purchase)", lambda: discover_funnel(store, "purchase"))
+        timed("explicit funnel (4 steps)", lambda: explicit_funnel(store, EXPLICIT_STEPS))
+        timed("add an A/B test (N/10 events)", lambda: build_experiment(store, events // 10))
+        timed("experiment readout", lambda: readout_from_store(store, "bench"))
+    size = sum(p.stat().st_size for p in folder.glob(f"store-{events}.duckdb*"))
+    parquet = sum(p.stat().st_size for p in paths)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"  store {size / 2**20:,.0f} MiB on disk, Parquet {parquet / 2**20:,.0f} MiB, "
+        f"peak RSS {peak:,.0f} MiB; {uptime()}"
+    )
+    for path in paths:
+        path.unlink()
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+def main() -> None:
+    sizes = [int(arg) for arg in sys.argv[1:]] or [1_000_000]
+    with tempfile.TemporaryDirectory() as tmp:
+        for events in sizes:
+            run(events, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
