@@ -10,7 +10,7 @@ The two other targets are installed from PyPI into their own virtualenvs under
 ``bench/.venvs/`` (created on first use, not committed). Prints events/s per round, the
 best round of each target, the ratios, and ``uptime`` before and after.
 
-    .venv/bin/python bench/record_speed.py [N] [ROUNDS]
+    .venv/bin/python bench/record_speed.py [N] [ROUNDS] [duckdb]   # duckdb: DuckDB pair only
 """
 
 from __future__ import annotations
@@ -103,7 +103,6 @@ def commands(workdir: Path, round_: int, with_postgres: bool) -> dict[str, tuple
                     "pd",
                     {
                         "database_url": f"duckdb:///{workdir / f'ours-{round_}.duckdb'}",
-                        "refresh_after_load": False,
                     },
                 ),
             ],
@@ -128,7 +127,7 @@ def commands(workdir: Path, round_: int, with_postgres: bool) -> dict[str, tuple
         ours_schema, theirs_schema = fresh_schema(), fresh_schema()
         url = f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{ours_schema}"
         runs["personalize-postgres"] = (
-            [*ours, config("pp", {"database_url": url, "refresh_after_load": False})],
+            [*ours, config("pp", {"database_url": url})],
             ours_schema,
         )
         runs["target-postgres"] = (
@@ -152,8 +151,9 @@ def uptime() -> str:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 250_000
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 2
-    with_postgres = postgres_ready()
-    if not with_postgres:
+    duckdb_only = sys.argv[3:4] == ["duckdb"]
+    with_postgres = not duckdb_only and postgres_ready()
+    if not with_postgres and not duckdb_only:
         print("PostgreSQL at 127.0.0.1:5432 not reachable: DuckDB targets only")
     rates: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:

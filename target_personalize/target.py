@@ -17,6 +17,10 @@ if t.TYPE_CHECKING:
     from singer_sdk.sinks import Sink
 
 
+#: Fast-path records between two checks of the oldest pending record's age.
+_AGE_CHECK_EVERY = 1000
+
+
 class TargetPersonalize(Target):
     """Loads canonical clickstream events and the item catalog into the personalization engine."""
 
@@ -121,9 +125,12 @@ class TargetPersonalize(Target):
         sink = self._typed_sinks.get(stream)
         if sink is None or not sink.add_typed_event(event, line):
             return False
-        if sink.is_full:
+        size = sink.current_size
+        if size >= sink.max_size:
             self.drain_one(sink)
-        self._handle_max_record_age()
+        elif size % _AGE_CHECK_EVERY == 0:
+            # The clock is read every so many records, not for each (the SDK reads it each).
+            self._handle_max_record_age()
         return True
 
     @override
