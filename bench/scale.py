@@ -11,7 +11,7 @@ and prints seconds, this process's peak RSS, the store's size on disk and ``upti
 
     .venv/bin/python bench/scale.py [N ...]        # default 1,000,000
 
-100M events need about 6 GB of Parquet and 10 GB of DuckDB file on disk; see docs/scale.md.
+100M events need about 3 GB of Parquet and 3 GB of DuckDB file on disk; see docs/scale.md.
 """
 
 from __future__ import annotations
