@@ -70,6 +70,16 @@ class TargetPersonalize(Target):
                 "Requests can override them."
             ),
         ),
+        th.Property(
+            "state_url",
+            th.StringType,
+            title="Serving state URL",
+            description=(
+                "For `personalize serve` on several processes or hosts: redis://HOST:PORT/DB, "
+                "where live sessions, wrong-key counters and the model version are shared. "
+                "Empty: one process keeps them in memory."
+            ),
+        ),
     ).to_dict()
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:

@@ -120,6 +120,26 @@ __all__ = ["keys", "serve"]
     is_flag=True,
     help="Serve /docs, /redoc and /openapi.json without a key off loopback.",
 )
+@click.option(
+    "--state-url",
+    envvar="PERSONALIZE_STATE_URL",
+    help="redis://HOST:PORT/DB: live sessions, wrong-key counters and the model version are "
+    "shared there by every process naming it (needed by --workers; default: the config's "
+    "state_url, else in this process).",
+)
+@click.option(
+    "--state-prefix",
+    default="personalize:",
+    show_default=True,
+    help="Prefix of the keys in Redis (deployments sharing one Redis).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Server processes on this host (needs --state-url and a PostgreSQL store).",
+)
 @click.option("--log-level", default="info", show_default=True, help="uvicorn's log level.")
 def serve(
     *,
@@ -145,6 +165,9 @@ def serve(
     max_json_depth: int | None,
     forwarded_allow_ips: str | None,
     open_docs: bool,
+    state_url: str | None,
+    state_prefix: str,
+    workers: int,
     log_level: str,
 ) -> None:
     """Serve the HTTP API (events in, rankings out) and the dashboard at /."""
@@ -169,6 +192,8 @@ def serve(
         "max_json_depth": max_json_depth,
         "forwarded_allow_ips": forwarded_allow_ips,
         "open_docs": open_docs or None,
+        "state_url": state_url,
+        "state_prefix": state_prefix,
     }
     # The default URL only applies when neither the config nor a TARGET_PERSONALIZE_ variable
     # names a store.
@@ -185,6 +210,12 @@ def serve(
         )
         settings = ServeSettings.from_target(config_file, **overrides)
         app = create_app(settings)
+        if workers > 1:
+            from target_personalize.serve.workers import run_workers  # noqa: PLC0415
+
+            sys.setswitchinterval(0.001)
+            run_workers(settings, workers, port=port, log_level=log_level)
+            return
     except (ServeConfigError, EngineError, ValueError, OSError) as error:
         raise click.ClickException(str(error)) from error
     # The store and journal threads share the GIL with the event loop: hand it over every

@@ -62,6 +62,7 @@ from target_personalize.serve.models import (
 from target_personalize.serve.segment import from_segment, mapper
 from target_personalize.serve.service import ServingState
 from target_personalize.serve.settings import ServeSettings, is_loopback
+from target_personalize.serve.state import open_state
 from target_personalize.serve.verifier import BlockedError, KeyVerifier
 
 __all__ = ["ServeConfigError", "create_app"]
@@ -304,15 +305,20 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
         )
         raise ServeConfigError(msg)
     normaliser = _Normaliser(settings.event_map, settings.limits)
-    verifier = KeyVerifier(
-        ring, FailureLimiter(settings.max_key_failures, settings.key_failure_window_seconds)
+    live = open_state(
+        settings.state_url,
+        settings.state_prefix,
+        FailureLimiter(settings.max_key_failures, settings.key_failure_window_seconds),
     )
+    # Wrong keys are counted in the live state: in Redis, every process sees them.
+    verifier = KeyVerifier(ring, live)
     # Off loopback the API's description needs a read key too, unless opened on purpose.
     docs_behind_key = not settings.open_docs and not is_loopback(settings.host)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        serving = app.state.serving = ServingState(settings)
+        await live.start()
+        serving = app.state.serving = ServingState(settings, live)
         lab = app.state.experiments = ExperimentLab(serving)
         await lab.start()
         # The ranker's arrays and vocabularies live as long as the server: keep them out of
@@ -320,7 +326,9 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         refreshing = (
-            asyncio.create_task(serving.refresh_forever()) if settings.refresh_seconds > 0 else None
+            asyncio.create_task(serving.refresh_forever())
+            if settings.refresh_seconds > 0 or live.shared
+            else None
         )
         try:
             yield
@@ -331,6 +339,7 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
                     await refreshing
             await lab.close()
             serving.close()
+            await live.close()
 
     app = FastAPI(
         title="personalize",
@@ -432,7 +441,7 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
             await serving.store_events(records, [row for _, row in events])
         except (EngineError, OSError) as error:
             raise HTTPException(503, f"the events could not be stored: {error}") from None
-        duplicates = serving.observe(records)
+        duplicates = await serving.observe(records)
         request.app.state.experiments.observe(records)
         return _json(
             {
@@ -474,6 +483,7 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
         if user_id is None and session_id is None:
             raise _unprocessable(["query", "session_id"], "give user_id or session_id")
         parsed = _parse_objectives(objectives)
+        await serving.prepare(user_id, session_id)
         goals = serving.ranker.objectives if parsed is None else parsed
         filters = {
             name: value for name, value in (("category", category), ("brand", brand)) if value
@@ -507,6 +517,7 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
             raise _unprocessable(["body", "session_id"], "give user_id or session_id")
         if body.objectives is not None:
             _check_objectives(body.objectives, ["body", "objectives"])
+        await serving.prepare(body.user_id, body.session_id)
         goals = (
             serving.ranker.objectives
             if body.objectives is None
@@ -555,7 +566,7 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
     @app.put("/v1/objectives", tags=["rankings"], dependencies=write)
     async def put_objectives(body: ObjectivesBody, serving: State) -> ObjectivesBody:
         """Change the default objective weights (in memory, until the server stops)."""
-        return ObjectivesBody(**serving.set_objectives(body.model_dump()).as_dict())
+        return ObjectivesBody(**(await serving.set_objectives(body.model_dump())).as_dict())
 
     @app.get("/v1/stats", tags=["service"], dependencies=read)
     async def stats(serving: State, fresh: bool = False) -> dict[str, Any]:

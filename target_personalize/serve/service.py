@@ -18,11 +18,13 @@ and the loop swaps it in, live sessions included.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import queue
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -35,20 +37,21 @@ from target_personalize.engine import (
     Objectives,
     RankerBase,
     discover_funnel,
+    load_ranker,
     model_path,
     refresh_ranker,
 )
+from target_personalize.serve.auth import FailureLimiter
 from target_personalize.serve.journal import Journal
 from target_personalize.serve.replay import replay_journal
 from target_personalize.serve.settings import ServeSettings
+from target_personalize.serve.state import InProcessState, LiveState
 
 __all__ = ["ServingState"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-#: Event keys remembered to tell re-sent events from new ones (applied to sessions once).
-_RECENT_KEYS = 200_000
 _STOP = object()
 
 
@@ -76,10 +79,14 @@ class ServingState:
 
     Args:
         settings: the server's settings.
+        live: where live sessions and counters are kept (default: in this process).
     """
 
-    def __init__(self, settings: ServeSettings) -> None:
+    def __init__(self, settings: ServeSettings, live: LiveState | None = None) -> None:
         self.settings = settings
+        self.live = live or InProcessState(
+            FailureLimiter(settings.max_key_failures, settings.key_failure_window_seconds)
+        )
         self.store = EventStore(settings.database_url)
         self.journal: Journal | None = None
         self._failed_commits = 0
@@ -87,7 +94,8 @@ class ServingState:
             self.journal = Journal(settings.journal_path(), "events")
             replay_journal(self.journal, self.store, settings.max_event_bytes)
         self.store.track_keys()  # the writer's loads are small: append new events, no scan
-        ranker = refresh_ranker(
+        # Processes sharing the state load the saved model; only the lock holder saves one.
+        ranker = (load_ranker(self.store) if self.live.shared else None) or refresh_ranker(
             self.store,
             create=True,
             key_conversion=settings.key_conversion,
@@ -100,11 +108,11 @@ class ServingState:
         self.started = time.time()
         self.model_refreshes = 0
         self.model_refreshed_at: float | None = None
+        self.model_version: str | None = None  # set when processes share the model
         self.events_received = 0
         self.events_stored = 0
         self.commits = 0
         self.last_session: str | None = None
-        self._recent_keys: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._arrivals: deque[tuple[float, int]] = deque()
         self._store_count = (0.0, 0)  # (when counted, count): the first stats() counts
         self._funnel: tuple[float, str, dict[str, Any]] | None = None
@@ -263,22 +271,18 @@ class ServingState:
 
     # Ranking (event loop thread only)
 
-    def observe(self, records: Sequence[Mapping[str, Any]]) -> int:
+    async def observe(self, records: Sequence[Mapping[str, Any]]) -> int:
         """Apply stored events to their live sessions; returns how many were seen before."""
-        duplicates = 0
-        for record in records:
-            key = (str(record["source"]), str(record["event_id"]))
-            if key in self._recent_keys:
-                duplicates += 1
-                self._recent_keys.move_to_end(key)
-                continue
-            self._recent_keys[key] = None
-            if len(self._recent_keys) > _RECENT_KEYS:
-                self._recent_keys.popitem(last=False)
-            self.ranker.observe(record)
+        duplicates = await self.live.observe(self.ranker, records)
+        for record in reversed(records):
             if record.get("session_id"):
                 self.last_session = str(record["session_id"])
+                break
         return duplicates
+
+    async def prepare(self, user_id: str | None, session_id: str | None) -> None:
+        """Bring the request's live session in step with the shared state (if shared)."""
+        await self.live.prepare(self.ranker, user_id, session_id)
 
     def sample_session(self) -> str | None:
         """A session to show on the dashboard: the latest live one, else the latest stored."""
@@ -289,9 +293,10 @@ class ServingState:
             return None
         return str(data.session_keys[int(data.session[int(np.argmax(data.ts))])])
 
-    def set_objectives(self, objectives: Mapping[str, float]) -> Objectives:
-        """Change the default objective weights of requests that give none."""
+    async def set_objectives(self, objectives: Mapping[str, float]) -> Objectives:
+        """Change the default objective weights of requests that give none (every process's)."""
         self.ranker.objectives = Objectives.parse(objectives)
+        await self.live.put("objectives", json.dumps(self.ranker.objectives.as_dict()))
         return self.ranker.objectives
 
     # Model refresh
@@ -330,6 +335,11 @@ class ServingState:
     async def refresh_forever(self) -> None:
         """Refresh the model every ``refresh_seconds``; a failed refresh keeps the current one."""
         interval = self.settings.refresh_seconds
+        if self.live.shared:
+            from target_personalize.serve.workers import refresh_shared  # noqa: PLC0415
+
+            await refresh_shared(self)
+            return
         if not self._reads_apart:
             logger.info("An in-memory store is not refreshed in the background")
             return
@@ -406,4 +416,5 @@ class ServingState:
             "model_refreshes": self.model_refreshes,
             "model_refreshed_at": self.model_refreshed_at,
             "uptime_seconds": round(now - self.started, 1),
+            "pid": os.getpid(),
         }

@@ -73,6 +73,10 @@ class ServeSettings:
             headers are ignored and a client is its socket's address.
         open_docs: serve ``/docs``, ``/redoc`` and ``/openapi.json`` without a key on a
             non-loopback address (by default they need a read key there).
+        state_url: ``redis://HOST:PORT/DB``: live sessions, wrong-key counters, the model
+            version and the default objectives live there, shared by every server process
+            that names it (``--workers``, several hosts); ``None``: in this process.
+        state_prefix: prepended to the keys in Redis (deployments sharing one Redis).
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -95,6 +99,8 @@ class ServeSettings:
     max_json_depth: int = Limits.max_json_depth
     forwarded_allow_ips: str | None = None
     open_docs: bool = False
+    state_url: str | None = None
+    state_prefix: str = "personalize:"
 
     def __post_init__(self) -> None:
         if self.ack is None:
@@ -165,7 +171,7 @@ class ServeSettings:
 
 
 #: Settings of the target (and the tap's event_map) that the server uses too.
-_SHARED = ("database_url", "key_conversion", "objectives", "event_map")
+_SHARED = ("database_url", "key_conversion", "objectives", "event_map", "state_url")
 _PREFIX = "TARGET_PERSONALIZE_"
 
 
@@ -179,7 +185,7 @@ def target_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         ValueError: naming the variable whose value is not of the expected form.
     """
     found: dict[str, Any] = {}
-    for name in ("database_url", "key_conversion"):
+    for name in ("database_url", "key_conversion", "state_url"):
         value = environ.get(_PREFIX + name.upper())
         if value:
             found[name] = value

@@ -3,21 +3,38 @@
 Requests that present the same unverified key share one scrypt check (a future per key
 fingerprint), so a burst of first requests with a right key costs one check and is never
 counted as wrong keys. Only keys that turn out wrong stay counted by the
-:class:`~target_personalize.serve.auth.FailureLimiter`; a check in progress counts as one
-pending failure of its client (taken back when the key is right), so concurrent guesses cannot
-all pass the limiter while their checks run.
+:class:`FailureCounter` (the server's live state: in this process, or in Redis shared by every
+process); a check in progress counts as one pending failure of its client (taken back when the
+key is right), so concurrent guesses cannot all pass the limit while their checks run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from typing import Protocol
 
 import anyio.to_thread
 
-from target_personalize.serve.auth import FailureLimiter, KeyRing, Role
+from target_personalize.serve.auth import KeyRing, Role
 
-__all__ = ["BlockedError", "KeyVerifier"]
+__all__ = ["BlockedError", "FailureCounter", "KeyVerifier"]
+
+
+class FailureCounter(Protocol):
+    """Wrong keys per client (see :class:`~target_personalize.serve.auth.FailureLimiter`)."""
+
+    async def retry_after(self, client: str) -> float | None:
+        """Seconds ``client`` must wait before presenting a key; ``None``: it may now."""
+        ...
+
+    async def failed(self, client: str) -> None:
+        """Count a wrong key of ``client`` (or one about to be checked)."""
+        ...
+
+    async def succeeded(self, client: str) -> None:
+        """Take back the failure counted for a key of ``client`` that turned out right."""
+        ...
 
 
 class BlockedError(Exception):
@@ -36,10 +53,11 @@ class KeyVerifier:
         limiter: wrong keys per client.
     """
 
-    def __init__(self, ring: KeyRing, limiter: FailureLimiter) -> None:
+    def __init__(self, ring: KeyRing, limiter: FailureCounter) -> None:
         self.ring = ring
         self.limiter = limiter
         self._checks: dict[bytes, asyncio.Future[Role | None]] = {}
+        self._settling: set[asyncio.Future[None]] = set()
 
     async def role(self, presented: str, client: str) -> Role | None:
         """The key's role, ``None`` for a wrong key (counted against ``client``).
@@ -50,7 +68,7 @@ class KeyVerifier:
         found = self.ring.cached_role(presented)
         if found is not None:
             return found
-        wait = self.limiter.retry_after(client)
+        wait = await self.limiter.retry_after(client)
         if wait is not None:
             raise BlockedError(wait)
         fingerprint = hashlib.sha256(presented.encode()).digest()
@@ -60,19 +78,24 @@ class KeyVerifier:
             # count a failure only if the key turns out wrong.
             found = await asyncio.shield(pending)
             if found is None:
-                self.limiter.failed(client)
+                await self.limiter.failed(client)
             return found
-        self.limiter.failed(client)
+        await self.limiter.failed(client)
         if not self.ring.may_be_ours(presented):
             return None
-        check = asyncio.ensure_future(anyio.to_thread.run_sync(self.ring.role_of, presented))
-        self._checks[fingerprint] = check
+        # Another request may have started checking the same key while this one counted.
+        pending = self._checks.get(fingerprint)
+        if pending is None:
+            pending = asyncio.ensure_future(anyio.to_thread.run_sync(self.ring.role_of, presented))
+            self._checks[fingerprint] = pending
+            pending.add_done_callback(lambda _: self._checks.pop(fingerprint, None))
 
-        def done(future: asyncio.Future[Role | None]) -> None:
+        def settle(future: asyncio.Future[Role | None]) -> None:
             # Settled here, not in the awaiting request: it may be cancelled meanwhile.
-            del self._checks[fingerprint]
             if not future.cancelled() and future.exception() is None and future.result():
-                self.limiter.succeeded(client)
+                task = asyncio.ensure_future(self.limiter.succeeded(client))
+                self._settling.add(task)
+                task.add_done_callback(self._settling.discard)
 
-        check.add_done_callback(done)
-        return await asyncio.shield(check)
+        pending.add_done_callback(settle)
+        return await asyncio.shield(pending)

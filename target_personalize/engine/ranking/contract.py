@@ -317,6 +317,41 @@ class RankerBase(abc.ABC):
         if len(self._live):
             self._remap_live(previous.items, previous.data.event_types)
 
+    def sync_live(
+        self,
+        session_key: str,
+        events: Sequence[Mapping[str, Any]],
+        *,
+        replace: bool,
+        visitor: str | None = None,
+    ) -> None:
+        """Bring the live session ``session_key`` in step with state shared by several servers.
+
+        Args:
+            session_key: the session (its ``session_id``, else ``<visitor>#live``).
+            events: its events not observed here yet, oldest first (all of them with ``replace``).
+            replace: forget what this ranker holds of the session before observing ``events``.
+            visitor: a user whose latest session this is (their requests without a session
+                id are answered from it).
+
+        Raises:
+            ModelNotFittedError: before fit or load.
+        """
+        if replace:
+            self._live.forget(session_key)
+        for event in events:
+            self.observe(event)
+        if visitor is not None:
+            self._live.point(visitor, session_key)
+
+    def holds_live(self, session_key: str) -> bool:
+        """Whether the live session ``session_key`` is held in memory."""
+        return session_key in self._live
+
+    def forget_live(self, session_key: str | None, visitor: str | None = None) -> None:
+        """Drop a live session and the visitor's pointer to it (answers fall back to the model)."""
+        self._live.forget(session_key, visitor)
+
     def _remap_live(self, previous: ItemTable, event_types: tuple[str, ...]) -> None:
         """Point live sessions at the new vocabularies (items seen only live are re-added)."""
         self._live.remap(previous, event_types, kind_of=self._kind_index, item_of=self._item_index)

@@ -65,6 +65,22 @@ class LiveSessions:
         key = self._by_visitor.get(user_id)
         return None if key is None else self._sessions.get(key)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._sessions
+
+    def forget(self, key: str | None, visitor: str | None = None) -> None:
+        """Drop the session ``key`` and the visitor's pointer to their latest session."""
+        session = self._sessions.pop(key, None) if key is not None else None
+        for name in (visitor, session.visitor if session else None):
+            if name is not None and (key is None or self._by_visitor.get(name) == key):
+                self._by_visitor.pop(name, None)
+
+    def point(self, visitor: str, key: str) -> None:
+        """Make ``key`` the visitor's latest session (when it is live)."""
+        if key in self._sessions:
+            self._by_visitor[visitor] = key
+            self._sessions.move_to_end(key)
+
     def take_over(self, other: LiveSessions) -> None:
         """Hold the sessions of ``other`` from now on (a model replacing another)."""
         self._sessions = other._sessions
