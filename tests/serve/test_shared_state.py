@@ -1,0 +1,239 @@
+"""Live state shared in Redis by several servers (issue 16).
+
+Two servers in one test process hold separate rankers and live sessions, as two processes
+would; what they share goes through Redis only. A third server keeps its state in process and
+gets the same events: its answers are what one process holding every event gives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from target_personalize.serve import KeyRing, ServeSettings
+from target_personalize.serve.auth import FailureLimiter, new_key
+from target_personalize.serve.state import RedisState
+from target_personalize.serve.workers import check_workers
+from tests.serve.conftest import T0, Server, running, seed_events, seed_store
+from tests.support.redis import OwnRedis, redis_prefix
+
+
+def live_events(session: str, user: str, items: list[str], start: int = 0) -> list[dict[str, Any]]:
+    return [
+        {
+            "source": "web",
+            "event_id": f"{session}-{start + n}",
+            "event_type": kind,
+            "event_ts": T0.replace(hour=12, second=start + n).isoformat(),
+            "user_id": user,
+            "session_id": session,
+            "items": [{"item_id": item, "price": 9.0, "category": "shoes"}],
+        }
+        for n, (kind, item) in enumerate(
+            ("add_to_cart" if item == "pricey" else "product_view", item) for item in items
+        )
+    ]
+
+
+def answer(server: Server, **params: Any) -> list[tuple[str, float]]:
+    response = server.client.get("/v1/recommendations", params={"k": 5, **params})
+    assert response.status_code == 200, response.text
+    return [(item["item_id"], round(item["score"], 9)) for item in response.json()["items"]]
+
+
+def post(server: Server, events: list[dict[str, Any]]) -> dict[str, Any]:
+    response = server.client.post("/v1/events", json=events)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> tuple[str, str]:
+    """The seeded store shared by the Redis-backed servers, and a copy for the lone one."""
+    url = seed_store(tmp_path / "shared.duckdb")
+    shutil.copy(tmp_path / "shared.duckdb", tmp_path / "alone.duckdb")
+    return url, f"duckdb:///{tmp_path / 'alone.duckdb'}"
+
+
+@pytest.fixture
+def shared() -> Iterator[tuple[str, str]]:
+    with redis_prefix() as found:
+        yield found
+
+
+def settings(url: str, **more: Any) -> ServeSettings:
+    return ServeSettings(database_url=url, ack="commit", refresh_seconds=0, **more)
+
+
+def test_events_posted_to_one_process_are_answered_alike_by_another(
+    stores: tuple[str, str], shared: tuple[str, str]
+) -> None:
+    shared_url, alone_url = stores
+    state_url, prefix = shared
+    redis = {"state_url": state_url, "state_prefix": prefix}
+    with (
+        running(settings(shared_url, **redis), keys=KeyRing([])) as a,
+        running(settings(shared_url, **redis), keys=KeyRing([])) as b,
+        running(settings(alone_url), keys=KeyRing([])) as alone,
+    ):
+        first = live_events("s-live", "u-live", ["a", "a", "pricey"])
+        assert post(a, first)["duplicates"] == 0
+        post(alone, first)
+        expected = answer(alone, session_id="s-live")
+        assert expected != answer(alone, session_id="never-seen")  # the events matter
+        assert answer(b, session_id="s-live") == expected
+        assert answer(b, user_id="u-live") == answer(alone, user_id="u-live")
+
+        # More events of the session, some through each process, one re-sent: B catches up
+        # with what it lacks, A reads the whole session it never held.
+        more = live_events("s-live", "u-live", ["cheap", "a"], start=3)
+        assert post(b, [more[0]])["duplicates"] == 0
+        assert post(a, [more[1], first[0]])["duplicates"] == 1
+        post(alone, more)
+        expected = answer(alone, session_id="s-live")
+        assert answer(a, session_id="s-live") == expected
+        assert answer(b, session_id="s-live") == expected
+        ranked = {"items": ["cheap", "pricey", "a", "zzz"], "session_id": "s-live"}
+        assert (
+            a.client.post("/v1/rank", json=ranked).json()["items"]
+            == alone.client.post("/v1/rank", json=ranked).json()["items"]
+        )
+
+        # A second session of the same user: requests by user id follow it on both.
+        other = live_events("s-two", "u-live", ["pricey"])
+        post(b, other)
+        post(alone, other)
+        assert answer(a, user_id="u-live") == answer(alone, user_id="u-live")
+
+
+def test_default_objectives_set_on_one_process_reach_the_others(
+    stores: tuple[str, str], shared: tuple[str, str]
+) -> None:
+    state_url, prefix = shared
+    redis = {"state_url": state_url, "state_prefix": prefix}
+    with (
+        running(settings(stores[0], **redis), keys=KeyRing([])) as a,
+        running(settings(stores[0], **redis), keys=KeyRing([])) as b,
+    ):
+        wanted = {"conversion": 0.7, "margin": 0.2}
+        assert a.client.put("/v1/objectives", json=wanted).status_code == 200
+        deadline = time.monotonic() + 10
+        while b.client.get("/v1/objectives").json() != wanted:
+            assert time.monotonic() < deadline, "B never took the objectives set on A"
+            time.sleep(0.2)
+
+
+def test_wrong_key_counters_are_shared_by_the_processes(
+    stores: tuple[str, str], shared: tuple[str, str]
+) -> None:
+    state_url, prefix = shared
+    key, record = new_key("read")
+    limits = {"state_url": state_url, "state_prefix": prefix, "max_key_failures": 3}
+    with (
+        running(settings(stores[0], **limits), keys=KeyRing([record])) as a,
+        running(settings(stores[0], **limits), keys=KeyRing([record])) as b,
+    ):
+        wrong = {"X-API-Key": key[:-4] + "xxxx"}
+        right = {"X-API-Key": key}
+        assert a.client.get("/v1/stats", headers=right).status_code == 200
+        assert a.client.get("/v1/stats", headers=wrong).status_code == 401
+        assert b.client.get("/v1/stats", headers=wrong).status_code == 401
+        assert a.client.get("/v1/stats", headers=wrong).status_code == 401
+        # Three wrong keys over two processes: the client is refused by both now.
+        for server in (a, b):
+            refused = server.client.get("/v1/stats", headers=wrong)
+            assert refused.status_code == 429
+            assert 0 < int(refused.headers["Retry-After"]) <= 60
+
+
+def test_redis_stopped_and_restarted_mid_run(stores: tuple[str, str], tmp_path: Path) -> None:
+    own = OwnRedis(tmp_path)
+    own.start()
+    redis = {"state_url": own.url, "state_prefix": "t:"}
+    try:
+        with (
+            running(settings(stores[0], **redis), keys=KeyRing([])) as a,
+            running(settings(stores[0], **redis), keys=KeyRing([])) as b,
+        ):
+            cold = answer(b, session_id="never-seen")
+            post(a, live_events("s-down", "u-down", ["a", "pricey", "pricey"]))
+            live = answer(b, session_id="s-down")
+            assert live != cold
+
+            own.stop()
+            # Without Redis: events are still stored, answers come from the model alone.
+            stored = post(a, live_events("s-down", "u-down", ["cheap"], start=3))
+            assert stored["accepted"] == 1
+            assert answer(b, session_id="s-down") == cold
+            assert answer(a, session_id="s-down") == cold
+            stats = b.client.get("/v1/stats", params={"fresh": "true"}).json()
+            assert stats["store_events"] == len(seed_events()) + 4
+
+            own.start()  # empty again (no persistence): sessions are live from new events on
+            time.sleep(1.1)  # the pause after a failure
+            post(a, live_events("s-up", "u-up", ["a", "pricey", "pricey"]))
+            assert answer(b, session_id="s-up") == live
+    finally:
+        own.stop()
+
+
+def test_one_refresher_at_a_time(shared: tuple[str, str]) -> None:
+    state_url, prefix = shared
+
+    async def scenario() -> None:
+        limiter = FailureLimiter()
+        first, second = (
+            RedisState(state_url, prefix, limiter),
+            RedisState(state_url, prefix, limiter),
+        )
+        await first.start()
+        await second.start()
+        try:
+            async with first.lock("refresh", 0.5) as held, second.lock("refresh", 0.5) as other:
+                assert held is not None
+                assert other is None
+                for _ in range(4):  # held past its lifetime by extending it
+                    await asyncio.sleep(0.2)
+                    assert await held.extend()
+                async with second.lock("refresh", 0.5) as still:
+                    assert still is None
+            async with second.lock("refresh", 0.3) as now:  # released: free again
+                assert now is not None
+                await asyncio.sleep(0.5)  # a holder that stops extending loses it
+                assert not await now.extend()
+            async with first.lock("refresh", 0.5) as again:
+                assert again is not None
+        finally:
+            await first.close()
+            await second.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({}, "needs a store several processes can write"),
+        ({"state_url": None}, "needs --state-url"),
+        ({"database_url": "postgresql+psycopg://u@h/db", "ack": "journal"}, "needs --ack commit"),
+    ],
+)
+def test_settings_several_processes_cannot_share_are_refused(
+    tmp_path: Path, changes: dict[str, Any], message: str
+) -> None:
+    given: dict[str, Any] = {
+        "database_url": f"duckdb:///{tmp_path / 'store.duckdb'}",
+        "state_url": "redis://127.0.0.1:6379/0",
+        "ack": "commit",
+        **changes,
+    }
+    with pytest.raises(ValueError, match=message):
+        check_workers(ServeSettings(**given), 2)
+    check_workers(ServeSettings(**given), 1)  # one process: anything goes
