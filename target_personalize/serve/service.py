@@ -417,4 +417,5 @@ class ServingState:
             "model_refreshed_at": self.model_refreshed_at,
             "uptime_seconds": round(now - self.started, 1),
             "pid": os.getpid(),
+            "model_version": self.model_version,
         }

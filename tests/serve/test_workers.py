@@ -1,0 +1,154 @@
+"""``personalize serve --workers 2`` over PostgreSQL and Redis, end to end (issue 16)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from target_personalize.engine import EventStore
+from tests.serve.conftest import T0, seed_events
+from tests.support.postgres import postgres_schema_url
+from tests.support.redis import free_port, redis_prefix
+
+pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
+PERSONALIZE = str(Path(sys.executable).with_name("personalize"))
+
+
+@contextlib.contextmanager
+def workers(store_url: str, state_url: str, prefix: str, log: Path) -> Iterator[str]:
+    port = free_port()
+    command = [
+        PERSONALIZE, "serve", "--database-url", store_url, "--workers", "2",
+        "--state-url", state_url, "--state-prefix", prefix, "--port", str(port),
+        "--refresh-minutes", "0.05", "--log-level", "warning",
+    ]  # fmt: skip
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, log.read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def by_process(base: str, path: str, tries: int = 60, **params: Any) -> dict[int, list[Any]]:
+    """GET ``path`` on new connections from several threads: the answers of each worker."""
+
+    def one(_: int) -> tuple[int, Any]:
+        with httpx.Client(base_url=base, timeout=10) as client:
+            pid = client.get("/v1/stats").json()["pid"]
+            return pid, client.get(path, params=params).json()
+
+    found: dict[int, list[Any]] = {}
+    with ThreadPoolExecutor(8) as pool:
+        for pid, body in pool.map(one, range(tries)):
+            found.setdefault(pid, []).append(body)
+    return found
+
+
+def events(prefix: str, n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "source": "load",
+            "event_id": f"{prefix}-{i}",
+            "event_type": "product_view",
+            "event_ts": T0.replace(hour=13).isoformat(),
+            "session_id": f"{prefix}-s{i % 7}",
+            "items": [{"item_id": "pricey" if i % 3 else "a", "price": 5.0}],
+        }
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    with postgres_schema_url() as store_url, redis_prefix() as (state_url, prefix):
+        with EventStore(store_url) as store:
+            store.load_events(seed_events())
+        with workers(store_url, state_url, prefix, tmp_path / "serve.log") as base:
+            yield base, store_url
+
+
+def test_two_workers_answer_alike_and_share_one_model(stack: tuple[str, str]) -> None:
+    base, _ = stack
+    posted = httpx.post(f"{base}/v1/events", json=events("live", 6), timeout=10)
+    assert posted.status_code == 200, posted.text
+    answers = by_process(base, "/v1/recommendations", session_id="live-s1", k=5)
+    assert len(answers) == 2, "both workers should have answered"
+    distinct = {repr(body["items"]) for bodies in answers.values() for body in bodies}
+    assert len(distinct) == 1
+    assert answers[next(iter(answers))][0]["items"]  # the live session answers
+
+    # The refresh (every 3 s) runs on one worker; the other loads the model it saved.
+    deadline = time.monotonic() + 60
+    while True:
+        stats = by_process(base, "/v1/stats", tries=24)
+        versions = {bodies[-1]["model_version"] for bodies in stats.values()}
+        refreshed = [bodies[-1]["model_refreshes"] for bodies in stats.values()]
+        if len(stats) == 2 and len(versions) == 1 and min(refreshed) >= 1:
+            break
+        assert time.monotonic() < deadline, stats
+        time.sleep(1)
+
+
+def test_a_killed_worker_loses_no_acknowledged_event(stack: tuple[str, str]) -> None:
+    base, store_url = stack
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def send(sender: int) -> None:
+        batch = 0
+        while not stop.is_set():
+            chunk = events(f"w{sender}-b{batch}", 10)
+            batch += 1
+            with contextlib.suppress(httpx.HTTPError), httpx.Client(timeout=10) as client:
+                if client.post(f"{base}/v1/events", json=chunk).status_code == 200:
+                    acknowledged.extend(event["event_id"] for event in chunk)
+
+    senders = [threading.Thread(target=send, args=(n,)) for n in range(4)]
+    for thread in senders:
+        thread.start()
+    try:
+        time.sleep(1.5)
+        victim = next(iter(by_process(base, "/v1/stats", tries=8)))
+        os.kill(victim, signal.SIGKILL)
+        time.sleep(3)
+    finally:
+        stop.set()
+        for thread in senders:
+            thread.join(timeout=30)
+    assert len(acknowledged) > 100
+    with EventStore(store_url) as store:
+        stored = {
+            row[0] for row in store.query("SELECT event_id FROM events WHERE source = 'load'")
+        }
+    assert set(acknowledged) <= stored
+    deadline = time.monotonic() + 90
+    while len(survivors := by_process(base, "/v1/stats", tries=24)) < 2:  # uvicorn replaces it
+        assert time.monotonic() < deadline, survivors.keys()
+        time.sleep(1)
+    assert victim not in survivors
