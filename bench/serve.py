@@ -5,6 +5,8 @@ Usage::
     .venv/bin/python bench/serve.py                      # 500 requests/s for 60 s
     .venv/bin/python bench/serve.py --rate 300 --duration 20 --events 200000
     .venv/bin/python bench/serve.py --mix browser        # what pages running personalize.js send
+    .venv/bin/python bench/serve.py --workers 2 --state-url redis://127.0.0.1:6379/0 \
+        --postgres postgresql+psycopg://postgres@127.0.0.1/test --restart-redis
 
 What it does:
 
@@ -28,6 +30,16 @@ What it does:
    CPU time and the load average, then stops the server (with ``--crash``: kills it with
    SIGKILL and starts it again, which replays its journal) and checks that the store holds
    exactly the events that were acknowledged (no more, no fewer).
+
+With ``--workers N --state-url redis://...`` (and ``--postgres``: several processes need a
+store they can all write), it measures instead, in the same run, the most requests per second
+answered at p99 < ``--p99-ms`` (20) by one worker and by N workers sharing live state in
+Redis: the server is started with ``--workers 1``, then ``--workers N``, and for each the
+rates of ``--rates`` are tried in turn (``--duration`` seconds each) until one misses the p99
+or has errors. Then N workers take ``--rate`` for ``--duration`` seconds while Redis is
+stopped for ``--redis-pause`` seconds mid-run and started again (``--restart-redis``: the
+bench runs a redis-server of its own on a free port for this, never stopping yours). Every
+acknowledged event of every step must be in the store at the end.
 
 The client is a minimal asyncio HTTP/1.1 client (keep-alive, Content-Length), so it costs
 the two shared cores as little as possible. Exits non-zero on errors or lost events.
@@ -270,7 +282,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[at]
 
 
-async def run_load(args: argparse.Namespace, port: int, recorder: Recorder, run: str) -> float:
+async def run_load(
+    args: argparse.Namespace,
+    port: int,
+    recorder: Recorder,
+    run: str,
+    *,
+    rate: float | None = None,
+    midway: asyncio.Future[None] | None = None,
+    duration: float | None = None,
+) -> float:
     items = await sample_items(port)
     rng = random.Random(11)
     # At least 16 characters: what a browser key may read recommendations for.
@@ -280,8 +301,9 @@ async def run_load(args: argparse.Namespace, port: int, recorder: Recorder, run:
     pool: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(args.connections):
         pool.put_nowait(Connection("127.0.0.1", port))
-    total = int(args.rate * args.duration)
-    interval = 1.0 / args.rate
+    rate = rate or args.rate
+    total = int(rate * (duration or args.duration))
+    interval = 1.0 / rate
     counter = 0
     tasks: set[asyncio.Task[None]] = set()
 
@@ -304,6 +326,8 @@ async def run_load(args: argparse.Namespace, port: int, recorder: Recorder, run:
 
     started = time.perf_counter()
     for n in range(total):
+        if midway is not None and n == total // 4:
+            midway.set_result(None)
         due = started + n * interval
         delay = due - time.perf_counter()
         if delay > 0:
@@ -400,7 +424,24 @@ def main(argv: list[str] | None = None) -> int:
         "assigned, answered with a rec_id and recorded as an impression (and an exposure)",
     )
     parser.add_argument("--json", type=Path, help="write the figures here too")
+    parser.add_argument("--workers", type=int, help="compare 1 and this many worker processes")
+    parser.add_argument("--state-url", help="Redis for --workers (redis://HOST:PORT/DB)")
+    parser.add_argument(
+        "--restart-redis",
+        action="store_true",
+        help="with --workers: run a redis-server of our own and stop it mid-run",
+    )
+    parser.add_argument("--redis-pause", type=float, default=5.0, help="seconds Redis is down")
+    parser.add_argument(
+        "--rates", default="200,300,400,500,600,800,1000", help="rates tried with --workers"
+    )
+    parser.add_argument("--p99-ms", type=float, default=20.0)
+    parser.add_argument("--step-seconds", type=float, default=10.0, help="each rate's duration")
     args = parser.parse_args(argv)
+    if args.workers:
+        from bench._workers import compare_workers  # noqa: PLC0415
+
+        return compare_workers(args)
     # What the server does unless told: journal for a DuckDB file, commit for PostgreSQL.
     ack = args.ack or ("commit" if args.postgres else "journal")
     args.duration = min(args.duration, 600.0)

@@ -237,3 +237,17 @@ def test_settings_several_processes_cannot_share_are_refused(
     with pytest.raises(ValueError, match=message):
         check_workers(ServeSettings(**given), 2)
     check_workers(ServeSettings(**given), 1)  # one process: anything goes
+
+
+def test_the_command_refuses_workers_on_duckdb(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from target_personalize.cli import main
+
+    url = f"duckdb:///{tmp_path / 'store.duckdb'}"
+    result = CliRunner().invoke(
+        main, ["serve", "--database-url", url, "--workers", "2", "--state-url", "redis://h:1/0"]
+    )
+    assert result.exit_code == 1
+    assert "DuckDB allows one writing process" in result.output
+    assert "postgresql+psycopg://" in result.output
