@@ -420,9 +420,22 @@ class RedisState(LiveState):
                 self._held.pop(session_id, None)
             return
         key = found[0].decode() if isinstance(found[0], bytes) else str(found[0])
-        events = [_decode(event) for event in found[3:]]
-        ranker.sync_live(key, events, replace=bool(int(found[2])), visitor=visitor)
-        self._held[key] = int(found[1])
+        count, replace, payloads = int(found[1]), bool(int(found[2])), found[3:]
+        # Another request for this session may have applied events while this one waited.
+        now = self._held.get(key, 0) if ranker.holds_live(key) else 0
+        if replace and now > count:
+            payloads = []  # this process holds a newer state already
+        elif not replace:
+            sent = held if key == guess else 0
+            if now < sent:  # dropped meanwhile: read in full next time, answer from the model
+                ranker.forget_live(key, visitor)
+                self._held.pop(key, None)
+                return
+            payloads = payloads[now - sent :]
+        if payloads or visitor is not None:
+            events = [_decode(event) for event in payloads]
+            ranker.sync_live(key, events, replace=replace and bool(payloads), visitor=visitor)
+        self._held[key] = max(count, now)
         self._held.move_to_end(key)
         while len(self._held) > ranker.max_live_sessions:
             self._held.popitem(last=False)

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from click.testing import CliRunner
 
+from target_personalize.cli import main
 from target_personalize.serve import KeyRing, ServeSettings
 from target_personalize.serve.auth import FailureLimiter, new_key
 from target_personalize.serve.state import RedisState
@@ -111,6 +115,39 @@ def test_events_posted_to_one_process_are_answered_alike_by_another(
         post(b, other)
         post(alone, other)
         assert answer(a, user_id="u-live") == answer(alone, user_id="u-live")
+
+
+def test_concurrent_reads_while_another_process_ingests_apply_each_event_once(
+    stores: tuple[str, str], shared: tuple[str, str]
+) -> None:
+    shared_url, alone_url = stores
+    state_url, prefix = shared
+    redis = {"state_url": state_url, "state_prefix": prefix}
+    with (
+        running(settings(shared_url, **redis), keys=KeyRing([])) as a,
+        running(settings(shared_url, **redis), keys=KeyRing([])) as b,
+        running(settings(alone_url), keys=KeyRing([])) as alone,
+    ):
+        stream = live_events("s-busy", "u-busy", ["a", "cheap", "pricey", "a", "cheap"] * 4)
+        stop = threading.Event()
+
+        def read() -> None:
+            with httpx.Client(base_url=b.url, timeout=30) as client:
+                while not stop.is_set():
+                    assert client.get("/v1/recommendations?session_id=s-busy").status_code == 200
+
+        readers = [threading.Thread(target=read) for _ in range(6)]
+        for thread in readers:
+            thread.start()
+        try:
+            for event in stream:
+                post(a, [event])
+        finally:
+            stop.set()
+            for thread in readers:
+                thread.join(timeout=30)
+        post(alone, stream)
+        assert answer(b, session_id="s-busy") == answer(alone, session_id="s-busy")
 
 
 def test_default_objectives_set_on_one_process_reach_the_others(
@@ -240,10 +277,6 @@ def test_settings_several_processes_cannot_share_are_refused(
 
 
 def test_the_command_refuses_workers_on_duckdb(tmp_path: Path) -> None:
-    from click.testing import CliRunner
-
-    from target_personalize.cli import main
-
     url = f"duckdb:///{tmp_path / 'store.duckdb'}"
     result = CliRunner().invoke(
         main, ["serve", "--database-url", url, "--workers", "2", "--state-url", "redis://h:1/0"]
