@@ -309,13 +309,14 @@ class RedisState(LiveState):
     async def start(self) -> None:
         """Create the client (connections are opened on first use)."""
         from redis.asyncio import Redis  # noqa: PLC0415 - an optional dependency
+        from redis.asyncio.retry import Retry  # noqa: PLC0415
+        from redis.backoff import NoBackoff  # noqa: PLC0415
 
         self._client = Redis.from_url(
             self.url,
             socket_timeout=self.timeout,
             socket_connect_timeout=self.timeout,
-            retry_on_timeout=False,
-            retry=None,
+            retry=Retry(NoBackoff(), 0),  # a request never waits for a second try
             health_check_interval=0,
         )
         for name, text in (
