@@ -132,3 +132,27 @@ def test_a_list_of_brands_narrows_to_those_brands_and_survives_a_refit() -> None
         assert _top(ranker, "b", 4) == {"hat1", "hat2", "pot1", "pot2"}
         ranker.fit(store)
     assert _top(ranker, "b", 4) == {"hat1", "hat2", "pot1", "pot2"}
+
+
+# Live sessions kept in step with state shared by several servers (issue 16)
+
+
+def test_sync_live_brings_a_session_in_step_with_events_observed_elsewhere() -> None:
+    with store_with(session_events(follows_sessions())) as store:
+        here = SessionRanker(remind_weight=0.0).fit(store)
+        elsewhere = SessionRanker(remind_weight=0.0).fit(store)
+    events = [_view("s", "A", user="u"), _view("s", "C", user="u")]
+    for event in events:
+        elsewhere.observe(event)
+    here.observe(_view("s", "C"))  # a stale copy: replaced, not added to
+    here.sync_live("s", events[:1], replace=True)
+    assert here.holds_live("s")
+    here.sync_live("s", events[1:], replace=False, visitor="u")
+    for ranker in (here, elsewhere):
+        assert ranker.recommend(user_id="u", k=4) == elsewhere.recommend(session_id="s", k=4)
+    assert here.recommend(session_id="s", k=4) == elsewhere.recommend(session_id="s", k=4)
+
+    here.forget_live("s", "u")
+    assert not here.holds_live("s")
+    assert here.recommend(session_id="s", k=4) == here.recommend(session_id="never", k=4)
+    assert here.recommend(user_id="u", k=4) == here.recommend(user_id="nobody", k=4)
