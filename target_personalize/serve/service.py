@@ -106,7 +106,8 @@ class ServingState:
             raise RuntimeError(msg)
         self.ranker: RankerBase = ranker
         self.started = time.time()
-        self.model_refreshes = 0
+        self.model_refreshes = 0  # models swapped in
+        self.model_refits = 0  # of which this process refitted (the others it loaded)
         self.model_refreshed_at: float | None = None
         self.model_version: str | None = None  # set when processes share the model
         self.events_received = 0
@@ -354,6 +355,7 @@ class ServingState:
             if ranker is None:
                 continue
             self.swap_model(ranker)
+            self.model_refits += 1
             logger.info(
                 "Refreshed the model in %.1f s: %d sessions, %d items",
                 time.perf_counter() - started,
@@ -414,6 +416,7 @@ class ServingState:
             "events_last_minute": last_minute,
             "commits": self.commits,
             "model_refreshes": self.model_refreshes,
+            "model_refits": self.model_refits,
             "model_refreshed_at": self.model_refreshed_at,
             "uptime_seconds": round(now - self.started, 1),
             "pid": os.getpid(),

@@ -165,8 +165,9 @@ async def _refresh(serving: ServingState) -> None:
     while True:
         await asyncio.sleep(serving.settings.refresh_seconds)
         async with live.lock("refresh", LOCK_SECONDS) as held:
-            if held is None:
-                continue
+            shared = await live.get("model")
+            if held is None or (shared is not None and shared.decode() != serving.model_version):
+                continue  # another process refreshes, or did and this one loads its model soon
             started = time.perf_counter()
             work = asyncio.ensure_future(anyio.to_thread.run_sync(serving.refreshed_model))
             while not work.done():
@@ -181,6 +182,7 @@ async def _refresh(serving: ServingState) -> None:
             if ranker is None:
                 continue
             serving.swap_model(ranker)
+            serving.model_refits += 1
             serving.model_version = model_version(ranker)
             await live.put("model", serving.model_version)
             logger.info(
