@@ -40,7 +40,15 @@ if TYPE_CHECKING:
 
     from target_personalize.engine import RankerBase
 
-__all__ = ["InProcessState", "LiveState", "RedisState", "StateUnavailableError", "open_state"]
+__all__ = [
+    "InProcessState",
+    "LiveState",
+    "LockHandle",
+    "RedisState",
+    "StateUnavailableError",
+    "open_state",
+    "session_key",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -342,7 +350,7 @@ class RedisState(LiveState):
     async def _run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a script; raises StateUnavailableError (logged once per outage) when Redis fails."""
         if self._client is None or not self.available:
-            raise StateUnavailableError(self.url)
+            raise StateUnavailableError(_redacted(self.url))
         try:
             result = await self._scripts[script](keys=list(keys), args=list(args))
         except _errors() as error:
@@ -356,7 +364,7 @@ class RedisState(LiveState):
                     _redacted(self.url),
                     type(error).__name__,
                 )
-            raise StateUnavailableError(self.url) from error
+            raise StateUnavailableError(_redacted(self.url)) from error
         if self._down:
             self._down = False
             logger.info("Redis at %s answers again: live state is back", _redacted(self.url))

@@ -8,6 +8,7 @@ gets the same events: its answers are what one process holding every event gives
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import threading
 import time
@@ -25,7 +26,7 @@ from target_personalize.serve.auth import FailureLimiter, new_key
 from target_personalize.serve.state import RedisState
 from target_personalize.serve.workers import check_workers
 from tests.serve.conftest import T0, Server, running, seed_events, seed_store
-from tests.support.redis import OwnRedis, redis_prefix
+from tests.support.redis import OwnRedis, free_port, redis_prefix
 
 
 def live_events(session: str, user: str, items: list[str], start: int = 0) -> list[dict[str, Any]]:
@@ -284,3 +285,25 @@ def test_the_command_refuses_workers_on_duckdb(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "DuckDB allows one writing process" in result.output
     assert "postgresql+psycopg://" in result.output
+
+
+def test_redis_down_is_logged_once_without_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = free_port()  # nothing listens there
+
+    async def scenario() -> list[int]:
+        state = RedisState(f"redis://:s3cret@127.0.0.1:{port}/0", "t:", FailureLimiter())
+        await state.start()
+        try:
+            record = {"source": "web", "event_id": "1", "session_id": "s"}
+            return [await state.observe(None, [record]) for _ in range(3)]  # type: ignore[arg-type]
+        finally:
+            await state.close()
+
+    with caplog.at_level(logging.WARNING, logger="target_personalize.serve.state"):
+        assert asyncio.run(scenario()) == [0, 0, 0]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert f"127.0.0.1:{port}" in warnings[0]
+    assert "s3cret" not in caplog.text
