@@ -47,6 +47,7 @@ __all__ = [
     "RedisState",
     "StateUnavailableError",
     "open_state",
+    "redacted",
     "session_key",
 ]
 
@@ -350,7 +351,7 @@ class RedisState(LiveState):
     async def _run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a script; raises StateUnavailableError (logged once per outage) when Redis fails."""
         if self._client is None or not self.available:
-            raise StateUnavailableError(_redacted(self.url))
+            raise StateUnavailableError(redacted(self.url))
         try:
             result = await self._scripts[script](keys=list(keys), args=list(args))
         except _errors() as error:
@@ -361,13 +362,13 @@ class RedisState(LiveState):
                 self._latest.clear()
                 logger.warning(
                     "Redis at %s does not answer (%s): serving without live state until it does",
-                    _redacted(self.url),
+                    redacted(self.url),
                     type(error).__name__,
                 )
-            raise StateUnavailableError(_redacted(self.url)) from error
+            raise StateUnavailableError(redacted(self.url)) from error
         if self._down:
             self._down = False
-            logger.info("Redis at %s answers again: live state is back", _redacted(self.url))
+            logger.info("Redis at %s answers again: live state is back", redacted(self.url))
         return result
 
     def _key(self, kind: str, name: str) -> str:
@@ -566,7 +567,7 @@ def _errors() -> tuple[type[BaseException], ...]:
     return (RedisError, OSError)
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     """The URL without its password."""
     if "@" not in url:
         return url
@@ -584,7 +585,9 @@ def open_state(url: str | None, prefix: str, limiter: FailureLimiter) -> LiveSta
     if not url:
         return InProcessState(limiter)
     if not url.startswith(("redis://", "rediss://", "unix://")):
-        msg = f"state_url must be redis://HOST:PORT/DB (or rediss://, unix://), not {_redacted(url)!r}"
+        msg = (
+            f"state_url must be redis://HOST:PORT/DB (or rediss://, unix://), not {redacted(url)!r}"
+        )
         raise ValueError(msg)
     try:
         import redis  # noqa: F401, PLC0415

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import anyio.to_thread
 
 from target_personalize.engine import EventStore, Objectives, load_ranker, refresh_ranker
+from target_personalize.serve.state import redacted
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -80,14 +81,30 @@ def check_workers(settings: ServeSettings, workers: int) -> None:
 
 
 def prepare_model(settings: ServeSettings) -> None:
-    """Fit and save the model once before the workers start (each then loads it)."""
-    with EventStore(settings.database_url) as store:
-        refresh_ranker(
-            store,
-            create=True,
-            key_conversion=settings.key_conversion,
-            objectives=settings.objectives,
+    """Fit and save the model once before the workers start (each then loads it).
+
+    Under the refresh lock, so hosts starting together do not save it at the same time.
+    """
+    from redis import Redis, RedisError  # noqa: PLC0415 - an optional dependency
+
+    client = Redis.from_url(str(settings.state_url), socket_timeout=10)
+    lock = client.lock(f"{settings.state_prefix}lock:refresh", timeout=600, blocking_timeout=600)
+    try:
+        with lock, EventStore(settings.database_url) as store:
+            refresh_ranker(
+                store,
+                create=True,
+                key_conversion=settings.key_conversion,
+                objectives=settings.objectives,
+            )
+    except RedisError as error:
+        msg = (
+            f"Redis at {redacted(str(settings.state_url))} did not answer ({error}): start it, "
+            "or fix --state-url"
         )
+        raise ValueError(msg) from None
+    finally:
+        client.close()
 
 
 def settings_environment(settings: ServeSettings) -> dict[str, str]:

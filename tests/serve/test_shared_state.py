@@ -287,6 +287,18 @@ def test_the_command_refuses_workers_on_duckdb(tmp_path: Path) -> None:
     assert "postgresql+psycopg://" in result.output
 
 
+def test_the_command_says_when_redis_does_not_answer(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://u@127.0.0.1:1/db"
+    state = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
+    result = CliRunner().invoke(
+        main, ["serve", "--database-url", url, "--workers", "2", "--state-url", state]
+    )
+    assert result.exit_code == 1
+    assert "did not answer" in result.output
+    assert "--state-url" in result.output
+    assert "s3cret" not in result.output
+
+
 def test_redis_down_is_logged_once_without_the_password(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
