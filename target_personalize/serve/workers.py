@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
@@ -109,7 +109,13 @@ def prepare_model(settings: ServeSettings) -> None:
 
 def settings_environment(settings: ServeSettings) -> dict[str, str]:
     """The variable that hands ``settings`` to the worker processes."""
-    return {_SETTINGS_VAR: json.dumps(dataclasses.asdict(settings))}
+    given = _init_fields(settings)
+    given["browser"] = _init_fields(settings.browser)  # its key ring is loaded again
+    return {_SETTINGS_VAR: json.dumps(given)}
+
+
+def _init_fields(instance: Any) -> dict[str, Any]:
+    return {f.name: getattr(instance, f.name) for f in dataclasses.fields(instance) if f.init}
 
 
 def app_from_environment() -> FastAPI:

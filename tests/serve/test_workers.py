@@ -48,6 +48,10 @@ def workers(
                     break
             assert time.monotonic() < deadline, "the workers did not start"
             time.sleep(0.2)
+        while len(by_process(base, "/v1/stats", tries=16)) < 2:  # both workers up
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the second worker did not start"
+            time.sleep(0.5)
         yield base
     finally:
         process.send_signal(signal.SIGINT)
