@@ -236,4 +236,5 @@ def run_workers(settings: ServeSettings, workers: int, *, port: int, log_level: 
         workers=workers,
         log_level=log_level,
         access_log=False,
+        **settings.uvicorn_options(),
     )

@@ -180,7 +180,9 @@ def test_wrong_key_counters_are_shared_by_the_processes(
     ):
         wrong = {"X-API-Key": key[:-4] + "xxxx"}
         right = {"X-API-Key": key}
+        # A right key is checked once by each process and never counted as a wrong one.
         assert a.client.get("/v1/stats", headers=right).status_code == 200
+        assert b.client.get("/v1/stats", headers=right).status_code == 200
         assert a.client.get("/v1/stats", headers=wrong).status_code == 401
         assert b.client.get("/v1/stats", headers=wrong).status_code == 401
         assert a.client.get("/v1/stats", headers=wrong).status_code == 401
@@ -189,6 +191,8 @@ def test_wrong_key_counters_are_shared_by_the_processes(
             refused = server.client.get("/v1/stats", headers=wrong)
             assert refused.status_code == 429
             assert 0 < int(refused.headers["Retry-After"]) <= 60
+            # A key the process has verified still passes.
+            assert server.client.get("/v1/stats", headers=right).status_code == 200
 
 
 def test_redis_stopped_and_restarted_mid_run(stores: tuple[str, str], tmp_path: Path) -> None:
