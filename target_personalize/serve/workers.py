@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -41,6 +42,8 @@ __all__ = [
     "prepare_model",
     "refresh_shared",
     "run_workers",
+    "settings_environment",
+    "settings_from_environment",
 ]
 
 logger = logging.getLogger(__name__)
@@ -118,15 +121,21 @@ def _init_fields(instance: Any) -> dict[str, Any]:
     return {f.name: getattr(instance, f.name) for f in dataclasses.fields(instance) if f.init}
 
 
-def app_from_environment() -> FastAPI:
-    """The app of one worker (uvicorn's factory), from the settings the parent handed over."""
-    from target_personalize.serve.app import create_app  # noqa: PLC0415
+def settings_from_environment(environ: Mapping[str, str]) -> ServeSettings:
+    """The settings the parent handed over (the browser key ring loaded again from its file)."""
     from target_personalize.serve.browser import BrowserSettings  # noqa: PLC0415
     from target_personalize.serve.settings import ServeSettings  # noqa: PLC0415
 
-    given = json.loads(os.environ[_SETTINGS_VAR])
+    given = json.loads(environ[_SETTINGS_VAR])
     given["browser"] = BrowserSettings(**given.get("browser") or {})
-    return create_app(ServeSettings(**given))
+    return ServeSettings(**given)
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker (uvicorn's factory), from the settings the parent handed over."""
+    from target_personalize.serve.app import create_app  # noqa: PLC0415
+
+    return create_app(settings_from_environment(os.environ))
 
 
 def model_version(ranker: RankerBase) -> str:

@@ -23,8 +23,13 @@ from click.testing import CliRunner
 from target_personalize.cli import main
 from target_personalize.serve import KeyRing, ServeSettings
 from target_personalize.serve.auth import FailureLimiter, new_key
+from target_personalize.serve.browser import BrowserSettings, add_browser_key
 from target_personalize.serve.state import RedisState
-from target_personalize.serve.workers import check_workers
+from target_personalize.serve.workers import (
+    check_workers,
+    settings_environment,
+    settings_from_environment,
+)
 from tests.serve.conftest import T0, Server, running, seed_events, seed_store
 from tests.support.redis import OwnRedis, free_port, redis_prefix
 
@@ -279,6 +284,34 @@ def test_settings_several_processes_cannot_share_are_refused(
     with pytest.raises(ValueError, match=message):
         check_workers(ServeSettings(**given), 2)
     check_workers(ServeSettings(**given), 1)  # one process: anything goes
+
+
+def test_settings_reach_each_worker(tmp_path: Path) -> None:
+    browser_key, _ = add_browser_key(tmp_path / "browser.keys", "https://shop.example")
+    given = ServeSettings(
+        database_url="postgresql+psycopg://shop@db/shop",
+        ack="commit",
+        state_url="redis://127.0.0.1:6379/3",
+        state_prefix="shop:",
+        max_key_failures=4,
+        max_body_bytes=2048,
+        max_json_depth=5,
+        forwarded_allow_ips="10.0.0.1",
+        open_docs=True,
+        objectives={"conversion": 1.0, "revenue": 0.5},
+        browser=BrowserSettings(
+            keys_file=str(tmp_path / "browser.keys"), address_rate=3.0, demo=True
+        ),
+    )
+    rebuilt = settings_from_environment(settings_environment(given))
+    assert rebuilt.limits == given.limits
+    assert rebuilt.uvicorn_options() == given.uvicorn_options()
+    # The browser key ring is loaded again from its file in the worker.
+    assert rebuilt.browser.keys.find(browser_key) is not None
+    assert rebuilt.browser.address_rate == 3.0
+    assert rebuilt.browser.demo
+    for name in ServeSettings.__dataclass_fields__.keys() - {"browser"}:
+        assert getattr(rebuilt, name) == getattr(given, name), name
 
 
 def test_the_command_refuses_workers_on_duckdb(tmp_path: Path) -> None:
