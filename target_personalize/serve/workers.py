@@ -52,6 +52,10 @@ logger = logging.getLogger(__name__)
 POLL_SECONDS = 2.0
 #: The refresh lock's lifetime; its holder extends it every third of that.
 LOCK_SECONDS = 30.0
+#: How long uvicorn waits for a worker to answer its health check before replacing it. Its
+#: default (5 s) is shorter than a worker's start (imports, the model) on a loaded host: each
+#: starting worker would be killed and started again, over and over.
+HEALTHCHECK_SECONDS = 60
 _SETTINGS_VAR = "PERSONALIZE_SERVE_SETTINGS"
 
 
@@ -245,5 +249,6 @@ def run_workers(settings: ServeSettings, workers: int, *, port: int, log_level: 
         workers=workers,
         log_level=log_level,
         access_log=False,
+        timeout_worker_healthcheck=HEALTHCHECK_SECONDS,
         **settings.uvicorn_options(),
     )

@@ -34,7 +34,7 @@ def workers(
     command = [
         PERSONALIZE, "serve", "--database-url", store_url, "--workers", "2",
         "--state-url", state_url, "--state-prefix", prefix, "--port", str(port),
-        "--refresh-minutes", str(refresh_minutes), "--log-level", "warning",
+        "--refresh-minutes", str(refresh_minutes), "--log-level", "info",
     ]  # fmt: skip
     with log.open("wb") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
