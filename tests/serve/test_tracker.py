@@ -300,3 +300,86 @@ def test_widget_reranks_after_a_view_and_clicks_carry_the_rec_id(
     assert click["items"] == [{"item_id": after[1], "position": 2}]
     (cart,) = sent.named("add_to_cart")
     assert cart["rec_id"] == rec_id  # the list the item came from
+
+
+def _shop_visit(browser: Any, url: str, *, click: bool) -> dict[str, Any]:
+    """One visitor (a fresh context): the widget renders an experiment's list, then a purchase.
+
+    With ``click``, the visitor clicks the list's second item and buys it (the SDK tags the add
+    to cart and purchase with the list's ``rec_id``); without, buys the first item unclicked.
+    Returns the server's /v1/recommendations answer and what the page sent.
+    """
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        sent = Sent(page)
+        page.goto(url)
+        with page.expect_response(lambda r: "/v1/recommendations" in r.url) as answer:
+            shown = page.evaluate(
+                "personalize.recommend({k: 3, container: '#recs', experiment: 'widget'})"
+                ".then(r => r.items.map(i => i.item_id))"
+            )
+        served = answer.value.json()
+        assert served["experiment_id"] == "widget" and len(shown) == 3
+        # The list carries the server's rec_id, the one the impression is stored under.
+        assert page.get_attribute("#recs", "data-personalize-rec-id") == served["rec_id"]
+        item = shown[1] if click else shown[0]
+        if click:
+            page.click(f"#recs li[data-personalize-item='{item}']")
+        page.evaluate(
+            f"personalize.track('add_to_cart', {{items: [{{item_id: '{item}'}}]}});"
+            f"personalize.track('purchase', {{items: [{{item_id: '{item}'}}], revenue: 20,"
+            " order_id: 'o-' + Math.random()});"
+            "personalize.flush()"
+        )
+        wait_until(page, lambda: len(sent.statuses) == len(sent.batches), "the events' answers")
+        assert set(sent.statuses) == {200}
+        return {"served": served, "events": sent.events}
+    finally:
+        context.close()
+
+
+def test_a_widget_click_carries_the_servers_rec_id_and_is_attributed(
+    api: Server, shop: Shop, browser: Any
+) -> None:
+    body = {"experiment_id": "widget", "variants": ["control=popularity", "engine=engine"]}
+    created = api.client.post("/v1/experiments", json={**body, "traffic": "50,50"})
+    assert created.status_code == 201
+    url = shop.add("/p", tracker_page(api.url, {"flushMs": 60_000}, "<ul id='recs'></ul>"))
+    clicker = _shop_visit(browser, url, click=True)
+    looker = _shop_visit(browser, url, click=False)  # shown the list, bought without a click
+
+    rec_id = clicker["served"]["rec_id"]
+    (click,) = [e for e in clicker["events"] if e["event_name"] == "recommendation_click"]
+    assert click["rec_id"] == rec_id
+    for name in ("add_to_cart", "purchase"):
+        (event,) = [e for e in clicker["events"] if e["event_name"] == name]
+        assert event["rec_id"] == rec_id, f"the {name} does not carry the list's rec_id"
+    (bought,) = [e for e in looker["events"] if e["event_name"] == "purchase"]
+    assert "rec_id" not in bought
+
+    expected = {
+        variant: {
+            "visitors": 0,
+            "conversions": 0,
+            "impressions": 0.0,
+            "clicks": 0.0,
+            "attributed_click_through": 0,
+            "attributed_view_through": 0,
+        }
+        for variant in ("control", "engine")
+    }
+    for visit, clicked in ((clicker, True), (looker, False)):
+        figures = expected[visit["served"]["variant_id"]]
+        figures["visitors"] += 1
+        figures["conversions"] += 1  # bought after the first exposure
+        figures["impressions"] += 1
+        figures["clicks"] += 1 if clicked else 0  # the list's view is not a click
+        figures["attributed_click_through"] += 1 if clicked else 0
+        figures["attributed_view_through"] += 0 if clicked else 1  # a shown item, no rec_id
+    readout = api.client.get("/v1/experiments/widget").json()
+    got = {
+        variant["variant_id"]: {key: variant[key] for key in expected["control"]}
+        for variant in readout["variants"]
+    }
+    assert got == expected

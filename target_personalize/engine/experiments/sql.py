@@ -91,9 +91,11 @@ _SHOWN = """shown AS (
     SELECT i.rec_id, i.visitor_id AS visitor, i.variant_id, i.served_at
     FROM impressions i, params p WHERE i.experiment_id = p.experiment_id)"""
 
+# Events that carry a list's rec_id without being a click on it: exposures, and the browser
+# widget's record that the list was shown (personalize.js's ``recommendation_view``).
 _LISTS = """clicked AS (
     SELECT DISTINCT s.rec_id FROM shown s JOIN events e ON e.rec_id = s.rec_id
-    WHERE e.event_type <> 'experiment_exposure'),
+    WHERE e.event_type NOT IN ('experiment_exposure', 'recommendation_view')),
 visitor_lists AS (
     SELECT s.visitor, count(*) AS impressions, count(c.rec_id) AS clicks
     FROM shown s LEFT JOIN clicked c ON c.rec_id = s.rec_id GROUP BY s.visitor)"""
