@@ -151,6 +151,20 @@ def test_visitor_table_by_hand(shop: EventStore) -> None:
     assert (control.click_through, control.view_through, control.revenue) == (0, 1, 10)
 
 
+def test_a_list_shown_is_not_a_list_clicked(shop: EventStore) -> None:
+    # personalize.js records each list it shows as recommendation_view with the list's rec_id
+    shown = _event(
+        "v4", "recommendation_view", T0 + timedelta(seconds=1), user_id="u4", rec_id="r4"
+    )
+    clicked = _event(
+        "c6", "recommendation_click", T0 + timedelta(seconds=2), user_id="u6", rec_id="r6"
+    )
+    shop.load_events([shown, clicked])
+    visitors, _ = read_experiment(shop, "exp", ("control", "engine"))
+    assert visitors.clicks is not None
+    assert visitors.clicks.tolist() == [1, 1, 0, 0, 1]  # a3, u1, u2, u4 (only shown), u6
+
+
 def test_window_and_pre_period_are_parameters(shop: EventStore) -> None:
     visitors, attribution = read_experiment(
         shop, "exp", ("control", "engine"), attribution_window=timedelta(hours=48), pre_days=0
