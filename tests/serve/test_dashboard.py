@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,41 +11,14 @@ import pytest
 from target_personalize.serve import KeyRing, ServeSettings
 from tests.serve.conftest import Server, running, seed_store
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _missing() -> str | None:
-    try:
-        import playwright.sync_api  # noqa: F401, PLC0415
-    except ImportError:
-        return "the playwright Python package is not installed (pip install playwright)"
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
-        return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-    return None
-
 
 @pytest.fixture
-def browser_page() -> Iterator[Any]:
-    reason = _missing()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs the browser test: {reason}")
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright  # noqa: PLC0415
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+def browser_page(browser: Any) -> Iterator[Any]:
+    page = browser.new_page()
+    try:
+        yield page
+    finally:
+        page.close()
 
 
 @pytest.fixture
