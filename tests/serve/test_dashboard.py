@@ -10,6 +10,7 @@ import pytest
 
 from target_personalize.serve import KeyRing, ServeSettings
 from tests.serve.conftest import Server, running, seed_store
+from tests.serve.web import attributes
 
 
 @pytest.fixture
@@ -46,14 +47,14 @@ def test_slider_changes_the_ranking_shown(browser_page: Any, dashboard_server: S
     first_row.wait_for(timeout=15_000)
     # The sample visitor is the latest live session: the one above.
     assert page.locator("#visitor").input_value() == "dash-visitor"
-    before = [row.get_attribute("data-item") for row in page.locator("#ranking tr").all()]
+    before = attributes(page, "#ranking tr", "data-item")
     assert before[:2] == ["a", "cheap"]
 
     page.locator("#w-margin").fill("3")
     page.wait_for_function(
         "document.getElementById('ranking').dataset.objectives === '0,3'", timeout=15_000
     )
-    after = [row.get_attribute("data-item") for row in page.locator("#ranking tr").all()]
+    after = attributes(page, "#ranking tr", "data-item")
     assert after != before
     assert after.index("pricey") < after.index("cheap")
 
@@ -90,11 +91,10 @@ def test_experiment_panel_shows_variants_and_lift_bars(
     )
     page.locator("#ranking tr").first.wait_for(timeout=15_000)
     rows = page.locator("#variants tbody tr")
-    assert [r.get_attribute("data-variant") for r in rows.all()] == ["control", "engine"]
+    assert attributes(page, "#variants tbody tr", "data-variant") == ["control", "engine"]
     visitors = [int(r.locator("td").nth(1).text_content()) for r in rows.all()]
     assert sum(visitors) == 30  # the dashboard's own previews are not in the experiment
-    drawn = page.locator("#lift-chart g")
-    metrics = [g.get_attribute("data-metric") for g in drawn.all()]
+    metrics = attributes(page, "#lift-chart g", "data-metric")
     assert metrics[:2] == ["conversion_rate", "revenue_per_visitor"] and "ctr" in metrics
     assert "Traffic split as configured" in page.locator("#srm").text_content()
     assert page.locator("#error").text_content() == ""

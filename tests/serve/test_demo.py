@@ -8,11 +8,11 @@ from typing import Any
 from target_personalize.serve import KeyRing, ServeSettings
 from target_personalize.serve.browser import BrowserSettings
 from tests.serve.conftest import running, seed_store
-from tests.serve.web import Sent, wait_until
+from tests.serve.web import Sent, attributes, wait_until
 
 
 def recommended(page: Any) -> list[str]:
-    return [li.get_attribute("data-personalize-item") for li in page.locator("#recs li").all()]
+    return [item or "" for item in attributes(page, "#recs li", "data-personalize-item")]
 
 
 def test_catalog_is_public_and_only_with_demo(tmp_path: Path) -> None:

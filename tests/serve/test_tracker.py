@@ -17,6 +17,7 @@ from tests.serve.conftest import Server, running, seed_store
 from tests.serve.web import (
     Sent,
     Shop,
+    attributes,
     freeze_clock,
     received,
     stored_browser_events,
@@ -283,7 +284,7 @@ def test_widget_reranks_after_a_view_and_clicks_carry_the_rec_id(
     page.evaluate("personalize.track('product_view', {items: [{item_id: 'a'}]})")
     after = page.evaluate(show)  # the widget sends what is pending first
     assert after != before
-    shown = [li.get_attribute("data-personalize-item") for li in page.locator("#recs li").all()]
+    shown = attributes(page, "#recs li", "data-personalize-item")
     assert shown == after
     rec_id = page.get_attribute("#recs", "data-personalize-rec-id")
     page.click(f"#recs li[data-personalize-item='{after[1]}']")

@@ -142,6 +142,16 @@ class Sent:
         return [event for event in self.events if event["event_name"] == name]
 
 
+def attributes(page: Any, selector: str, name: str) -> list[str | None]:
+    """``name`` of every element ``selector`` matches, read in one step.
+
+    One ``evaluate`` in the page, not a locator per element: a list rerendered between
+    counting the elements and reading them would otherwise wait for an element now gone.
+    """
+    script = f"els => els.map(e => e.getAttribute({json.dumps(name)}))"
+    return list(page.eval_on_selector_all(selector, script))
+
+
 def wait_until(page: Any, check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
     """Poll ``check`` (real time) until it holds; fail naming ``what`` otherwise.
 
