@@ -55,6 +55,15 @@ T = TypeVar("T")
 _STOP = object()
 
 
+def _claim(future: Future[Any]) -> bool:
+    """Mark ``future`` running; ``False`` when its waiter cancelled it already.
+
+    A claimed future can no longer be cancelled, so setting its outcome later cannot raise
+    ``InvalidStateError`` on the store's threads (which would stop them for good).
+    """
+    return future.set_running_or_notify_cancel()
+
+
 class _Load:
     __slots__ = ("durable", "future", "records", "rows", "segment")
 
@@ -147,16 +156,19 @@ class ServingState:
                 else:
                     loads.append(more)
             if loads:
+                waiting = [_claim(load.durable) for load in loads]  # type: ignore[attr-defined]
                 try:
                     segment = journal.append([load.records for load in loads])  # type: ignore[attr-defined]
                 except OSError as error:
-                    for load in loads:
-                        load.durable.set_exception(error)  # type: ignore[attr-defined]
+                    for load, waits in zip(loads, waiting, strict=True):
+                        if waits:
+                            load.durable.set_exception(error)  # type: ignore[attr-defined]
                 else:
-                    for load in loads:
+                    for load, waits in zip(loads, waiting, strict=True):
                         load.segment = segment  # type: ignore[attr-defined]
                         self._queue.put(load)
-                        load.durable.set_result(len(load.records))  # type: ignore[attr-defined]
+                        if waits:
+                            load.durable.set_result(len(load.records))  # type: ignore[attr-defined]
             if stop:
                 break
 
@@ -201,6 +213,9 @@ class ServingState:
         self.store.close()
 
     def _commit(self, loads: list[_Load]) -> None:
+        # Queued events are stored even when their caller stopped waiting: a request
+        # cancelled after its events were journaled must not lose or wedge them.
+        waiting = [_claim(load.future) for load in loads]
         rows = [row for load in loads for row in load.rows]
         try:
             self.store.load_rows(rows)
@@ -208,17 +223,21 @@ class ServingState:
             self._failed_commits += 1
             if self.journal is not None:  # the events stay in the journal, replayed at start
                 logger.exception("Could not store %d journaled events", len(rows))
-            for load in loads:
-                load.future.set_exception(error)
+            for load, waits in zip(loads, waiting, strict=True):
+                if waits:
+                    load.future.set_exception(error)
             return
         self.commits += 1
         if self.journal is not None:
             for load in loads:
                 self.journal.stored(load.segment, len(load.records))
-        for load in loads:
-            load.future.set_result(len(load.records))
+        for load, waits in zip(loads, waiting, strict=True):
+            if waits:
+                load.future.set_result(len(load.records))
 
     def _call(self, call: _Call) -> None:
+        if not _claim(call.future):  # its caller left: a read nobody waits for is not run
+            return
         try:
             call.future.set_result(call.fn(self.store))
         except Exception as error:
