@@ -88,8 +88,7 @@ def add_experiment_routes(app: FastAPI, read: list[Any], write: list[Any]) -> No
         """The readout: per-variant figures, lifts with intervals, SRM (docs/experiments.md)."""
         await lab.log.flush()  # every list served so far counts
         try:
-            return await in_store(
-                lab.serving,
+            return await lab.serving.read(
                 lambda store: readout_from_store(
                     store,
                     experiment_id,

@@ -400,16 +400,23 @@ class ServingState:
             found = discover_funnel(store, wanted)
             return {**found.as_dict(), "event_weights": dict(found.event_weights)}
 
-        def mine_apart() -> dict[str, Any]:
-            with EventStore(self.settings.database_url) as reader:
-                return mine(reader)
-
-        if self._reads_apart:
-            result = await anyio.to_thread.run_sync(mine_apart)
-        else:
-            result = await self.run_in_store(mine)
+        result = await self.read(mine)
         self._funnel = (time.time(), wanted, result)
         return result
+
+    async def read(self, fn: Callable[[EventStore], T]) -> T:
+        """Run a read-only ``fn(store)`` on a connection of its own, so commits go on meanwhile.
+
+        On the store thread instead when no second connection sees the store (in-memory DuckDB).
+        """
+        if not self._reads_apart:
+            return await self.run_in_store(fn)
+
+        def apart() -> T:
+            with EventStore(self.settings.database_url) as reader:
+                return fn(reader)
+
+        return await anyio.to_thread.run_sync(apart)
 
     @property
     def _reads_apart(self) -> bool:
