@@ -1,6 +1,8 @@
 """The readout's input as SQL over the store: the same queries on DuckDB and PostgreSQL.
 
-Definitions (docs/experiments.md): a visitor is ``user_id``, else ``anonymous_id``; exposures
+Definitions (docs/experiments.md): a visitor is ``user_id``, else ``anonymous_id``, and an
+``anonymous_id`` that events show with exactly one ``user_id`` is that user (a browser visitor
+exposed before signing in converts under the same visitor after it); exposures
 are the ``exposures`` rows served by us plus ``experiment_exposure`` events (exposures other
 tools logged); a visitor exposed to more than one variant is left out and counted; key
 conversions count at or after the visitor's first exposure, and those in the ``pre_days``
@@ -44,13 +46,25 @@ _PARAMS = """params AS (
     SELECT CAST(%s AS VARCHAR) AS experiment_id, CAST(%s AS VARCHAR) AS conversion,
            CAST(%s AS BIGINT) AS window_s, CAST(%s AS BIGINT) AS pre_s)"""
 
+# An anonymous id seen with one user id only is that user; one a shared device shows with
+# several users stays a visitor of its own.
+_IDENTITIES = """identities AS (
+    SELECT anonymous_id, min(user_id) AS user_id FROM events
+    WHERE anonymous_id IS NOT NULL AND user_id IS NOT NULL
+    GROUP BY anonymous_id HAVING count(DISTINCT user_id) = 1)"""
+
+#: The visitor of an event ``e`` (with ``identities idn`` joined on its anonymous id).
+_EVENT_VISITOR = "coalesce(e.user_id, idn.user_id, e.anonymous_id)"
+
 _EXPOSED = """exposed AS (
-    SELECT x.visitor_id AS visitor, x.variant_id, x.exposed_at AS ts
-    FROM exposures x, params p
+    SELECT coalesce(idn.user_id, x.visitor_id) AS visitor, x.variant_id, x.exposed_at AS ts
+    FROM exposures x CROSS JOIN params p
+    LEFT JOIN identities idn ON idn.anonymous_id = x.visitor_id
     WHERE x.experiment_id = p.experiment_id AND x.visitor_id IS NOT NULL
     UNION ALL
-    SELECT coalesce(e.user_id, e.anonymous_id), e.variant_id, e.event_ts
-    FROM events e, params p
+    SELECT {event_visitor}, e.variant_id, e.event_ts
+    FROM events e CROSS JOIN params p
+    LEFT JOIN identities idn ON idn.anonymous_id = e.anonymous_id
     WHERE e.event_type = 'experiment_exposure' AND e.experiment_id = p.experiment_id
       AND e.variant_id IS NOT NULL AND coalesce(e.user_id, e.anonymous_id) IS NOT NULL),
 per_visitor AS (
@@ -71,9 +85,9 @@ event_margin AS (
 _CONVERSIONS = """conversions AS (
     SELECT a.visitor, e.source, e.event_id, e.event_ts >= a.first_ts AS post,
            coalesce(e.revenue, 0) AS revenue, coalesce(m.margin, 0) AS margin
-    FROM assigned a
-    JOIN events e ON coalesce(e.user_id, e.anonymous_id) = a.visitor
-    CROSS JOIN params p
+    FROM events e CROSS JOIN params p
+    LEFT JOIN identities idn ON idn.anonymous_id = e.anonymous_id
+    JOIN assigned a ON a.visitor = {event_visitor}
     LEFT JOIN event_margin m ON m.source = e.source AND m.event_id = e.event_id
     WHERE e.event_type = p.conversion AND NOT e.is_aggregate
       AND e.event_ts >= a.first_ts - INTERVAL '1 second' * p.pre_s),
@@ -88,8 +102,10 @@ visitor_conversions AS (
     FROM conversions GROUP BY visitor)"""
 
 _SHOWN = """shown AS (
-    SELECT i.rec_id, i.visitor_id AS visitor, i.variant_id, i.served_at
-    FROM impressions i, params p WHERE i.experiment_id = p.experiment_id)"""
+    SELECT i.rec_id, coalesce(idn.user_id, i.visitor_id) AS visitor, i.variant_id, i.served_at
+    FROM impressions i CROSS JOIN params p
+    LEFT JOIN identities idn ON idn.anonymous_id = i.visitor_id
+    WHERE i.experiment_id = p.experiment_id)"""
 
 # Events that carry a list's rec_id without being a click on it: exposures, and the browser
 # widget's record that the list was shown (personalize.js's ``recommendation_view``).
@@ -123,9 +139,10 @@ SELECT count(*) FROM per_visitor WHERE variant_id <> other_variant"""
 
 _ATTRIBUTED = """key_conversions AS (
     SELECT e.source, e.event_id, e.event_ts, e.rec_id,
-           coalesce(e.user_id, e.anonymous_id) AS visitor,
+           {event_visitor} AS visitor,
            coalesce(e.revenue, 0) AS revenue, coalesce(m.margin, 0) AS margin
     FROM events e CROSS JOIN params p
+    LEFT JOIN identities idn ON idn.anonymous_id = e.anonymous_id
     LEFT JOIN event_margin m ON m.source = e.source AND m.event_id = e.event_id
     WHERE e.event_type = p.conversion AND NOT e.is_aggregate),
 click_through AS (
@@ -179,7 +196,9 @@ class Attribution:
 def _prefix(store: EventStore, *parts: str) -> str:
     """``WITH`` and the parts; the items unnested are those of key conversions only."""
     event_items = event_items_sql(store.dialect, "event_type = (SELECT conversion FROM params)")
-    return "WITH " + ",\n".join(part.format(event_items=event_items) for part in parts)
+    return "WITH " + ",\n".join(
+        part.format(event_items=event_items, event_visitor=_EVENT_VISITOR) for part in parts
+    )
 
 
 def exposed_variants(store: EventStore, experiment_id: str) -> tuple[str, ...]:
@@ -221,11 +240,13 @@ def read_experiment(
     variant_index = {"variant_index": f"CASE a.variant_id {cases} ELSE -1 END"}
     indexed = [*params, *variant_ids]  # the CASE comes after every other placeholder
     arrays = store.query_arrays(
-        _prefix(store, _PARAMS, _EXPOSED, _MARGINS, _CONVERSIONS, _SHOWN, _LISTS)
+        _prefix(store, _PARAMS, _IDENTITIES, _EXPOSED, _MARGINS, _CONVERSIONS, _SHOWN, _LISTS)
         + _VISITORS.format(**variant_index),
         indexed,
     )
-    excluded = int(store.query(_prefix(store, _PARAMS, _EXPOSED) + _EXCLUDED, params)[0][0])
+    excluded = int(
+        store.query(_prefix(store, _PARAMS, _IDENTITIES, _EXPOSED) + _EXCLUDED, params)[0][0]
+    )
     has_margin = bool(
         store.query("SELECT 1 FROM items WHERE margin IS NOT NULL OR cost IS NOT NULL LIMIT 1")
     )
@@ -247,7 +268,8 @@ def read_experiment(
     variant = np.asarray(arrays[0], dtype=np.intp)
     if variant.size and variant.min() < 0:
         unknown = store.query(
-            _prefix(store, _PARAMS, _EXPOSED) + _UNKNOWN.format(**variant_index), indexed
+            _prefix(store, _PARAMS, _IDENTITIES, _EXPOSED) + _UNKNOWN.format(**variant_index),
+            indexed,
         )
         raise ExperimentError(
             f"exposures name variant(s) {', '.join(repr(str(r[0])) for r in unknown)} that are "
@@ -256,7 +278,7 @@ def read_experiment(
     visitors = VisitorData(variant_ids, variant, multiple_variants=excluded, **columns)
     attribution: dict[str, Attribution] = {}
     for variant_id, how, count, revenue, margin in store.query(
-        _prefix(store, _PARAMS, _MARGINS, _SHOWN, _ATTRIBUTED), params
+        _prefix(store, _PARAMS, _IDENTITIES, _MARGINS, _SHOWN, _ATTRIBUTED), params
     ):
         found = attribution.get(str(variant_id), Attribution())
         attribution[str(variant_id)] = Attribution(

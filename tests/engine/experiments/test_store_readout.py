@@ -165,6 +165,33 @@ def test_a_list_shown_is_not_a_list_clicked(shop: EventStore) -> None:
     assert visitors.clicks.tolist() == [1, 1, 0, 0, 1]  # a3, u1, u2, u4 (only shown), u6
 
 
+def test_a_visitor_exposed_before_signing_in_converts_as_the_same_visitor(
+    shop: EventStore,
+) -> None:
+    # a8 is exposed and shown r8 anonymously, signs in as u8 (an event with both ids), then
+    # buys as u8 only. a9 is a shared device: seen with u9 and u10, it stays its own visitor.
+    record_exposures(
+        shop, [Exposure("exp", "engine", "a8", T0), Exposure("exp", "control", "a9", T0)]
+    )
+    record_impressions(shop, [Impression("r8", "exp", "engine", "a8", "s8", T0, ("i1",))])
+    shop.load_events(
+        [
+            _event("l8", "login", T0 + timedelta(minutes=1), user_id="u8", anonymous_id="a8"),
+            _buy("b8", "u8", T0 + timedelta(minutes=2), "i1", 1, 15.0, rec_id="r8"),
+            _event("l9", "login", T0 + timedelta(minutes=1), user_id="u9", anonymous_id="a9"),
+            _event("l10", "login", T0 + timedelta(minutes=1), user_id="u10", anonymous_id="a9"),
+            _buy("b9", "u9", T0 + timedelta(minutes=2), "i9", 1, 10.0),
+        ]
+    )
+    visitors, attribution = read_experiment(shop, "exp", ("control", "engine"))
+    # rows in visitor order: a3, a9, u1, u2, u4, u6, u8 (a8 signed in as u8)
+    assert visitors.variant.tolist() == [1, 0, 0, 0, 1, 1, 1]
+    assert visitors.conversion_events.tolist() == [1, 0, 1, 0, 1, 1, 1]
+    assert visitors.revenue.tolist() == [30, 0, 10, 0, 20, 40, 15]
+    assert visitors.clicks is not None and visitors.clicks.tolist() == [1, 0, 1, 0, 0, 0, 1]
+    assert attribution["engine"].click_through == 2  # b3 and now b8, by rec_id
+
+
 def test_window_and_pre_period_are_parameters(shop: EventStore) -> None:
     visitors, attribution = read_experiment(
         shop, "exp", ("control", "engine"), attribution_window=timedelta(hours=48), pre_days=0
