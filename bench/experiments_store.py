@@ -7,7 +7,8 @@ Usage::
 
 Builds a DuckDB store in SQL (seeded by the row numbers, so every run has the same data):
 ``events / 3.6`` visitors, each exposed once to one of two variants (half through ``exposures``
-rows, half through ``experiment_exposure`` events), three product views and, for one visitor
+rows, half through ``experiment_exposure`` events), three product views (signed in: with a
+device id too, which the readout's identity map reads) and, for one visitor
 in ten, a purchase of one catalog item (half of them carrying the ``rec_id`` of the visitor's
 served list); one served list of three items per visitor. Then times ``readout_from_store``
 (the SQL visitor table, the attribution and the statistics) twice, the second with warm caches.
@@ -54,9 +55,10 @@ def build(store: EventStore, events: int) -> None:
         "'[]' FROM v")  # fmt: skip
     run(f"INSERT INTO impression_items SELECT 'r' || n, k, 'i' || ((n + k) % {_ITEMS}) "
         "FROM v, range(1, 4) t(k)")  # fmt: skip
-    run(f"INSERT INTO events ({common}, items) SELECT 'bench', 'p' || n || '-' || k, "
+    run(f"INSERT INTO events ({common}, items, anonymous_id) SELECT 'bench', 'p' || n || '-' || k, "
         f"'Product Viewed', 'product_view', ts + INTERVAL 1 MINUTE * k, visitor, 1, false, "
-        f"[{{'item_id': 'i' || ((n + k) % {_ITEMS})}}] FROM v, range(1, 4) t(k)")  # fmt: skip
+        f"[{{'item_id': 'i' || ((n + k) % {_ITEMS})}}], 'a' || n "
+        f"FROM v, range(1, 4) t(k)")  # fmt: skip
     run(f"INSERT INTO events ({common}, items, revenue, rec_id) SELECT 'bench', 'b' || n, "
         f"'Order Completed', 'purchase', ts + INTERVAL 1 HOUR, visitor, 1, false, "
         f"[{{'item_id': 'i' || ((n + 1) % {_ITEMS}), 'quantity': 1.0}}], 10 + (n % 50), "

@@ -51,7 +51,7 @@ _PARAMS = """params AS (
 _IDENTITIES = """identities AS (
     SELECT anonymous_id, min(user_id) AS user_id FROM events
     WHERE anonymous_id IS NOT NULL AND user_id IS NOT NULL
-    GROUP BY anonymous_id HAVING count(DISTINCT user_id) = 1)"""
+    GROUP BY anonymous_id HAVING min(user_id) = max(user_id))"""
 
 #: The visitor of an event ``e`` (with ``identities idn`` joined on its anonymous id).
 _EVENT_VISITOR = "coalesce(e.user_id, idn.user_id, e.anonymous_id)"
