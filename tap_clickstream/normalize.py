@@ -17,6 +17,11 @@ from urllib.parse import urlsplit
 from tap_clickstream.events import Item, format_ts
 
 __all__ = [
+    "EXPERIMENT_KEYS",
+    "EXPOSURE_EXPERIMENT_KEYS",
+    "EXPOSURE_VARIANT_KEYS",
+    "REC_ID_KEYS",
+    "VARIANT_KEYS",
     "as_filters",
     "as_float",
     "as_str",
@@ -137,11 +142,12 @@ def items_from_properties(props: dict[str, t.Any]) -> list[Item]:
 
 # Keys that name an experiment, its variant or a recommended list on any event, and keys that
 # do so only on an exposure (elsewhere "variant" is a product's, "flag_key" a feature flag's).
-_EXPERIMENT_KEYS = ("experiment_id", "experimentId")
-_VARIANT_KEYS = ("variant_id", "variation_id", "variationId")
-_EXPOSURE_EXPERIMENT_KEYS = ("experiment_name", "flag_key", "Experiment name", "experiment")
-_EXPOSURE_VARIANT_KEYS = ("variation_name", "variant", "Variant name", "variation")
-_REC_ID_KEYS = ("rec_id", "recId", "recommendation_id")
+# (The canonical views read the same keys: tap_clickstream/sources/ga4/view.py.)
+EXPERIMENT_KEYS = ("experiment_id", "experimentId")
+VARIANT_KEYS = ("variant_id", "variation_id", "variationId")
+EXPOSURE_EXPERIMENT_KEYS = ("experiment_name", "flag_key", "Experiment name", "experiment")
+EXPOSURE_VARIANT_KEYS = ("variation_name", "variant", "Variant name", "variation")
+REC_ID_KEYS = ("rec_id", "recId", "recommendation_id")
 
 
 def experiment_fields(
@@ -158,13 +164,13 @@ def experiment_fields(
     (the recommended list a click or purchase came from) is read on every event.
     """
     exposure = event_type == "experiment_exposure"
-    experiment = as_str(pop_first(props, *_EXPERIMENT_KEYS))
+    experiment = as_str(pop_first(props, *EXPERIMENT_KEYS))
     if experiment is None and exposure:
-        experiment = as_str(pop_first(props, *_EXPOSURE_EXPERIMENT_KEYS))
-    variant = as_str(pop_first(props, *_VARIANT_KEYS))
+        experiment = as_str(pop_first(props, *EXPOSURE_EXPERIMENT_KEYS))
+    variant = as_str(pop_first(props, *VARIANT_KEYS))
     if variant is None and exposure:
-        variant = as_str(pop_first(props, *_EXPOSURE_VARIANT_KEYS))
-    return experiment, variant, as_str(pop_first(props, *_REC_ID_KEYS))
+        variant = as_str(pop_first(props, *EXPOSURE_VARIANT_KEYS))
+    return experiment, variant, as_str(pop_first(props, *REC_ID_KEYS))
 
 
 def as_filters(props: dict[str, t.Any]) -> dict[str, t.Any] | None:

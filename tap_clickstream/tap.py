@@ -121,6 +121,9 @@ def _print_view(ctx: click.Context, _param: click.Parameter, value: str | None) 
     dialect = ctx.meta.get("view.dialect")
     if dialect is None:
         raise click.UsageError("--emit-view needs --dialect (the warehouse's SQL dialect)")
+    # --config is eager: its files are read by now (meltano invoke passes the project's).
+    config = getattr(ctx.params.get("config"), "config", None) or {}
+    event_map = config.get("event_map")
     click.echo(
         emit_view(
             value,
@@ -128,6 +131,7 @@ def _print_view(ctx: click.Context, _param: click.Parameter, value: str | None) 
             events=ctx.meta.get("view.events"),
             view=ctx.meta.get("view.view"),
             layout=ctx.meta.get("view.layout"),
+            event_map=event_map if isinstance(event_map, dict) else None,
         ),
         nl=False,
     )

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from tap_clickstream.events import BUILTIN_CROSSWALK
+import typing as t
+
+from tap_clickstream.events import BUILTIN_CROSSWALK, snake_case
+
+if t.TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["event_type_sql", "quote", "snake_sql"]
 
@@ -21,12 +26,21 @@ def snake_sql(expression: str) -> str:
     return f"lower(replace(replace(trim({expression}), ' ', '_'), '-', '_'))"
 
 
-def event_type_sql(name: str) -> str:
-    """SQL mapping the raw name in ``name`` to its canonical type by the built-in crosswalk."""
+def event_type_sql(name: str, event_map: Mapping[str, str] | None = None) -> str:
+    """SQL mapping the raw name in ``name`` to its canonical type.
+
+    As :class:`tap_clickstream.events.EventTypeMapper` does: the ``event_map`` by exact raw
+    name, then by snake_case key, then the built-in crosswalk, else the key itself.
+    """
     key = snake_sql(name)
-    cases = "".join(
-        f" WHEN {quote(raw)} THEN {quote(kind)}"
-        for raw, kind in sorted(BUILTIN_CROSSWALK.items())
-        if raw != kind
+    user = {raw: snake_case(kind) for raw, kind in (event_map or {}).items()}
+    by_key = {snake_case(raw): kind for raw, kind in user.items()}
+    keyed = {**{raw: kind for raw, kind in BUILTIN_CROSSWALK.items() if raw != kind}, **by_key}
+    cases = "".join(f" WHEN {quote(raw)} THEN {quote(kind)}" for raw, kind in sorted(keyed.items()))
+    crosswalked = f"CASE {key}{cases} ELSE {key} END"
+    if not user:
+        return crosswalked
+    exact = "".join(
+        f" WHEN {name} = {quote(raw)} THEN {quote(kind)}" for raw, kind in sorted(user.items())
     )
-    return f"CASE {key}{cases} ELSE {key} END"
+    return f"CASE{exact} ELSE {crosswalked} END"

@@ -7,10 +7,15 @@ dialect. Its columns are the canonical event's plus ``loaded_at``, so ``personal
 
 from __future__ import annotations
 
+import typing as t
+
 import sqlglot
 
 from tap_clickstream.sources.ga4 import view as ga4_view
 from tap_clickstream.sources.snowplow import view as snowplow_view
+
+if t.TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["DIALECTS", "VIEW_SOURCES", "emit_view"]
 
@@ -27,6 +32,33 @@ VIEW_SOURCES = ("snowplow", "ga4")
 GA4_DIALECTS = ("bigquery", "duckdb")
 #: The dialect every view is written in.
 SOURCE_DIALECT = "duckdb"
+#: What each view cannot compute as the tap does, printed as comments above its statement.
+_LIMITS = {
+    "snowplow": (
+        "Left NULL: items, filters, properties, user_properties, media_progress_pct, "
+        "site-search terms (the site_search event), experiment_id, variant_id, rec_id (the tap "
+        "reads these from entities and self-describing events whose columns or tables a "
+        "warehouse may not have).",
+        "Event ids are Snowplow's event_id, as in the store.",
+    ),
+    "ga4": (
+        "Left NULL: filters, properties, user_properties.",
+        "event_id is an MD5 of the event's identifying fields: the tap's ids are BLAKE2b "
+        "(no SQL dialect here has it), so feed a store from the tap or from this view, "
+        "never from both (docs/warehouse-views.md#event-ids).",
+    ),
+}
+_COMMON_LIMITS = (
+    "Event types: the event_map by raw name and by snake_case key, then the built-in "
+    "crosswalk; SQL's snake_case only lower-cases and turns spaces and dashes into _ "
+    "(camelCase is not split as the tap splits it).",
+)
+_DIALECT_LIMITS = {
+    ("snowplow", "bigquery"): (
+        "BigQuery Loader 2 writes entities as ARRAY<STRUCT>, not JSON: there, replace each "
+        "JSON_EXTRACT_SCALAR(col, '$[0].field') with col[SAFE_OFFSET(0)].field.",
+    ),
+}
 
 
 def emit_view(
@@ -36,6 +68,7 @@ def emit_view(
     events: str | None = None,
     view: str | None = None,
     layout: str | None = None,
+    event_map: Mapping[str, str] | None = None,
 ) -> str:
     """The ``CREATE OR REPLACE VIEW`` statement of a source's canonical view in a dialect.
 
@@ -47,6 +80,7 @@ def emit_view(
         view: the view's name (default ``<source>_canonical_events`` in the events' schema).
         layout: Snowplow only: ``wide`` or ``shredded`` (default: what the dialect's loader
             writes: shredded on Postgres and Redshift, wide elsewhere).
+        event_map: the tap's ``event_map`` setting (raw event name -> canonical type).
 
     Raises:
         ValueError: for an unknown source, dialect or layout.
@@ -55,7 +89,9 @@ def emit_view(
         raise ValueError(f"unknown dialect {dialect!r}: use one of {', '.join(DIALECTS)}")
     if source == "snowplow":
         table = events or snowplow_view.DEFAULT_EVENTS
-        select = snowplow_view.view_select(table, layout or snowplow_view.default_layout(dialect))
+        select = snowplow_view.view_select(
+            table, layout or snowplow_view.default_layout(dialect), event_map
+        )
     elif source == "ga4":
         if dialect not in GA4_DIALECTS:
             raise ValueError(
@@ -63,7 +99,7 @@ def emit_view(
                 f"(use one of {', '.join(GA4_DIALECTS)})"
             )
         table = events or ga4_view.DEFAULT_EVENTS
-        select = ga4_view.view_select()
+        select = ga4_view.view_select(event_map)
     else:
         raise ValueError(f"unknown source {source!r}: use one of {', '.join(VIEW_SOURCES)}")
     schema = table.rsplit(".", 1)[0] + "." if "." in table else ""
@@ -77,4 +113,6 @@ def emit_view(
         # After transpiling: BigQuery's wildcard table is no DuckDB SQL.
         quoted = f"`{table}`" if dialect == "bigquery" else table
         text = text.replace(ga4_view.EVENTS_PLACEHOLDER, quoted)
-    return text + ";\n"
+    notes = (*_LIMITS[source], *_COMMON_LIMITS, *_DIALECT_LIMITS.get((source, dialect), ()))
+    header = "".join(f"-- {note}\n" for note in notes)
+    return f"-- tap-clickstream canonical {source} view ({dialect}).\n{header}{text};\n"

@@ -4,12 +4,26 @@ The same fields as :func:`tap_clickstream.sources.ga4.export.normalise_export_ro
 typed parameter values, ``(not set)`` placeholders as NULL, the campaign from the first of
 the event's parameters, ``collected_traffic_source`` and the user's first-touch
 ``traffic_source`` that has any value. Event ids are an MD5 of the identifying fields (the tap
-hashes them with BLAKE2b, which SQL lacks): stable, but not the tap's ids.
+hashes them with BLAKE2b, which SQL lacks): stable, but not the tap's ids. Items, the
+experiment fields (the exposure crosswalk of :func:`tap_clickstream.normalize.experiment_fields`)
+and the ``event_map`` are the tap's.
 """
 
 from __future__ import annotations
 
+import typing as t
+
+from tap_clickstream.normalize import (
+    EXPERIMENT_KEYS,
+    EXPOSURE_EXPERIMENT_KEYS,
+    EXPOSURE_VARIANT_KEYS,
+    REC_ID_KEYS,
+    VARIANT_KEYS,
+)
 from tap_clickstream.view_sql import event_type_sql, quote
+
+if t.TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["DEFAULT_EVENTS", "EVENTS_PLACEHOLDER", "view_select"]
 
@@ -72,8 +86,51 @@ def _campaign() -> str:
     return ", ".join(columns)
 
 
-def view_select() -> str:
-    """The view's SELECT over the export (the table is :data:`EVENTS_PLACEHOLDER`)."""
+def _first_param(keys: tuple[str, ...]) -> str:
+    """The first of the parameters ``keys`` with a non-empty value (as ``pop_first`` reads)."""
+    values = ", ".join(f"nullif({_param(key)}, '')" for key in keys)
+    return f"coalesce({values})"
+
+
+def _experiment(event_type: str) -> str:
+    """``experiment_id``, ``variant_id`` and ``rec_id``; names count only on an exposure."""
+    exposure = f"{event_type} = 'experiment_exposure'"
+    columns = []
+    for field, keys, exposure_keys in (
+        ("experiment_id", EXPERIMENT_KEYS, EXPOSURE_EXPERIMENT_KEYS),
+        ("variant_id", VARIANT_KEYS, EXPOSURE_VARIANT_KEYS),
+    ):
+        columns.append(
+            f"CASE WHEN {exposure} THEN {_first_param(keys + exposure_keys)} "
+            f"ELSE {_first_param(keys)} END AS {field}"
+        )
+    columns.append(f"{_first_param(REC_ID_KEYS)} AS rec_id")
+    return ", ".join(columns)
+
+
+def _items() -> str:
+    """The event's items as a JSON array, as the tap reads them (id, else name; no id: left out)."""
+    item_id = f"coalesce({_set('i.item_id')}, {_set('i.item_name')})"
+    position = "CAST(trunc(TRY_CAST(i.item_list_index AS DOUBLE)) AS BIGINT)"
+    fields = (
+        f"'item_id': {item_id}, 'name': {_set('i.item_name')}, "
+        f"'category': {_set('i.item_category')}, 'brand': {_set('i.item_brand')}, "
+        f"'variant': {_set('i.item_variant')}, 'price': CAST(i.price AS DOUBLE), "
+        f"'quantity': CAST(i.quantity AS DOUBLE), 'position': {position}"
+    )
+    # No items: [] (an empty aggregate is NULL, and BigQuery's TO_JSON(NULL) is JSON null).
+    return (
+        f"(SELECT CASE WHEN count(*) = 0 THEN json('[]') ELSE to_json(list({{{fields}}})) END "
+        f"FROM unnest(e.items) AS u(i) WHERE {item_id} IS NOT NULL)"
+    )
+
+
+def view_select(event_map: Mapping[str, str] | None = None) -> str:
+    """The view's SELECT over the export (the table is :data:`EVENTS_PLACEHOLDER`).
+
+    ``event_map`` is the tap's setting (raw event name -> canonical type), applied first.
+    """
+    event_type = event_type_sql("e.event_name", event_map)
     text = "CAST({} AS VARCHAR)"
     parts = ", ".join(
         f"coalesce({text.format(c)}, '')"
@@ -96,7 +153,7 @@ def view_select() -> str:
 SELECT 'ga4' AS source,
     md5(concat_ws(chr(31), {parts}, CASE WHEN e.batch_event_index IS NULL
         THEN coalesce({all_params}, '') ELSE '' END)) AS event_id,
-    e.event_name, {event_type_sql("e.event_name")} AS event_type,
+    e.event_name, {event_type} AS event_type,
     {event_ts} AS event_ts,
     make_timestamp(e.event_timestamp + e.event_server_timestamp_offset) AS ingested_at,
     nullif(e.user_id, '') AS user_id, nullif(e.user_pseudo_id, '') AS anonymous_id,
@@ -110,7 +167,7 @@ SELECT 'ga4' AS source,
     nullif({_param("page_referrer")}, '') AS referrer,
     {_campaign()},
     nullif({_param("search_term")}, '') AS search_query,
-    CAST(NULL AS JSON) AS filters, CAST(NULL AS JSON) AS items,
+    CAST(NULL AS JSON) AS filters, {_items()} AS items,
     {order_id} AS order_id,
     coalesce(e.ecommerce.purchase_revenue,
         CASE WHEN {order_id} IS NOT NULL THEN {_param("value", "number")} END) AS revenue,
@@ -125,8 +182,7 @@ SELECT 'ga4' AS source,
     {_set("e.geo.country")} AS country, {_set("e.geo.region")} AS region,
     {_set("e.geo.city")} AS city,
     CAST(NULL AS JSON) AS properties, CAST(NULL AS JSON) AS user_properties,
-    CAST(NULL AS VARCHAR) AS experiment_id, CAST(NULL AS VARCHAR) AS variant_id,
-    CAST(NULL AS VARCHAR) AS rec_id,
+    {_experiment(event_type)},
     {event_ts} AS loaded_at
 FROM {EVENTS_PLACEHOLDER} AS e
 WHERE e.event_name <> '' AND e.event_timestamp IS NOT NULL"""

@@ -12,9 +12,14 @@ out (NULL): see docs/warehouse-views.md.
 
 from __future__ import annotations
 
+import typing as t
+
 from tap_clickstream.events import snake_case
 from tap_clickstream.sources.snowplow import settings
 from tap_clickstream.view_sql import event_type_sql, quote
+
+if t.TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["DEFAULT_EVENTS", "default_layout", "view_select"]
 
@@ -82,8 +87,11 @@ def _ecommerce_type() -> str:
     return f"CASE action_type{cases} END"
 
 
-def view_select(table: str, layout: str) -> str:
-    """The view's SELECT over the events table ``table`` laid out as ``layout``."""
+def view_select(table: str, layout: str, event_map: Mapping[str, str] | None = None) -> str:
+    """The view's SELECT over the events table ``table`` laid out as ``layout``.
+
+    ``event_map`` is the tap's setting (raw event name -> canonical type), applied first.
+    """
     entity_columns, joins = _entities(table, layout)
     cursor = "load_tstamp" if layout == "wide" else "collector_tstamp"
     raw_name = (
@@ -92,7 +100,7 @@ def view_select(table: str, layout: str) -> str:
         f"ELSE coalesce({_text('event_name')}, event) END"
     )
     # The crosswalk first; an ecommerce action the crosswalk leaves as it is takes its own type.
-    crosswalked = event_type_sql("name")
+    crosswalked = event_type_sql("name", event_map)
     identity = " OR ".join(
         f"(name = {quote(n)} AND {crosswalked} = {quote(snake_case(n))})"
         for n in sorted(settings.ECOMMERCE_TYPES)

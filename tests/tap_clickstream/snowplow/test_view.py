@@ -7,7 +7,10 @@ view computes.
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,9 +47,12 @@ def _plain(field: str, value: Any) -> Any:
     return value
 
 
-def tap_events(url: str, schema: str) -> dict[str, dict[str, Any]]:
+def tap_events(
+    url: str, schema: str, event_map: dict[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
     """What the tap extracts, in one window, keyed by event id."""
-    result = run_tap(snowplow_config(url, schema, window_hours=24 * 7))
+    config = snowplow_config(url, schema, window_hours=24 * 7)
+    result = run_tap({**config, "event_map": event_map or {}})
     assert result.error is None
     return {
         event_id: {f: _plain(f, event[f]) for f in COMPARED}
@@ -86,6 +92,28 @@ def test_wide_view_on_duckdb_matches_the_tap(duckdb_url: str) -> None:
     assert _differences(found, expected) == []
 
 
+#: The shop's own names: a structured event's action, an ecommerce action, a legacy event.
+EVENT_MAP = {"Banner Click": "promotion_click", "add_to_cart": "Wishlist Add",
+             "transaction": "order_placed", "search": "site_search"}  # fmt: skip
+
+
+def test_the_event_map_types_events_as_in_the_tap(duckdb_url: str) -> None:
+    ddl = emit_view("snowplow", "duckdb", view="atomic.canonical", event_map=EVENT_MAP)
+    found = view_events(duckdb_url, ddl, "atomic.canonical")
+    expected = tap_events(duckdb_url, "atomic", EVENT_MAP)
+    assert _differences(found, expected) == []
+    types = {(row["event_name"], row["event_type"]) for row in found.values()}
+    assert {
+        ("banner-click", "promotion_click"),  # by snake_case key
+        ("add_to_cart", "wishlist_add"),  # by raw name: not the ecommerce type
+        ("transaction", "order_placed"),  # the ecommerce action and the legacy event
+        ("search", "site_search"),
+    } <= types
+    assert ("transaction", "purchase") not in types
+    # A search mapped elsewhere is no search: its label is no query (as in the tap).
+    assert {row["search_query"] for row in found.values()} == {None}
+
+
 @pytest.mark.postgres
 def test_shredded_view_on_postgres_matches_the_tap(postgres_warehouse: tuple[str, str]) -> None:
     url, schema = postgres_warehouse
@@ -123,11 +151,26 @@ def test_the_tap_prints_the_view() -> None:
         ["--emit-view", "snowplow", "--dialect", "redshift", "--view", "analytics.ev"],
     )
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("CREATE OR REPLACE VIEW analytics.ev AS")
+    header, statement = result.output.split("\nCREATE OR REPLACE VIEW analytics.ev AS", 1)
+    # What the view cannot compute is said above it, in comments.
+    assert all(line.startswith("-- ") for line in header.splitlines())
+    assert "Left NULL: items" in header
+    assert statement.rstrip().endswith(";")
     assert "atomic.com_snowplowanalytics_snowplow_web_page_1" in result.output
     missing = CliRunner().invoke(TapClickstream.cli, ["--emit-view", "snowplow"])
     assert missing.exit_code == 2
     assert "--emit-view needs --dialect" in missing.output
+
+
+def test_the_printed_view_applies_the_configs_event_map(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"event_map": {"Banner Click": "promotion_click"}}))
+    args = ["--emit-view", "snowplow", "--dialect", "duckdb"]
+    mapped = CliRunner().invoke(TapClickstream.cli, [*args, "--config", str(config)])
+    assert mapped.exit_code == 0, mapped.output
+    assert re.search(r"WHEN 'banner_click'\s+THEN 'promotion_click'", mapped.output)
+    plain = CliRunner().invoke(TapClickstream.cli, args)
+    assert "promotion_click" not in plain.output
 
 
 def test_unknown_layout_and_dialect_are_named() -> None:
