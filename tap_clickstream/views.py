@@ -10,6 +10,7 @@ from __future__ import annotations
 import typing as t
 
 import sqlglot
+from sqlglot import exp
 
 from tap_clickstream.sources.ga4 import view as ga4_view
 from tap_clickstream.sources.snowplow import view as snowplow_view
@@ -105,10 +106,10 @@ def emit_view(
     schema = table.rsplit(".", 1)[0] + "." if "." in table else ""
     name = view or f"{schema}{source}_canonical_events"
     statement = f"CREATE OR REPLACE VIEW {name} AS {select}"
-    rendered = sqlglot.transpile(
-        statement, read=SOURCE_DIALECT, write=DIALECTS[dialect], pretty=True
-    )
-    text = rendered[0]
+    tree = sqlglot.parse_one(statement, read=SOURCE_DIALECT)
+    if dialect == "bigquery":
+        tree = tree.transform(_unix_micros)
+    text = tree.sql(dialect=DIALECTS[dialect], pretty=True)
     if source == "ga4":
         # After transpiling: BigQuery's wildcard table is no DuckDB SQL.
         quoted = f"`{table}`" if dialect == "bigquery" else table
@@ -116,3 +117,11 @@ def emit_view(
     notes = (*_LIMITS[source], *_COMMON_LIMITS, *_DIALECT_LIMITS.get((source, dialect), ()))
     header = "".join(f"-- {note}\n" for note in notes)
     return f"-- tap-clickstream canonical {source} view ({dialect}).\n{header}{text};\n"
+
+
+def _unix_micros(node: exp.Expression) -> exp.Expression:
+    """``epoch(ts)`` as ``UNIX_MICROS(ts) / 1e6`` (sqlglot writes TIME_TO_UNIX: no GoogleSQL)."""
+    if isinstance(node, exp.TimeToUnix):
+        micros = exp.Anonymous(this="UNIX_MICROS", expressions=[node.this.copy()])
+        return exp.Paren(this=exp.Div(this=micros, expression=exp.Literal.number("1e6")))
+    return node

@@ -132,7 +132,8 @@ def view_select(event_map: Mapping[str, str] | None = None) -> str:
     """
     event_type = event_type_sql("e.event_name", event_map)
     text = "CAST({} AS VARCHAR)"
-    parts = ", ".join(
+    # Joined with || (BigQuery has no concat_ws; every part is text, never NULL).
+    parts = " || chr(31) || ".join(
         f"coalesce({text.format(c)}, '')"
         for c in (
             "e.stream_id", "e.user_pseudo_id", "e.event_timestamp", "e.event_name",
@@ -151,8 +152,8 @@ def view_select(event_map: Mapping[str, str] | None = None) -> str:
     event_ts = "make_timestamp(e.event_timestamp)"
     return f"""
 SELECT 'ga4' AS source,
-    md5(concat_ws(chr(31), {parts}, CASE WHEN e.batch_event_index IS NULL
-        THEN coalesce({all_params}, '') ELSE '' END)) AS event_id,
+    md5({parts} || chr(31) || CASE WHEN e.batch_event_index IS NULL
+        THEN coalesce({all_params}, '') ELSE '' END) AS event_id,
     e.event_name, {event_type} AS event_type,
     {event_ts} AS event_ts,
     make_timestamp(e.event_timestamp + e.event_server_timestamp_offset) AS ingested_at,
