@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python bench/shop.py                      # seeds 7, 11, 13; about a minute each
     .venv/bin/python bench/shop.py --seeds 7 --json shop.json
+    .venv/bin/python bench/shop.py --impressions 30000  # P(buy | shown) from recorded lists
     .venv/bin/python bench/shop.py --rerank             # the LambdaRank re-ranker, P from its
                                                         # calibrated model and from item rates
 
@@ -54,6 +55,7 @@ from target_personalize.engine import (
     RerankedSessionRanker,
     SessionRanker,
 )
+from target_personalize.engine.store.served import Impression, record_impressions
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -164,13 +166,97 @@ def _ranker(seed: int, rerank: bool, train_queries: int) -> RankerBase:
     return SessionRanker(random_state=seed)
 
 
+def _learn_from_impressions(
+    shop: Shop, store: EventStore, ranker: RankerBase, *, lists: int, k: int, seed: int
+) -> int:
+    """Show ``lists`` lists to new visits, record what was shown and bought; return purchases.
+
+    Each visit has an intent and its first two views; it is shown the ranker's ``k`` best
+    items under a dial drawn from :data:`DIALS` (so items reach many positions), buys one of
+    them or nothing by the true logit with position bias, and the purchase carries the list's
+    ``rec_id``. The ranker refitted on the store then learns P(buy | shown) from these.
+    """
+    rng = np.random.default_rng(seed + 1)
+    index = {str(item_id): int(item_id[1:]) for item_id in ranker.items.item_ids}
+    impressions: list[Impression] = []
+    events: list[dict[str, Any]] = []
+    bought = 0
+    for n in range(lists):
+        intent = int(rng.integers(_CATEGORIES))
+        views, _ = _visit(shop, intent, rng)
+        session = f"e{n}"
+        visit_events = _events(0, views[:2], None, shop)
+        begin = _T0 + timedelta(days=400, minutes=3 * n)
+        for m, event in enumerate(visit_events):
+            event.update(
+                event_id=f"{session}-{m}",
+                session_id=session,
+                anonymous_id=f"x{n}",
+                event_ts=(begin + timedelta(seconds=20 * m)).isoformat(),
+            )
+            ranker.observe(event)
+        _, objectives = DIALS[int(rng.integers(len(DIALS)))]
+        shown = np.array(
+            [
+                index[s.item_id]
+                for s in ranker.recommend(session_id=session, k=k, objectives=objectives)
+            ],
+            dtype=np.int64,
+        )
+        served = begin + timedelta(minutes=1)
+        impressions.append(
+            Impression(
+                f"r{n}", None, None, f"x{n}", session, served.replace(tzinfo=None),
+                tuple(f"i{i}" for i in shown),
+            )
+        )  # fmt: skip
+        events += visit_events
+        if not shown.size:
+            continue
+        weight = shop.weight(shown, intent) / np.log2(np.arange(2, shown.size + 2))
+        choice = rng.choice(
+            shown.size + 1, p=np.append(weight, _OUTSIDE) / (_OUTSIDE + weight.sum())
+        )
+        if choice < shown.size:
+            item = int(shown[choice])
+            bought += 1
+            events.append(
+                {
+                    "source": "shop",
+                    "event_id": f"{session}-buy",
+                    "event_name": "purchase",
+                    "event_type": "purchase",
+                    "event_ts": (served + timedelta(minutes=5)).isoformat(),
+                    "session_id": session,
+                    "anonymous_id": f"x{n}",
+                    "rec_id": f"r{n}",
+                    "items": [
+                        {"item_id": f"i{item}", "price": float(shop.price[item]), "quantity": 1}
+                    ],
+                    "revenue": float(shop.price[item]),
+                }
+            )
+    store.load_events(events)
+    record_impressions(store, impressions)
+    return bought
+
+
 def run(  # noqa: PLR0917 - one per command-line option
-    seed: int, items: int, visits: int, tests: int, k: int, rerank: bool, train_queries: int
+    seed: int,
+    items: int,
+    visits: int,
+    tests: int,
+    k: int,
+    rerank: bool,
+    train_queries: int,
+    impressions: int = 0,
 ) -> dict[str, Any]:
     """One shop: fit on ``visits``, show lists to ``tests`` visits, every dial and the oracles.
 
     With ``rerank`` the ranker is the LambdaRank re-ranker, and every dial is shown twice: with
     P from its calibrated model (``calibrated_dials=True``) and, marked ``P: rates``, from the item rates.
+    With ``impressions`` lists shown and recorded first (:func:`_learn_from_impressions`), the
+    refitted ranker's P is P(buy | shown), and every dial is shown with it and with the rates.
     """
     rng = np.random.default_rng(seed)
     shop = Shop.generate(items, rng)
@@ -194,10 +280,16 @@ def run(  # noqa: PLR0917 - one per command-line option
         store.load_events(events)
         store.load_items(catalog)
         ranker = _ranker(seed, rerank, train_queries).fit(store)
+        shown_bought = 0
+        if impressions:
+            shown_bought = _learn_from_impressions(
+                shop, store, ranker, lists=impressions, k=k, seed=seed
+            )
+            ranker = _ranker(seed, rerank, train_queries).fit(store)
     fit_seconds = time.perf_counter() - started
     calibrated = ranker.conversion_model
     variants = [("", calibrated)]
-    if rerank and calibrated is not None:
+    if calibrated is not None:
         variants.append((" P: rates", None))
     index = {str(item_id): int(item_id[1:]) for item_id in ranker.items.item_ids}
     totals = {label + suffix: np.zeros(2) for label, _ in DIALS for suffix, _ in variants}
@@ -243,6 +335,9 @@ def run(  # noqa: PLR0917 - one per command-line option
         "seed": seed,
         "ranker": ranker.name,
         "conversion_model": type(calibrated).__name__ if calibrated is not None else None,
+        "conversion_source": ranker.conversion_source,
+        "impression_lists": impressions,
+        "impression_purchases": shown_bought,
         "items": items,
         "training_visits": visits,
         "training_conversion_rate": bought / visits,
@@ -268,6 +363,24 @@ def _print(result: dict[str, Any]) -> None:
         )
 
 
+def _print_shown(result: dict[str, Any]) -> None:
+    """What P(buy | shown) was learnt from, and its position curve against the true bias."""
+    source = result["conversion_source"]
+    if source["source"] != "impressions":
+        if result["impression_lists"]:
+            print("P(buy | shown): too few converted impressions, the dials kept item rates")
+        return
+    examination = source["examination"]
+    true = 1.0 / np.log2(np.arange(2, len(examination) + 2))
+    print(
+        f"P(buy | shown) from {source['impressions']:,} impressions of "
+        f"{result['impression_lists']:,} lists ({source['conversions']:,} converted, "
+        f"{source['items_shown']} items), prior strength {source['prior_strength']:g}"
+    )
+    print("  examination by position, learnt:", " ".join(f"{t:.2f}" for t in examination))
+    print("  examination by position, true:  ", " ".join(f"{t:.2f}" for t in true))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[7, 11, 13])
@@ -279,15 +392,24 @@ def main() -> None:
     parser.add_argument(
         "--train-queries", type=int, default=6_000, help="re-ranker: training prefixes at most"
     )
+    parser.add_argument(
+        "--impressions",
+        type=int,
+        default=0,
+        metavar="LISTS",
+        help="show and record LISTS lists first; the refitted dials use P(buy | shown)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     results = []
     for seed in args.seeds:
         result = run(
-            seed, args.items, args.visits, args.tests, args.k, args.rerank, args.train_queries
-        )
+            seed, args.items, args.visits, args.tests, args.k, args.rerank, args.train_queries,
+            args.impressions,
+        )  # fmt: skip
         _print(result)
+        _print_shown(result)
         results.append(result)
     if len(results) > 1:
         print("\nmean ratio over seeds (conversions x / margin x vs relevance):")

@@ -137,6 +137,7 @@ def fit(
         "items": len(data.items),
         "key_conversion": ranker.key_conversion,
         "objectives": ranker.objectives.as_dict(),
+        "conversion_source": ranker.conversion_source,
         "fit_seconds": round(seconds, 3),
         "saved_to": where,
     }
@@ -149,6 +150,23 @@ def fit(
         f"{len(data.items):,} items in {seconds:.2f} s; key conversion {ranker.key_conversion}; "
         f"saved to {where}"
     )
+    console.print(_conversion_line(ranker.conversion_source), highlight=False)
+
+
+def _conversion_line(source: dict[str, t.Any]) -> str:
+    """What the dials' P(conversion) is, in one line."""
+    if source["source"] == "impressions":
+        return (
+            f"Dials: P(buy | shown) learnt from {source['impressions']:,} impressions "
+            f"({source['conversions']:,} converted, {source['items_shown']:,} items), "
+            f"position-corrected; position 1-3 examination {source['examination'][:3]}"
+        )
+    if source["source"] == "item rates":
+        return (
+            "Dials: P(conversion) is each item's smoothed conversion rate (too few recorded "
+            "impressions converted to learn P(buy | shown))"
+        )
+    return f"Dials: P(conversion) from {source['source']}"
 
 
 def _ranker(store: EventStore) -> RankerBase:

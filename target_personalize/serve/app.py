@@ -552,6 +552,7 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
             "ranker": ranker.name,
             "key_conversion": ranker.key_conversion,
             "objectives": ranker.objectives.as_dict(),
+            "conversion_source": ranker.conversion_source,
             "event_weights": dict(sorted(ranker.event_weights.items(), key=lambda kv: -kv[1])),
             "items": len(ranker.items),
             "sessions": int(ranker.data.n_sessions),

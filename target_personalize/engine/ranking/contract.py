@@ -61,6 +61,7 @@ from target_personalize.engine.ranking.persistence import (
     write_model,
 )
 from target_personalize.engine.ranking.query import Query, SessionHistory
+from target_personalize.engine.ranking.shown_conversion import ShownConversion, shown_conversion
 from target_personalize.engine.ranking.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
@@ -219,6 +220,8 @@ class RankerBase(abc.ABC):
             self.loaded_until = max_loaded_at(data)
             interactions = interactions_from_store(data)
         self._fit_all(interactions)
+        if not isinstance(data, Interactions):
+            self._learn_shown(data)
         logger.info(
             "Fitted %s on %d item events, %d sessions, %d items in %.2f s",
             self.name,
@@ -253,6 +256,7 @@ class RankerBase(abc.ABC):
         merged = merge_interactions(self._vocabulary.data, fresh)
         self.loaded_until = latest
         self._fit_all(merged)
+        self._learn_shown(store)
         logger.info(
             "Updated %s with %d item events of %d sessions", self.name, len(fresh), fresh.n_sessions
         )
@@ -264,6 +268,28 @@ class RankerBase(abc.ABC):
         self.event_weights, self.key_conversion = resolve_event_weights(
             event_weights, key_conversion
         )
+
+    @property
+    def conversion_source(self) -> dict[str, Any]:
+        """Where the dials' P(conversion) comes from (``source``), for fit output and model info.
+
+        ``impressions`` (P(buy | shown), with what it was learnt from), ``item rates`` (each
+        item's smoothed conversion rate), or the name of another conversion model.
+        """
+        model = self.conversion_model
+        if isinstance(model, ShownConversion):
+            return {"source": "impressions", **model.summary}
+        if model is not None:
+            return {"source": type(model).__name__}
+        return {"source": "item rates"}
+
+    def _learn_shown(self, store: EventStore) -> None:
+        """P(buy | shown) from the store's impressions supplies the dials, given enough of it."""
+        learnt = shown_conversion(self, store)
+        if learnt is not None:
+            self.conversion_model = learnt
+        elif isinstance(self.conversion_model, ShownConversion):
+            self.conversion_model = None
 
     def _fit_all(self, data: Interactions) -> None:
         previous = self._vocabulary

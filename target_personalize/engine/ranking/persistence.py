@@ -1,7 +1,8 @@
 """Saved rankers: a JSON description and named numpy arrays (``.npz``), never a pickle.
 
-The arrays hold the training interactions (``data__*``) and what the ranker saves of its
-own (``model__*``, see :meth:`RankerBase._arrays`); a ranker that saves nothing of its own is
+The arrays hold the training interactions (``data__*``), what the ranker saves of its
+own (``model__*``, see :meth:`RankerBase._arrays`) and P(buy | shown) learnt from impressions
+(``shown__p``, described by ``shown_conversion``); a ranker that saves nothing of its own is
 fitted again from the interactions when loaded. Live sessions and items seen only live are
 left out.
 """
@@ -21,6 +22,7 @@ import numpy.typing as npt
 from target_personalize.engine.exceptions import ModelFormatError
 from target_personalize.engine.ranking.interactions import Interactions
 from target_personalize.engine.ranking.objectives import Objectives
+from target_personalize.engine.ranking.shown_conversion import ShownConversion
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -56,6 +58,10 @@ def model_payload(
         "sessions": data.n_sessions,
         "items": len(data.items),
     }
+    shown = ranker.conversion_model
+    if isinstance(shown, ShownConversion):
+        arrays["shown__p"] = shown.p[: len(data.items)]
+        meta["shown_conversion"] = {**shown.summary, "fallback": shown.fallback}
     return meta, arrays
 
 
@@ -89,6 +95,11 @@ def ranker_from_payload(
     if not ranker._restore(own):
         ranker._fit(data)
     ranker.fitted_at = float(meta.get("fitted_at") or math.nan)
+    shown = meta.get("shown_conversion")
+    if "shown__p" in arrays and isinstance(shown, dict):
+        summary = {k: v for k, v in shown.items() if k != "fallback"}
+        p = np.asarray(arrays["shown__p"], dtype=np.float64)
+        ranker.conversion_model = ShownConversion(p, float(shown.get("fallback", 0.0)), summary)
     return ranker
 
 
