@@ -288,6 +288,7 @@ def run(  # noqa: PLR0917 - one per command-line option
             ranker = _ranker(seed, rerank, train_queries).fit(store)
     fit_seconds = time.perf_counter() - started
     calibrated = ranker.conversion_model
+    source = ranker.conversion_source
     variants = [("", calibrated)]
     if calibrated is not None:
         variants.append((" P: rates", None))
@@ -335,7 +336,7 @@ def run(  # noqa: PLR0917 - one per command-line option
         "seed": seed,
         "ranker": ranker.name,
         "conversion_model": type(calibrated).__name__ if calibrated is not None else None,
-        "conversion_source": ranker.conversion_source,
+        "conversion_source": source,
         "impression_lists": impressions,
         "impression_purchases": shown_bought,
         "items": items,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from target_personalize.commands.ranking import fit
 from target_personalize.engine import EventStore, SessionRanker
 from target_personalize.engine.ranking.contract import RankerBase
 from target_personalize.engine.ranking.shown_conversion import (
@@ -176,3 +179,20 @@ def test_too_few_converted_impressions_keep_item_rates() -> None:
         ranker = SessionRanker().fit(store)
         assert ranker.conversion_model is None
         assert ranker.conversion_source == {"source": "item rates"}
+
+
+def test_personalize_fit_says_where_the_dials_p_comes_from(tmp_path: Any) -> None:
+    url = f"duckdb:///{tmp_path}/shop.duckdb"
+    with EventStore(url) as store:
+        _shop(store, converted=MIN_SHOWN_CONVERSIONS + 5)
+    runner = CliRunner()
+    text = runner.invoke(fit, ["--database-url", url])
+    assert text.exit_code == 0, text.output
+    assert "Dials: P(buy | shown) learnt from 150 impressions (35 converted, 3 items)" in (
+        " ".join(text.output.split())
+    )
+    result = runner.invoke(fit, ["--database-url", url, "--format", "json"])
+    source = json.loads(result.stdout)["conversion_source"]
+    assert (source["source"], source["impressions"], source["conversions"]) == (
+        "impressions", 150, MIN_SHOWN_CONVERSIONS + 5,
+    )  # fmt: skip
