@@ -226,6 +226,7 @@ def test_funnel_model_and_stats(server: Server) -> None:
     assert [step["event_type"] for step in funnel["steps"]][-1] == "purchase"
     model = server.client.get("/v1/model").json()
     assert model["key_conversion"] == "purchase"
+    assert model["conversion_source"] == {"source": "item rates"}  # no served lists converted
     assert model["sample_session"]
     stats = server.client.get("/v1/stats").json()
     assert stats["store_events"] >= 100
