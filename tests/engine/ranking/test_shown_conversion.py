@@ -11,7 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from target_personalize.commands.ranking import fit
-from target_personalize.engine import EventStore, SessionRanker
+from target_personalize.engine import (
+    EventStore,
+    SessionRanker,
+    load_ranker,
+    refresh_ranker,
+    save_ranker,
+)
 from target_personalize.engine.ranking.contract import RankerBase
 from target_personalize.engine.ranking.shown_conversion import (
     MIN_SHOWN_CONVERSIONS,
@@ -196,3 +202,21 @@ def test_personalize_fit_says_where_the_dials_p_comes_from(tmp_path: Any) -> Non
     assert (source["source"], source["impressions"], source["conversions"]) == (
         "impressions", 150, MIN_SHOWN_CONVERSIONS + 5,
     )  # fmt: skip
+
+
+def test_the_refresh_after_a_load_switches_to_shown_p(tmp_path: Any) -> None:
+    with EventStore(f"duckdb:///{tmp_path}/shop.duckdb") as store:
+        _shop(store, converted=MIN_SHOWN_CONVERSIONS - 1)
+        save_ranker(SessionRanker().fit(store), store)
+        late = T0 + timedelta(days=1)
+        store.load_events(
+            [
+                _buy(f"late{n}", f"u{n}", late, "i3", session_id=f"s{n}", rec_id=f"r{n}")
+                for n in range(MIN_SHOWN_CONVERSIONS - 1, MIN_SHOWN_CONVERSIONS + 1)
+            ]
+        )
+        refreshed = refresh_ranker(store)
+        assert refreshed is not None
+        assert refreshed.conversion_source["conversions"] == MIN_SHOWN_CONVERSIONS + 1
+        loaded = load_ranker(store)
+        assert loaded is not None and isinstance(loaded.conversion_model, ShownConversion)
