@@ -38,6 +38,7 @@ __all__ = [
     "MIN_SHOWN_CONVERSIONS",
     "ShownConversion",
     "ShownCounts",
+    "ShownFit",
     "fit_shown",
     "read_shown",
     "shown_conversion",
