@@ -213,16 +213,19 @@ class SnowplowEventsStream(EventStream):
                 continue
             seen.add(event_id)
             kept.append(row)
-        # Page pings by page view, transaction items by order.
+        # Page pings by page view, transaction items by order. Only an order id ties an item
+        # to its transaction: without one, neither is the other's.
         views = {_ping_key(r) for r in kept if r.get("event") == "page_view"}
         pings: dict[tuple[t.Any, ...], list[Row]] = defaultdict(list)
         orders = {as_str(r.get("tr_orderid")) for r in kept if r.get("event") == "transaction"}
+        orders.discard(None)
         order_items: dict[str | None, list[Row]] = defaultdict(list)
         for row in kept:
             if row.get("event") == "page_ping":
                 pings[_ping_key(row)].append(row)
             elif row.get("event") == "transaction_item":
                 order_items[as_str(row.get("ti_orderid"))].append(row)
+        order_items.pop(None, None)
         for row in kept:
             kind = row.get("event")
             if kind == "page_ping" and _ping_key(row) in views:

@@ -148,8 +148,8 @@ WITH deduplicated AS (
             WHEN n.event = 'page_ping' THEN coalesce(n.br_viewheight, 0) END AS view_height
     FROM named n LEFT JOIN pings p ON n.event = 'page_view' AND p.ping_key = n.ping_key
     WHERE NOT (n.event = 'page_ping' AND n.ping_key IN (SELECT ping_key FROM page_views))
-      AND NOT (n.event = 'transaction_item'
-               AND {_text("n.ti_orderid")} IN (SELECT order_id FROM orders WHERE order_id IS NOT NULL))
+      AND NOT (n.event = 'transaction_item' AND EXISTS (
+          SELECT 1 FROM orders o WHERE o.order_id = {_text("n.ti_orderid")}))
 ), typed AS (
     SELECT k.*, {event_type} AS event_type FROM kept k
 )

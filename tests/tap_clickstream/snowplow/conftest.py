@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from tests.support.postgres import postgres_schema_url
-from tests.tap_clickstream.snowplow.warehouse import create_shredded, create_wide
+from tests.tap_clickstream.snowplow.warehouse import (
+    EVENTS,
+    ITEM_EVENTS,
+    create_shredded,
+    create_wide,
+    wide_row,
+)
 
 WINDOW = {"start_date": "2024-03-01T00:00:00Z", "end_date": "2024-03-04T00:00:00Z"}
 
@@ -48,3 +54,18 @@ def warehouse_config(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str
         return snowplow_config(url)
     url, schema = request.getfixturevalue("postgres_warehouse")
     return snowplow_config(url, schema)
+
+
+@pytest.fixture(params=["shredded-postgres", "wide-duckdb"])
+def items_warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """``(url, schema)`` of each layout holding the sessions and the item cases."""
+    if request.param == "wide-duckdb":
+        url = f"duckdb:///{tmp_path / 'items.duckdb'}"
+        create_wide(url, rows=[wide_row(r) for r in [*EVENTS, *ITEM_EVENTS]])
+        yield url, "atomic"
+        return
+    with postgres_schema_url() as url:
+        schema = re.search(r"search_path%3D(\w+)", url).group(1)  # type: ignore[union-attr]
+        base = url.split("?", 1)[0]
+        create_shredded(base, schema, [*EVENTS, *ITEM_EVENTS])
+        yield base, schema

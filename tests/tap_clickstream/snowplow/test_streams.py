@@ -26,6 +26,7 @@ from tests.tap_clickstream.snowplow.warehouse import (
     ACTION,
     EMITTED,
     EVENTS,
+    ITEM_EMITTED,
     PRODUCT,
     UUID,
     WIDE_COLUMNS,
@@ -237,6 +238,34 @@ def test_missing_table_is_a_clear_error_without_the_password() -> None:
 
 def _full_version(name: str) -> str:
     return f"{name}_0_0" if name.startswith(("contexts_", "unstruct_")) else name
+
+
+def test_items_fold_into_their_own_order_only(items_warehouse: tuple[str, str]) -> None:
+    events = run_tap(snowplow_config(*items_warehouse)).by_id(STREAM)
+    assert set(events) == EMITTED | ITEM_EMITTED
+    # A listing keeps its products in order; the one whose id is blank is no item.
+    assert events[UUID(30)]["items"] == [
+        {"item_id": "7", "name": "Boot", "category": "boots", "variant": "black",
+         "price": 80.0, "position": 2},
+        {"item_id": "42", "name": "Red shoes", "category": "shoes", "brand": "Acme",
+         "price": 19.99, "quantity": 1.0, "position": 1},
+    ]  # fmt: skip
+    # Neither a transaction nor an item without an order id is another's (the item was
+    # once folded into the order-less transaction, and so dropped as an event).
+    assert (events[UUID(31)]["order_id"], events[UUID(31)]["items"]) == (None, [])
+    assert (events[UUID(32)]["event_name"], events[UUID(32)]["order_id"]) == (
+        "transaction_item", None,
+    )  # fmt: skip
+    assert events[UUID(32)]["items"] == [
+        {"item_id": "C", "name": "Cap", "price": 10.0, "quantity": 1.0}
+    ]
+    # o-3 takes its lines; the one without a SKU is no item.
+    assert events[UUID(33)]["items"] == [{"item_id": "D", "price": 7.0, "quantity": 1.0}]
+    assert len(events[UUID(33)]["properties"]["transaction_items"]) == 2
+    # An item whose transaction never came stands alone.
+    assert (events[UUID(36)]["order_id"], events[UUID(36)]["items"]) == ("o-9", [
+        {"item_id": "E", "name": "Orphan", "category": "misc", "price": 3.0, "quantity": 4.0}
+    ])  # fmt: skip
 
 
 def test_bigquery_loader_1_full_version_columns(tmp_path: Path) -> None:

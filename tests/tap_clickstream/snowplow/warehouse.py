@@ -240,6 +240,31 @@ EVENTS: list[dict[str, Any]] = [
 EMITTED = {_uuid(n) for n in (1, 4, 5, 6, 8, 9, 10, 13, 14)}
 UUID = _uuid
 
+S4 = {"domain_userid": "d4", "domain_sessionid": "s4"}
+BOOT = {"id": "7", "name": "Boot", "category": "boots", "price": 80.0, "currency": "EUR",
+        "position": 2, "variant": "black"}  # fmt: skip
+#: Item cases beyond the sessions above (s4, March 3): a listing of several products (one
+#: without id), legacy transactions and items without an order id (none folds into another),
+#: an item without a SKU, and an item whose transaction never came.
+ITEM_EVENTS: list[dict[str, Any]] = [
+    _ecom(30, T0 + timedelta(days=2), "list_view", {PRODUCT: [
+        BOOT, {**SHOE, "id": " ", "position": 3}, {**SHOE, "position": 1, "quantity": 1}]}, **S4),
+    _event(31, T0 + timedelta(days=2, minutes=1), "transaction", **S4, tr_total=10,
+           tr_currency="EUR"),
+    _event(32, T0 + timedelta(days=2, minutes=1), "transaction_item", **S4, ti_sku="C",
+           ti_name="Cap", ti_price=10, ti_quantity=1, ti_currency="EUR"),
+    _event(33, T0 + timedelta(days=2, minutes=2), "transaction", **S4, tr_orderid="o-3",
+           tr_total=7, tr_currency="EUR"),
+    _event(34, T0 + timedelta(days=2, minutes=2), "transaction_item", **S4, ti_orderid="o-3",
+           ti_sku="D", ti_price=7, ti_quantity=1),
+    _event(35, T0 + timedelta(days=2, minutes=2), "transaction_item", **S4, ti_orderid="o-3",
+           ti_name="No SKU", ti_price=1, ti_quantity=1),
+    _event(36, T0 + timedelta(days=2, minutes=3), "transaction_item", **S4, ti_orderid="o-9",
+           ti_sku="E", ti_name="Orphan", ti_category="misc", ti_price=3, ti_quantity=4),
+]  # fmt: skip
+#: What the stream emits of ITEM_EVENTS: the lines of o-3 fold into it.
+ITEM_EMITTED = {_uuid(n) for n in (30, 31, 32, 33, 36)}
+
 
 def _ddl(name: str, columns: dict[str, str], schema: str) -> str:
     body = ", ".join(f'"{c}" {kind}' for c, kind in columns.items())
