@@ -36,7 +36,7 @@ SOURCE_DIALECT = "duckdb"
 #: What each view cannot compute as the tap does, printed as comments above its statement.
 _LIMITS = {
     "snowplow": (
-        "Left NULL: items, filters, properties, user_properties, media_progress_pct, "
+        "Left NULL: filters, properties, user_properties, media_progress_pct, "
         "site-search terms (the site_search event), experiment_id, variant_id, rec_id (the tap "
         "reads these from entities and self-describing events whose columns or tables a "
         "warehouse may not have).",
@@ -57,7 +57,9 @@ _COMMON_LIMITS = (
 _DIALECT_LIMITS = {
     ("snowplow", "bigquery"): (
         "BigQuery Loader 2 writes entities as ARRAY<STRUCT>, not JSON: there, replace each "
-        "JSON_EXTRACT_SCALAR(col, '$[0].field') with col[SAFE_OFFSET(0)].field.",
+        "JSON_EXTRACT_SCALAR(col, '$[0].field') with col[SAFE_OFFSET(0)].field, and the "
+        "items' UNNEST(JSON_EXTRACT_ARRAY(col)) AS p with UNNEST(col) AS p reading p.id, "
+        "p.price, ... as JSON_EXTRACT_SCALAR(p, '$.id') reads them.",
     ),
 }
 
@@ -88,11 +90,12 @@ def emit_view(
     """
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}: use one of {', '.join(DIALECTS)}")
+    placeholders: dict[str, str] = {}
     if source == "snowplow":
         table = events or snowplow_view.DEFAULT_EVENTS
-        select = snowplow_view.view_select(
-            table, layout or snowplow_view.default_layout(dialect), event_map
-        )
+        layout = layout or snowplow_view.default_layout(dialect)
+        select = snowplow_view.view_select(table, layout, event_map)
+        placeholders = snowplow_view.item_placeholders(dialect, table, layout)
     elif source == "ga4":
         if dialect not in GA4_DIALECTS:
             raise ValueError(
@@ -114,6 +117,9 @@ def emit_view(
         # After transpiling: BigQuery's wildcard table is no DuckDB SQL.
         quoted = f"`{table}`" if dialect == "bigquery" else table
         text = text.replace(ga4_view.EVENTS_PLACEHOLDER, quoted)
+    # After transpiling too: the Snowplow items are written in each dialect's own SQL.
+    for placeholder, replacement in placeholders.items():
+        text = text.replace(placeholder, replacement)
     notes = (*_LIMITS[source], *_COMMON_LIMITS, *_DIALECT_LIMITS.get((source, dialect), ()))
     header = "".join(f"-- {note}\n" for note in notes)
     return f"-- tap-clickstream canonical {source} view ({dialect}).\n{header}{text};\n"

@@ -5,9 +5,10 @@ a duplicated ``event_id`` counts once; page pings fold into their page view (sam
 ``web_page`` id, else same session and URL) as engaged time and scroll depth, and pings whose
 page view is missing stay ``engagement`` events; legacy ``transaction_item`` rows of a
 ``transaction`` fold into it; ecommerce actions, structured events and the transaction entity
-name the event and its order. Unlike the stream, which folds within one load window, the view
-folds over all events. Item lists, filters, ``properties`` and site-search terms are left
-out (NULL): see docs/warehouse-views.md.
+name the event and its order; items come from product entities and legacy transaction lines
+(:mod:`tap_clickstream.sources.snowplow.view_items`, written per dialect). Unlike the stream,
+which folds within one load window, the view folds over all events. Filters, ``properties``
+and site-search terms are left out (NULL): see docs/warehouse-views.md.
 """
 
 from __future__ import annotations
@@ -16,12 +17,18 @@ import typing as t
 
 from tap_clickstream.events import snake_case
 from tap_clickstream.sources.snowplow import settings
+from tap_clickstream.sources.snowplow.view_items import (
+    ITEMS_RELATION,
+    NO_ITEMS,
+    empty_items,
+    items_relation,
+)
 from tap_clickstream.view_sql import event_type_sql, quote
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["DEFAULT_EVENTS", "default_layout", "view_select"]
+__all__ = ["DEFAULT_EVENTS", "default_layout", "item_placeholders", "view_select"]
 
 DEFAULT_EVENTS = "atomic.events"
 _CONTEXT = "contexts_"
@@ -45,6 +52,26 @@ def default_layout(dialect: str) -> str:
     return settings.DIALECT_LAYOUTS.get(_SQLALCHEMY_NAMES.get(dialect, dialect), "wide")
 
 
+def _schema(table: str) -> str:
+    """The schema of ``table`` with its dot, or ``""``."""
+    return table.rsplit(".", 1)[0] + "." if "." in table else ""
+
+
+def _cursor(layout: str) -> str:
+    """The load-time column: the Postgres loader (shredded) writes no ``load_tstamp``."""
+    return "load_tstamp" if layout == "wide" else "collector_tstamp"
+
+
+def item_placeholders(dialect: str, table: str, layout: str) -> dict[str, str]:
+    """What replaces the view's item placeholders once it is transpiled to ``dialect``.
+
+    Raises:
+        ValueError: for a dialect without items, or the wide layout on Redshift.
+    """
+    relation = items_relation(dialect, layout, _schema(table), _cursor(layout))
+    return {ITEMS_RELATION: relation, NO_ITEMS: empty_items(dialect)}
+
+
 def _text(expression: str) -> str:
     """Text with CHAR(n) padding and empty strings gone."""
     return f"nullif(trim(CAST({expression} AS VARCHAR)), '')"
@@ -52,7 +79,7 @@ def _text(expression: str) -> str:
 
 def _entities(table: str, layout: str) -> tuple[str, str]:
     """The entity columns of each event, and the joins they need (shredded layout)."""
-    schema = table.rsplit(".", 1)[0] + "." if "." in table else ""
+    schema = _schema(table)
     columns, joins = [], []
     if layout == "wide":
         for name, (entity, field, sde) in _ENTITY_FIELDS.items():
@@ -93,7 +120,7 @@ def view_select(table: str, layout: str, event_map: Mapping[str, str] | None = N
     ``event_map`` is the tap's setting (raw event name -> canonical type), applied first.
     """
     entity_columns, joins = _entities(table, layout)
-    cursor = "load_tstamp" if layout == "wide" else "collector_tstamp"
+    cursor = _cursor(layout)
     raw_name = (
         "CASE WHEN event = 'struct' THEN coalesce(" + _text("se_action") + ", 'struct') "
         "WHEN event IN ('page_view', 'page_ping', 'transaction', 'transaction_item') THEN event "
@@ -165,7 +192,7 @@ SELECT 'snowplow' AS source, canonical_id AS event_id, name AS event_name, event
     {_text("mkt_content")} AS utm_content,
     CASE WHEN event = 'struct' AND event_type = 'search' THEN {_text("se_label")} END
         AS search_query,
-    CAST(NULL AS JSON) AS filters, CAST(NULL AS JSON) AS items,
+    CAST(NULL AS JSON) AS filters, coalesce(vi.item_list, {NO_ITEMS}) AS items,
     CASE WHEN event = 'transaction' THEN {_text("tr_orderid")}
         WHEN event = 'transaction_item' THEN {_text("ti_orderid")}
         ELSE transaction_id END AS order_id,
@@ -189,4 +216,4 @@ SELECT 'snowplow' AS source, canonical_id AS event_id, name AS event_name, event
     CAST(NULL AS VARCHAR) AS experiment_id, CAST(NULL AS VARCHAR) AS variant_id,
     CAST(NULL AS VARCHAR) AS rec_id,
     {cursor} AS loaded_at
-FROM typed"""
+FROM typed LEFT JOIN {ITEMS_RELATION} vi ON vi.item_event_id = typed.event_id"""

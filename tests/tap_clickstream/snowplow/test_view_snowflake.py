@@ -24,12 +24,21 @@ from target_personalize.engine import EventStore, StoreError
 from tests.tap_clickstream.helpers import run_tap
 from tests.tap_clickstream.snowplow.conftest import snowplow_config
 from tests.tap_clickstream.snowplow.test_view import COMPARED, _differences, _plain, tap_events
-from tests.tap_clickstream.snowplow.warehouse import EMITTED, EVENTS, WIDE_COLUMNS, wide_row
+from tests.tap_clickstream.snowplow.warehouse import (
+    EMITTED,
+    EVENTS,
+    ITEM_EMITTED,
+    ITEM_EVENTS,
+    UUID,
+    WIDE_COLUMNS,
+    create_wide,
+    wide_row,
+)
 
 _VARIANT = ("contexts_", "unstruct_event_")
 
 
-def _create_wide(cursor: Any) -> None:
+def _create_wide(cursor: Any, events: list[dict[str, Any]] = EVENTS) -> None:
     columns = [
         f"{name} {'VARIANT' if name.startswith(_VARIANT) else kind.replace('text', 'varchar')}"
         for name, kind in WIDE_COLUMNS.items()
@@ -40,7 +49,7 @@ def _create_wide(cursor: Any) -> None:
         f"PARSE_JSON(%({name})s)" if name.startswith(_VARIANT) else f"%({name})s"
         for name in WIDE_COLUMNS
     )
-    for row in EVENTS:
+    for row in events:
         cursor.execute(
             f"INSERT INTO atomic.events ({', '.join(WIDE_COLUMNS)}) SELECT {values}", wide_row(row)
         )
@@ -62,6 +71,28 @@ def test_wide_view_on_snowflake_matches_the_tap(duckdb_url: str) -> None:
     expected = tap_events(duckdb_url, "atomic")
     assert set(found) == set(expected) == EMITTED - {f"00000000-0000-4000-8000-{14:012d}"}
     assert _differences(found, expected) == []
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_items_on_snowflake_match_the_tap(tmp_path: Path) -> None:
+    events = [*EVENTS, *ITEM_EVENTS]
+    ddl = emit_view("snowplow", "snowflake", events="atomic.events", view="atomic.canonical")
+    with fakesnow.patch():
+        connection = snowflake.connector.connect(database="analytics", schema="atomic")
+        cursor = connection.cursor(snowflake.connector.DictCursor)
+        _create_wide(cursor, events)
+        cursor.execute(ddl)
+        cursor.execute("SELECT event_id, items FROM atomic.canonical")
+        found = {row["EVENT_ID"]: _plain("items", row["ITEMS"]) for row in cursor.fetchall()}
+        connection.close()
+    url = f"duckdb:///{tmp_path / 'items.duckdb'}"
+    create_wide(url, rows=[wide_row(r) for r in events])
+    expected = {event_id: row["items"] for event_id, row in tap_events(url, "atomic").items()}
+    assert found == expected
+    assert set(found) == (EMITTED | ITEM_EMITTED) - {UUID(14)}
+    # The listing's products in their order, the blank id left out; o-3's line with a SKU.
+    assert [item["item_id"] for item in found[UUID(30)]] == ["7", "42"]
+    assert found[UUID(33)] == [{"item_id": "D", "price": 7.0, "quantity": 1.0}]
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
