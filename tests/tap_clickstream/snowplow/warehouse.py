@@ -245,7 +245,8 @@ BOOT = {"id": "7", "name": "Boot", "category": "boots", "price": 80.0, "currency
         "position": 2, "variant": "black"}  # fmt: skip
 #: Item cases beyond the sessions above (s4, March 3): a listing of several products (one
 #: without id), legacy transactions and items without an order id (none folds into another),
-#: an item without a SKU, and an item whose transaction never came.
+#: an item without a SKU, and an item whose transaction never came (its name quoted, with a
+#: backslash: JSON escapes).
 ITEM_EVENTS: list[dict[str, Any]] = [
     _ecom(30, T0 + timedelta(days=2), "list_view", {PRODUCT: [
         BOOT, {**SHOE, "id": " ", "position": 3}, {**SHOE, "position": 1, "quantity": 1}]}, **S4),
@@ -260,7 +261,7 @@ ITEM_EVENTS: list[dict[str, Any]] = [
     _event(35, T0 + timedelta(days=2, minutes=2), "transaction_item", **S4, ti_orderid="o-3",
            ti_name="No SKU", ti_price=1, ti_quantity=1),
     _event(36, T0 + timedelta(days=2, minutes=3), "transaction_item", **S4, ti_orderid="o-9",
-           ti_sku="E", ti_name="Orphan", ti_category="misc", ti_price=3, ti_quantity=4),
+           ti_sku="E", ti_name='Orphan "mini" \\ cap', ti_category="misc", ti_price=3, ti_quantity=4),
 ]  # fmt: skip
 #: What the stream emits of ITEM_EVENTS: the lines of o-3 fold into it.
 ITEM_EMITTED = {_uuid(n) for n in (30, 31, 32, 33, 36)}
