@@ -21,7 +21,7 @@ from tests.tap_clickstream.helpers import (
     run_tap,
     write_json,
 )
-from tests.tap_clickstream.snowplow.conftest import snowplow_config
+from tests.tap_clickstream.snowplow.conftest import ItemsWarehouse, snowplow_config
 from tests.tap_clickstream.snowplow.warehouse import (
     ACTION,
     EMITTED,
@@ -240,8 +240,8 @@ def _full_version(name: str) -> str:
     return f"{name}_0_0" if name.startswith(("contexts_", "unstruct_")) else name
 
 
-def test_items_fold_into_their_own_order_only(items_warehouse: tuple[str, str]) -> None:
-    events = run_tap(snowplow_config(*items_warehouse)).by_id(STREAM)
+def test_items_fold_into_their_own_order_only(items_warehouse: ItemsWarehouse) -> None:
+    events = run_tap(items_warehouse.config()).by_id(STREAM)
     assert set(events) == EMITTED | ITEM_EMITTED
     # A listing keeps its products in order; the one whose id is blank is no item.
     assert events[UUID(30)]["items"] == [
