@@ -124,15 +124,16 @@ def _print_view(ctx: click.Context, _param: click.Parameter, value: str | None) 
     # --config is eager: its files are read by now (meltano invoke passes the project's).
     config = getattr(ctx.params.get("config"), "config", None) or {}
     event_map = config.get("event_map")
-    click.echo(
-        emit_view(
+    try:
+        ddl = emit_view(
             value,
             dialect,
             events=ctx.meta.get("view.events"),
             view=ctx.meta.get("view.view"),
             layout=ctx.meta.get("view.layout"),
             event_map=event_map if isinstance(event_map, dict) else None,
-        ),
-        nl=False,
-    )
+        )
+    except ValueError as error:  # a combination no view exists for: say which, no traceback
+        raise click.UsageError(str(error)) from None
+    click.echo(ddl, nl=False)
     ctx.exit()

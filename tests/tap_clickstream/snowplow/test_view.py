@@ -195,6 +195,13 @@ def test_the_tap_prints_the_view() -> None:
     missing = CliRunner().invoke(TapClickstream.cli, ["--emit-view", "snowplow"])
     assert missing.exit_code == 2
     assert "--emit-view needs --dialect" in missing.output
+    # A combination no view exists for is a usage error naming the fix, not a traceback.
+    wide = CliRunner().invoke(
+        TapClickstream.cli, ["--emit-view", "snowplow", "--dialect", "redshift", "--layout", "wide"]
+    )
+    assert wide.exit_code == 2
+    assert "Error: Snowplow's Redshift loader shreds entities" in wide.output
+    assert "(drop --layout wide)" in wide.output
 
 
 def test_the_printed_view_applies_the_configs_event_map(tmp_path: Path) -> None:
@@ -213,3 +220,6 @@ def test_unknown_layout_and_dialect_are_named() -> None:
         emit_view("snowplow", "duckdb", layout="flat")
     with pytest.raises(ValueError, match="unknown dialect 'oracle'"):
         emit_view("snowplow", "oracle")
+    # Redshift's loader shreds: its items are read from the entity tables only.
+    with pytest.raises(ValueError, match=r"shredded layout only \(drop --layout wide\)"):
+        emit_view("snowplow", "redshift", layout="wide")
