@@ -34,8 +34,26 @@ from tests.tap_clickstream.snowplow.warehouse import (
     create_wide,
     wide_row,
 )
+from tests.tap_clickstream.test_views_bigquery import called
 
 _VARIANT = ("contexts_", "unstruct_event_")
+#: Snowflake functions the view may call, each in Snowflake's function reference
+#: (https://docs.snowflake.com/en/sql-reference-functions): fakesnow runs some Snowflake lacks.
+SNOWFLAKE = frozenset(
+    {
+        "ARRAY_AGG", "ARRAY_CONSTRUCT", "CAST", "COALESCE", "COUNT", "EXTRACT", "FLATTEN",
+        "FLOOR", "GREATEST_IGNORE_NULLS", "JSON_EXTRACT_PATH_TEXT", "LEAST_IGNORE_NULLS",
+        "LOWER", "MAX", "NULLIF", "OBJECT_CONSTRUCT", "REPLACE", "ROUND", "ROW_NUMBER",
+        "TO_JSON", "TRIM", "TRUNC", "TRY_TO_DOUBLE",
+    }
+)  # fmt: skip
+
+
+def test_snowflake_view_calls_only_snowflake_functions() -> None:
+    names = called(emit_view("snowplow", "snowflake", event_map={"Saw Test": "exposure"}))
+    assert names - SNOWFLAKE == set()
+    # The items: each product of the FLATTENed array, objects without NULLs, in order.
+    assert {"FLATTEN", "OBJECT_CONSTRUCT", "ARRAY_AGG", "ARRAY_CONSTRUCT"} <= names
 
 
 def _create_wide(cursor: Any, events: list[dict[str, Any]] = EVENTS) -> None:
