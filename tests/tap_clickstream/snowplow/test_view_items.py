@@ -1,11 +1,13 @@
-"""The Redshift items SQL, run on PostgreSQL with Redshift's few missing functions stood in.
+"""The Redshift and BigQuery items SQL, run where they can be, with what is missing stood in.
 
-Redshift has no JSON aggregate, so its items are JSON text assembled from ``OBJECT`` and
+No Redshift or BigQuery runs here. Redshift has no JSON aggregate, so its items are JSON text assembled from ``OBJECT`` and
 ``JSON_SERIALIZE`` per field with a value, joined by ``LISTAGG`` and parsed by ``JSON_PARSE``.
 That assembly (braces, commas, fields left out, escapes) is what can go wrong, and PostgreSQL
 runs it once ``OBJECT``, ``JSON_SERIALIZE``, ``LEN`` and ``JSON_PARSE`` are small SQL
 functions, ``LISTAGG ... WITHIN GROUP`` is ``string_agg`` and ``VARCHAR(MAX)`` is ``TEXT``:
-its items must be the tap's. What it cannot prove: Redshift's own parsing and types.
+its items must be the tap's. The BigQuery items go through sqlglot to DuckDB (the unnest
+with offsets, JSON_OBJECT, ARRAY_AGG ... ORDER BY), with GoogleSQL's JSON_STRIP_NULLS as a
+DuckDB macro. What neither can prove: the warehouses' own parsing, types and JSON functions.
 """
 
 from __future__ import annotations
@@ -13,14 +15,24 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
+import duckdb
 import pytest
 import sqlalchemy as sa
+import sqlglot
 
 from tap_clickstream.sources.snowplow.view_items import items_relation
 from tests.support.postgres import postgres_schema_url
 from tests.tap_clickstream.snowplow.test_view import tap_events
-from tests.tap_clickstream.snowplow.warehouse import EVENTS, ITEM_EVENTS, UUID, create_shredded
+from tests.tap_clickstream.snowplow.warehouse import (
+    EVENTS,
+    ITEM_EVENTS,
+    UUID,
+    create_shredded,
+    create_wide,
+    wide_row,
+)
 
 #: Redshift's functions as PostgreSQL SQL functions (OBJECT keeps a NULL value, as JSON null).
 SHIMS = (
@@ -77,3 +89,33 @@ def test_redshift_items_equal_the_taps(shredded: tuple[str, str]) -> None:
     assert found[UUID(36)] == [{"item_id": "E", "name": 'Orphan "mini" \\ cap',
                                 "category": "misc", "price": 3.0, "quantity": 4.0}]  # fmt: skip
     assert [item["item_id"] for item in found[UUID(10)]] == ["A", "B"]
+
+
+#: GoogleSQL's JSON_STRIP_NULLS on an object, as a DuckDB macro.
+STRIP_NULLS = """CREATE MACRO json_strip_nulls(j) AS to_json(map_from_entries(list_filter(
+    list_transform(json_keys(j), lambda k: {'k': k, 'v': json_extract(j, '$."' || k || '"')}),
+    lambda e: json_type(e.v) <> 'NULL')))"""
+
+
+def test_bigquery_items_equal_the_taps(tmp_path: Path) -> None:
+    path = tmp_path / "wide.duckdb"
+    create_wide(f"duckdb:///{path}", rows=[wide_row(r) for r in [*EVENTS, *ITEM_EVENTS]])
+    relation = items_relation("bigquery", "wide", "atomic.", "load_tstamp")
+    query = (
+        "WITH deduplicated AS (SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY "
+        "event_id ORDER BY load_tstamp) AS copy_no FROM atomic.events) WHERE copy_no = 1) "
+        f"SELECT item_event_id, item_list FROM {relation} vi"
+    )
+    con = duckdb.connect(str(path))
+    try:
+        con.execute(STRIP_NULLS)
+        rows = con.execute(sqlglot.transpile(query, read="bigquery", write="duckdb")[0]).fetchall()
+    finally:
+        con.close()
+    found = {event_id: json.loads(items) for event_id, items in rows}
+    emitted = tap_events(f"duckdb:///{path}", "atomic")
+    expected = {event_id: event["items"] for event_id, event in emitted.items() if event["items"]}
+    assert {event_id: found[event_id] for event_id in found if event_id in emitted} == expected
+    # The listing in its array's order, by the offsets UNNEST gives.
+    assert [item["item_id"] for item in found[UUID(30)]] == ["7", "42"]
+    assert found[UUID(30)][0]["position"] == 2
