@@ -5,7 +5,8 @@ Endpoints (the OpenAPI document is at ``/openapi.json``, browsable at ``/docs``)
 * ``POST /v1/events`` (write): canonical events or Segment ``track``/``page`` calls, one or a
   batch; stored (idempotent on ``(source, event_id)``) and applied to live sessions.
 * ``GET /v1/recommendations``, ``POST /v1/rank`` (read): rankings from the in-memory ranker.
-* ``GET /v1/funnel``, ``GET /v1/model``, ``GET /v1/stats``, ``GET /v1/objectives`` (read);
+* ``GET /v1/funnel``, ``GET /v1/model``, ``GET /v1/stats``, ``GET /v1/objectives``,
+  ``GET /v1/tradeoff`` (the dials' frontier, computed in the background) (read);
   ``PUT /v1/objectives`` (write).
 * ``GET /v1/experiments``, ``GET /v1/experiments/{id}`` (the readout) (read);
   ``POST /v1/experiments``, ``POST /v1/experiments/{id}/stop`` (write).
@@ -319,6 +320,7 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await live.start()
         serving = app.state.serving = ServingState(settings, live)
+        serving.frontier.start(serving.ranker)
         lab = app.state.experiments = ExperimentLab(serving)
         await lab.start()
         # The ranker's arrays and vocabularies live as long as the server: keep them out of
@@ -337,6 +339,7 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
                 refreshing.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await refreshing
+            await serving.frontier.close()
             await lab.close()
             serving.close()
             await live.close()
@@ -568,6 +571,22 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
     async def put_objectives(body: ObjectivesBody, serving: State) -> ObjectivesBody:
         """Change the default objective weights (in memory, until the server stops)."""
         return ObjectivesBody(**(await serving.set_objectives(body.model_dump())).as_dict())
+
+    @app.get("/v1/tradeoff", tags=["rankings"], dependencies=read)
+    async def get_tradeoff(serving: State) -> Response:
+        """What each dial setting earns on held-out sessions: the served model's frontier.
+
+        Computed in the background when the server starts and after every model refresh
+        (202 ``computing`` until then). Per setting of the grid (``conversion`` 0, .5, 1 x
+        ``margin`` 0, 1, 2, plus the current setting): HR@20, conversion hit@20, realized
+        value@20 and expected value per list, with 90% bootstrap intervals over sessions;
+        ``on_frontier`` and ``current`` mark the frontier and the server's default setting.
+        """
+        status, body = serving.frontier.answer(serving.ranker.objectives)
+        headers = {"Retry-After": "2"} if status == 202 else None
+        return Response(
+            _encode(body), status_code=status, media_type="application/json", headers=headers
+        )
 
     @app.get("/v1/stats", tags=["service"], dependencies=read)
     async def stats(serving: State, fresh: bool = False) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from target_personalize.engine import (
     refresh_ranker,
 )
 from target_personalize.serve.auth import FailureLimiter
+from target_personalize.serve.frontier import Frontier
 from target_personalize.serve.journal import Journal
 from target_personalize.serve.replay import replay_journal
 from target_personalize.serve.settings import ServeSettings
@@ -114,6 +115,7 @@ class ServingState:
             msg = "no ranker"
             raise RuntimeError(msg)
         self.ranker: RankerBase = ranker
+        self.frontier = Frontier(k=settings.tradeoff_k)  # started on the event loop
         self.started = time.time()
         self.model_refreshes = 0  # models swapped in
         self.model_refits = 0  # of which this process refitted (the others it loaded)
@@ -317,6 +319,7 @@ class ServingState:
         """Change the default objective weights of requests that give none (every process's)."""
         self.ranker.objectives = Objectives.parse(objectives)
         await self.live.put("objectives", json.dumps(self.ranker.objectives.as_dict()))
+        self.frontier.follow(self.ranker)  # a setting off the grid is added to it
         return self.ranker.objectives
 
     # Model refresh
@@ -351,6 +354,7 @@ class ServingState:
         self.ranker = ranker
         self.model_refreshes += 1
         self.model_refreshed_at = time.time()
+        self.frontier.start(ranker)  # the frontier of the new model, in a worker thread
 
     async def refresh_forever(self) -> None:
         """Refresh the model every ``refresh_seconds``; a failed refresh keeps the current one."""

@@ -77,6 +77,7 @@ class ServeSettings:
             version and the default objectives live there, shared by every server process
             that names it (``--workers``, several hosts); ``None``: in this process.
         state_prefix: prepended to the keys in Redis (deployments sharing one Redis).
+        tradeoff_k: list length of the dials' frontier (``GET /v1/tradeoff``, the dashboard).
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -101,6 +102,7 @@ class ServeSettings:
     open_docs: bool = False
     state_url: str | None = None
     state_prefix: str = "personalize:"
+    tradeoff_k: int = 20
 
     def __post_init__(self) -> None:
         if self.ack is None:
@@ -115,7 +117,13 @@ class ServeSettings:
             self.flush_ms = 250.0 if self.ack == "journal" else 0.0
         if self.objectives is not None:
             Objectives.parse(self.objectives)  # raises RankerError on a bad weight
-        for name in ("max_body_bytes", "max_event_bytes", "max_property_bytes", "max_json_depth"):
+        for name in (
+            "tradeoff_k",
+            "max_body_bytes",
+            "max_event_bytes",
+            "max_property_bytes",
+            "max_json_depth",
+        ):
             if getattr(self, name) < 1:
                 msg = f"{name} must be at least 1, not {getattr(self, name)!r}"
                 raise ValueError(msg)

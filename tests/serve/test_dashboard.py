@@ -100,3 +100,45 @@ def test_experiment_panel_shows_variants_and_lift_bars(
     assert page.locator("#error").text_content() == ""
     readout = client.get("/v1/experiments/panel").json()
     assert sum(v["impressions"] for v in readout["variants"]) == 30
+
+
+def test_tradeoff_panel_plots_the_frontier_and_rings_the_current_setting(
+    browser_page: Any, tmp_path: Path
+) -> None:
+    url = seed_store(tmp_path / "store.duckdb")
+    settings = ServeSettings(database_url=url, refresh_seconds=0, tradeoff_k=1)
+    with running(settings, keys=KeyRing([])) as server:
+        page = browser_page
+        page.goto(server.url + "/")
+        page.wait_for_function(
+            "document.getElementById('tradeoff-chart').dataset.status === 'ready'",
+            timeout=30_000,
+        )
+        labels = attributes(page, "#tradeoff-chart g.point", "data-label")
+        assert len(labels) == 9 and labels[0] == "relevance"
+        flags = attributes(page, "#tradeoff-chart g.point", "data-frontier")
+        frontier = dict(zip(labels, flags, strict=True))
+        # At k=1 relevance misses the first prediction of each held-out session; the dials don't.
+        assert frontier["relevance"] == "false"
+        assert frontier["margin 1"] == frontier["conversion 1"] == "true"
+        assert attributes(page, "#tradeoff-chart .ring", "data-label") == ["relevance"]
+        assert len(attributes(page, "#tradeoff-chart polyline.frontier-line", "points")) == 1
+        assert len(attributes(page, "#tradeoff-chart line.whisker", "x1")) == 18  # 2 per point
+        summary = page.locator("#tradeoff-summary").text_content()
+        assert "24 predictions in 8 held-out sessions" in summary
+        assert "value = price" in summary
+
+        # Saving margin 1 as the server's setting moves the ring onto that point.
+        page.locator("#w-margin").fill("1")
+        page.locator("#save-objectives").click()
+        page.wait_for_function(
+            "document.getElementById('tradeoff-chart').dataset.current === 'margin 1'",
+            timeout=15_000,
+        )
+        assert attributes(page, "#tradeoff-chart .ring", "data-label") == ["margin 1"]
+        centres = dict(
+            zip(labels, attributes(page, "#tradeoff-chart circle.dot", "cx"), strict=True)
+        )
+        ring = attributes(page, "#tradeoff-chart .ring", "cx")
+        assert ring == [centres["margin 1"]] and ring != [centres["relevance"]]
+        assert page.locator("#error").text_content() == ""

@@ -31,7 +31,7 @@ function fmt(x, digits = 3) {
 }
 
 function el(tag, attrs = {}, text = "") {
-  const node = document.createElementNS(tag === "svg" || ["rect", "text", "g", "line", "title"].includes(tag)
+  const node = document.createElementNS(tag === "svg" || ["rect", "text", "g", "line", "title", "circle", "polyline"].includes(tag)
     ? "http://www.w3.org/2000/svg" : "http://www.w3.org/1999/xhtml", tag);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
   if (text) node.textContent = text;
@@ -149,6 +149,7 @@ $("save-objectives").addEventListener("click", async () => {
       body: JSON.stringify({ conversion: Number($("w-conversion").value), margin: Number($("w-margin").value) }),
     });
     $("saved").textContent = `saved: conversion ${saved.conversion}, margin ${saved.margin}`;
+    if (typeof refreshTradeoff === "function") refreshTradeoff(); // ring the new setting
   } catch (error) {
     showError(error);
   }
