@@ -582,6 +582,8 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
         value@20 and expected value per list, with 90% bootstrap intervals over sessions;
         ``on_frontier`` and ``current`` mark the frontier and the server's default setting.
         """
+        # A setting another process chose (shared state) is added to the grid too.
+        serving.frontier.follow(serving.ranker)
         status, body = serving.frontier.answer(serving.ranker.objectives)
         headers = {"Retry-After": "2"} if status == 202 else None
         return Response(
