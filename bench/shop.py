@@ -2,7 +2,8 @@
 
 Usage::
 
-    .venv/bin/python bench/shop.py                      # seeds 7, 11, 13; about a minute each
+    .venv/bin/python bench/shop.py                      # seeds 7, 11, 13; about a minute each,
+                                                        # then PASS/FAIL against the goals
     .venv/bin/python bench/shop.py --seeds 7 --json shop.json
     .venv/bin/python bench/shop.py --impressions 30000  # P(buy | shown) from recorded lists
     .venv/bin/python bench/shop.py --rerank             # the LambdaRank re-ranker, P from its
@@ -382,6 +383,66 @@ def _print_shown(result: dict[str, Any]) -> None:
     print("  examination by position, true:  ", " ".join(f"{t:.2f}" for t in true))
 
 
+#: The issue's goals: the margin dial at least 2x relevance-only's true expected margin with at
+#: least 95% of its conversions; the conversion dial at least 1.3x its conversions.
+MARGIN_GOAL, KEEP_CONVERSIONS, CONVERSION_GOAL = 2.0, 0.95, 1.3
+
+
+def goals(results: list[dict[str, Any]], margin_dial: str, conversion_dial: str) -> list[str]:
+    """PASS/FAIL lines for the issue's goals, on the mean over seeds, each seed shown after.
+
+    A dial passes on the mean ratio over seeds; the seeds' own verdicts are listed so a seed
+    that misses is seen. The frontier line says how close the best dial comes to each oracle
+    (best margin of any dial over the margin oracle's, best conversions over the conversion
+    oracle's), no goal attached.
+    """
+
+    def ratios(label: str, key: str) -> list[float]:
+        return [float(r["rows"][label][key]) for r in results]
+
+    def seeds(values: list[float], verdicts: list[bool] | None = None, form: str = ".3f") -> str:
+        shown = [
+            f"{r['seed']}: {v:{form}}" + ("" if verdicts is None else " " + _verdict(ok))
+            for r, v, ok in zip(results, values, verdicts or [True] * len(values), strict=True)
+        ]
+        return "[" + ", ".join(shown) + "]"
+
+    margin, kept = ratios(margin_dial, "margin_ratio"), ratios(margin_dial, "conversion_ratio")
+    each = [m >= MARGIN_GOAL and c >= KEEP_CONVERSIONS for m, c in zip(margin, kept, strict=True)]
+    mean_ok = float(np.mean(margin)) >= MARGIN_GOAL and float(np.mean(kept)) >= KEEP_CONVERSIONS
+    conversions = ratios(conversion_dial, "conversion_ratio")
+    conv_each = [c >= CONVERSION_GOAL for c in conversions]
+    dials = [label for label, _ in DIALS if label in results[0]["rows"]]
+
+    def best(key: str, oracle: str) -> tuple[str, list[float]]:
+        share = {
+            label: [r["rows"][label][key] / r["rows"][oracle][key] for r in results]
+            for label in dials
+        }
+        label = max(share, key=lambda name: float(np.mean(share[name])))
+        return label, share[label]
+
+    margin_best, margin_share = best("margin_per_list", "oracle: expected margin")
+    conv_best, conv_share = best("conversions_per_list", "oracle: conversions")
+    n = len(results)
+    return [
+        f"goals (issue 13), mean over {n} seed{'s' if n > 1 else ''} [each seed]:",
+        f"{_verdict(mean_ok)}  margin dial {margin_dial}: margin {np.mean(margin):.3f}x "
+        f"relevance-only (goal >= {MARGIN_GOAL:g}x) {seeds(margin, each)}; conversions "
+        f"{np.mean(kept):.3f}x (goal >= {KEEP_CONVERSIONS:g}x) {seeds(kept)}",
+        f"{_verdict(float(np.mean(conversions)) >= CONVERSION_GOAL)}  conversion dial "
+        f"{conversion_dial}: conversions {np.mean(conversions):.3f}x relevance-only (goal >= "
+        f"{CONVERSION_GOAL:g}x) {seeds(conversions, conv_each)}",
+        f"      frontier vs oracle: {np.mean(margin_share):.0%} of the margin oracle's expected "
+        f"margin ({margin_best}) {seeds(margin_share, form='.0%')}; {np.mean(conv_share):.0%} "
+        f"of the conversion oracle's conversions ({conv_best}) {seeds(conv_share, form='.0%')}",
+    ]
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[7, 11, 13])
@@ -400,8 +461,18 @@ def main() -> None:
         metavar="LISTS",
         help="show and record LISTS lists first; the refitted dials use P(buy | shown)",
     )
+    parser.add_argument(
+        "--margin-dial", default="margin=3", help="the dial held to the margin goal"
+    )
+    parser.add_argument(
+        "--conversion-dial", default="conversion=1", help="the dial held to the conversion goal"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    labels = [label for label, _ in DIALS]
+    for dial in (args.margin_dial, args.conversion_dial):
+        if dial not in labels:
+            parser.error(f"unknown dial {dial!r}: choose one of {', '.join(labels)}")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     results = []
     for seed in args.seeds:
@@ -421,6 +492,10 @@ def main() -> None:
                 f"  {label:<36}{np.mean(conv):.2f} (min {min(conv):.2f})"
                 f"  {np.mean(marg):.2f} (min {min(marg):.2f})"
             )
+    print()
+    for line in goals(results, args.margin_dial, args.conversion_dial):
+        print(line)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
