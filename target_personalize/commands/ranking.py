@@ -24,6 +24,7 @@ from target_personalize.engine import (
     EngineError,
     EvaluationReport,
     EventStore,
+    Objectives,
     RankerBase,
     RerankedSessionRanker,
     SessionRanker,
@@ -56,7 +57,8 @@ OBJECTIVE = click.option(
     "objective_pairs",
     multiple=True,
     metavar="NAME=WEIGHT",
-    help="An objective weight, e.g. conversion=1.0 or margin=0.5 (repeatable).",
+    help="An objective weight: conversion, margin, revenue or engagement, e.g. margin=0.5 "
+    "(repeatable).",
 )
 EVENT_WEIGHTS = click.option(
     "--event-weights",
@@ -138,6 +140,7 @@ def fit(
         "key_conversion": ranker.key_conversion,
         "objectives": ranker.objectives.as_dict(),
         "conversion_source": ranker.conversion_source,
+        "engagement": data.items.engagement_kind,
         "fit_seconds": round(seconds, 3),
         "saved_to": where,
     }
@@ -151,6 +154,24 @@ def fit(
         f"saved to {where}"
     )
     console.print(_conversion_line(ranker.conversion_source), highlight=False)
+    console.print(f"Dials: {_engagement_note(data.items.engagement_kind)}", highlight=False)
+
+
+def _engagement_note(kind: str) -> str:
+    """What the engagement dial weighs, e.g. ``engagement = none (...)``."""
+    if kind == "none":
+        return (
+            "engagement = none (no engagement_ms or media_progress_pct on item events: "
+            "the engagement dial changes nothing)"
+        )
+    return f"engagement = {kind} (mean per item event)"
+
+
+def _warn_engagement(ranker: RankerBase, objectives: Objectives | None) -> None:
+    """Say on stderr when the engagement dial is on but the store has no engagement signal."""
+    weight = (objectives or ranker.objectives).engagement
+    if weight and ranker.items.engagement_kind == "none":
+        _stderr.print(f"[yellow]Warning:[/] {_engagement_note('none')}.")
 
 
 def _conversion_line(source: dict[str, t.Any]) -> str:
@@ -180,12 +201,21 @@ def _ranker(store: EventStore) -> RankerBase:
 
 
 def _print_items(
-    items: list[ScoredItem], title: str, output_format: str, value_kind: str = "value"
+    items: list[ScoredItem],
+    title: str,
+    output_format: str,
+    value_kind: str = "value",
+    engagement_kind: str = "none",
 ) -> None:
     if output_format == "json":
         click.echo(json.dumps([item.as_dict() for item in items], indent=2))
         return
-    table = Table(title=title, title_justify="left")
+    table = Table(
+        title=title,
+        title_justify="left",
+        caption=_engagement_note(engagement_kind),
+        caption_justify="left",
+    )
     for name, justify in (
         ("#", "right"),
         ("item", "left"),
@@ -253,6 +283,7 @@ def recommend(
     try:
         with open_existing_store(database_url) as store:
             ranker = _ranker(store)
+        _warn_engagement(ranker, objectives)
         answers = [
             (
                 user,
@@ -286,7 +317,9 @@ def recommend(
             "observed live): these are popular and trending items."
         )
     title = f"Top {k} for {who}" + ("" if known else " (cold start: unknown, popular items)")
-    _print_items(items, title, output_format, ranker.items.value_kind())
+    _print_items(
+        items, title, output_format, ranker.items.value_kind(), ranker.items.engagement_kind
+    )
 
 
 def _read_requests(handle: t.TextIO) -> list[tuple[str | None, str | None]]:
@@ -347,11 +380,13 @@ def rank(
     except EngineError as error:
         raise click.ClickException(str(error)) from error
     who = f"user {user_id}" if user_id else f"session {session_id}"
+    _warn_engagement(ranker, objectives)
     _print_items(
         items,
         f"{len(candidates)} items re-ranked for {who}",
         output_format,
         ranker.items.value_kind(),
+        ranker.items.engagement_kind,
     )
 
 

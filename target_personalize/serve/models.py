@@ -156,6 +156,10 @@ class ScoredItemOut(BaseModel):
     relevance: float
     conversion: float = Field(description="Smoothed P(key conversion) of the item.")
     value: float | None = Field(description="Margin, else price, else order value.")
+    engagement: float | None = Field(
+        default=None,
+        description="Mean engagement_ms (else media_progress_pct) of the item; null when unknown.",
+    )
 
 
 class Ranking(BaseModel):
@@ -202,6 +206,7 @@ class ObjectivesBody(BaseModel):
     conversion: float = Field(default=0.0, ge=0, le=Objectives.MAX_WEIGHT, allow_inf_nan=False)
     margin: float = Field(default=0.0, ge=0, le=Objectives.MAX_WEIGHT, allow_inf_nan=False)
     revenue: float = Field(default=0.0, ge=0, le=Objectives.MAX_WEIGHT, allow_inf_nan=False)
+    engagement: float = Field(default=0.0, ge=0, le=Objectives.MAX_WEIGHT, allow_inf_nan=False)
 
 
 class ExperimentBody(BaseModel):

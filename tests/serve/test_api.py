@@ -77,7 +77,12 @@ def test_viewing_a_pulls_in_its_neighbours(server: Server) -> None:
         params={"session_id": session, "k": 3, "exclude_seen": "true", "objectives": "margin:3"},
     ).json()
     assert _items(valued)[0] == "pricey"
-    assert valued["objectives"] == {"conversion": 0.0, "margin": 3.0, "revenue": 0.0}
+    assert valued["objectives"] == {
+        "conversion": 0.0,
+        "margin": 3.0,
+        "revenue": 0.0,
+        "engagement": 0.0,
+    }
 
 
 def test_duplicate_events_are_stored_once(server: Server) -> None:
@@ -204,6 +209,7 @@ def test_objectives_and_query_errors(server: Server) -> None:
         "conversion": 0.0,
         "margin": 0.0,
         "revenue": 0.0,
+        "engagement": 0.0,
     }
     assert server.client.get("/v1/recommendations").status_code == 422
     wrong = server.client.get(
@@ -213,9 +219,14 @@ def test_objectives_and_query_errors(server: Server) -> None:
     assert wrong.json()["detail"][0]["loc"] == ["query", "objectives"]
     assert server.client.post("/v1/rank", json={"session_id": "s", "items": []}).status_code == 422
     put = server.client.put("/v1/objectives", json={"conversion": 1, "margin": 0.5})
-    assert put.json() == {"conversion": 1.0, "margin": 0.5, "revenue": 0.0}
+    assert put.json() == {"conversion": 1.0, "margin": 0.5, "revenue": 0.0, "engagement": 0.0}
     answer = server.client.get("/v1/recommendations", params={"session_id": "seed-s1"}).json()
-    assert answer["objectives"] == {"conversion": 1.0, "margin": 0.5, "revenue": 0.0}
+    assert answer["objectives"] == {
+        "conversion": 1.0,
+        "margin": 0.5,
+        "revenue": 0.0,
+        "engagement": 0.0,
+    }
     server.client.put("/v1/objectives", json={"conversion": 0, "margin": 0}).raise_for_status()
 
 

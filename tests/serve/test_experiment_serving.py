@@ -241,7 +241,12 @@ def test_experiments_created_elsewhere_are_served_within_seconds(store_url: str)
             "/v1/recommendations", params={"user_id": views, "session_id": "seed-s1"}
         ).json()
         assert served["variant_id"] == "views"
-        assert served["objectives"] == {"conversion": 0.0, "margin": 0.0, "revenue": 0.0}
+        assert served["objectives"] == {
+            "conversion": 0.0,
+            "margin": 0.0,
+            "revenue": 0.0,
+            "engagement": 0.0,
+        }
     with EventStore(store_url) as store:
         assert store.query("SELECT count(*) FROM impressions")[0][0] == 2
         baseline = ViewsItemKNN().fit(store)

@@ -165,7 +165,7 @@ def test_default_objectives_set_on_one_process_reach_the_others(
         running(settings(stores[0], **redis), keys=KeyRing([])) as a,
         running(settings(stores[0], **redis), keys=KeyRing([])) as b,
     ):
-        wanted = {"conversion": 0.7, "margin": 0.2, "revenue": 0.0}
+        wanted = {"conversion": 0.7, "margin": 0.2, "revenue": 0.0, "engagement": 0.0}
         assert a.client.put("/v1/objectives", json=wanted).status_code == 200
         deadline = time.monotonic() + 10
         while b.client.get("/v1/objectives").json() != wanted:

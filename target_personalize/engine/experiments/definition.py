@@ -80,9 +80,11 @@ class Variant:
         """The ranking as written after ``ID=`` (``popularity``, ``objectives:conversion=1``...)."""
         if self.objectives is None:
             return self.ranker
-        # Revenue only when set, so specs stored before it existed read the same.
+        # Revenue and engagement only when set, so specs stored before them read the same.
         weights = ",".join(
-            f"{k}={_number(v)}" for k, v in self.objectives.as_dict().items() if k != "revenue" or v
+            f"{k}={_number(v)}"
+            for k, v in self.objectives.as_dict().items()
+            if k not in {"revenue", "engagement"} or v
         )
         return _OBJECTIVES + weights
 

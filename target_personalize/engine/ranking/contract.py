@@ -89,6 +89,8 @@ class ScoredItem:
         relevance: the relevance part, scaled so the best item of the answer is 1.
         conversion: P(key conversion) of the item: its smoothed rate, or the conversion model's.
         value: the item's business value (margin, else price, else order value), or ``None``.
+        engagement: the item's mean engagement (``ItemTable.engagement_kind``), or ``None``
+            when unknown (always without an engagement signal in the store).
     """
 
     item_id: str
@@ -96,6 +98,7 @@ class ScoredItem:
     relevance: float
     conversion: float
     value: float | None
+    engagement: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly form."""
@@ -105,6 +108,7 @@ class ScoredItem:
             "relevance": self.relevance,
             "conversion": self.conversion,
             "value": self.value,
+            "engagement": self.engagement,
         }
 
 
@@ -542,12 +546,14 @@ class RankerBase(abc.ABC):
         self, item: int, score: FloatArray, relevance: FloatArray, probability: float
     ) -> ScoredItem:
         value = float(self._factors.value[item])
+        engagement = float(self._factors.engagement[item])
         return ScoredItem(
             item_id=str(self.items.item_ids[item]),
             score=float(score[item]),
             relevance=float(relevance[item]),
             conversion=probability,
             value=value if math.isfinite(value) else None,
+            engagement=engagement if math.isfinite(engagement) else None,
         )
 
     def rank(

@@ -6,7 +6,7 @@ import dataclasses
 import math
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -98,4 +98,26 @@ def _union_items(old: ItemTable, new: ItemTable) -> ItemTable:
         margin=floats("margin"),
         order_value=floats("order_value"),
         available=available,
+        **_union_engagement(old, new, in_old, in_new),
     )
+
+
+#: Engagement signals, preferred first (as ``interactions._read_engagement`` chooses).
+_ENGAGEMENT_KINDS = ("engagement_ms", "media_progress_pct", "none")
+
+
+def _union_engagement(
+    old: ItemTable, new: ItemTable, in_old: IntArray, in_new: IntArray
+) -> dict[str, Any]:
+    """The engagement of the union: the preferred signal's values only, never two units mixed.
+
+    Fresh sessions' means win for the items they hold (as prices do); when the two tables
+    hold different signals, only the preferred one's values are kept.
+    """
+    kind = min(old.engagement_kind, new.engagement_kind, key=_ENGAGEMENT_KINDS.index)
+    values = np.full(in_new.size, np.nan)
+    for table, at in ((old, in_old), (new, in_new)):  # new written last: it wins
+        if table.engagement_kind == kind and kind != "none" and table.engagement.size:
+            found = np.where(at >= 0, table.engagement[np.maximum(at, 0)], np.nan)
+            values = np.where(np.isnan(found), values, found)
+    return {"engagement": values, "engagement_kind": kind}

@@ -85,6 +85,10 @@ class ItemTable:
             when unknown.
         order_value: mean share of an order's revenue per item, ``nan`` when unknown.
         available: whether the item may be recommended.
+        engagement: mean engagement per item event that carries it (``engagement_kind``),
+            ``nan`` when unknown.
+        engagement_kind: which signal ``engagement`` holds: ``engagement_ms``,
+            ``media_progress_pct`` (where no event has ``engagement_ms``) or ``none``.
     """
 
     item_ids: StrArray
@@ -96,6 +100,8 @@ class ItemTable:
     margin: FloatArray
     order_value: FloatArray
     available: BoolArray
+    engagement: FloatArray
+    engagement_kind: str = "none"
 
     def __len__(self) -> int:
         return int(self.item_ids.size)
@@ -140,6 +146,8 @@ class ItemTable:
         margin: Sequence[float | None] | FloatArray | None = None,
         order_value: Sequence[float | None] | FloatArray | None = None,
         available: Sequence[bool | None] | None = None,
+        engagement: Sequence[float | None] | FloatArray | None = None,
+        engagement_kind: str = "none",
     ) -> ItemTable:
         """Build a table from per-item lists (any order; ids must be unique).
 
@@ -180,6 +188,8 @@ class ItemTable:
             margin=floats(margin),
             order_value=floats(order_value),
             available=avail,
+            engagement=floats(engagement),
+            engagement_kind=engagement_kind if engagement is not None else "none",
         )
 
     def extended(
@@ -207,6 +217,8 @@ class ItemTable:
             margin=np.append(self.margin, np.nan),
             order_value=np.append(self.order_value, np.nan),
             available=np.append(self.available, True),
+            engagement=np.append(self.engagement, np.nan),
+            engagement_kind=self.engagement_kind,
         )
         return table, len(self)
 
@@ -222,6 +234,8 @@ class ItemTable:
             margin=self.margin[:count],
             order_value=self.order_value[:count],
             available=self.available[:count],
+            engagement=self.engagement[:count],
+            engagement_kind=self.engagement_kind,
         )
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
@@ -236,11 +250,14 @@ class ItemTable:
             "item_margin": self.margin,
             "item_order_value": self.order_value,
             "item_available": self.available,
+            "item_engagement": self.engagement,
+            "item_engagement_kind": np.array(self.engagement_kind),
         }
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]]) -> ItemTable:
-        """The inverse of :meth:`arrays`."""
+        """The inverse of :meth:`arrays` (models saved before engagement have none)."""
+        n = arrays["item_ids"].size
         return cls(
             item_ids=arrays["item_ids"].astype(np.str_),
             category=arrays["item_category"].astype(np.int32),
@@ -251,6 +268,14 @@ class ItemTable:
             margin=arrays["item_margin"].astype(np.float64),
             order_value=arrays["item_order_value"].astype(np.float64),
             available=arrays["item_available"].astype(np.bool_),
+            engagement=(
+                arrays["item_engagement"].astype(np.float64)
+                if "item_engagement" in arrays
+                else np.full(n, np.nan)
+            ),
+            engagement_kind=(
+                str(arrays["item_engagement_kind"]) if "item_engagement_kind" in arrays else "none"
+            ),
         )
 
 
@@ -574,7 +599,8 @@ def interactions_from_store(
             params.extend(session_keys)
     body = (
         f"SELECT s.session_key, s.visitor, s.event_type, s.event_ts, s.event_id, s.loaded_at, "
-        f"s.revenue, ei.item_id, ei.category, ei.brand, ei.price, ei.quantity "
+        f"s.revenue, s.engagement_ms, s.media_progress_pct, "
+        f"ei.item_id, ei.category, ei.brand, ei.price, ei.quantity "
         f"FROM ({sessionized_events_sql()}) s "
         f"JOIN ({event_items_sql(store.dialect)}) ei "
         f"ON s.source = ei.source AND s.event_id = ei.event_id"
@@ -629,6 +655,7 @@ def _read_items(store: EventStore, table: str) -> ItemTable:
     for item_id, value in order_values.items():
         if str(item_id) in merged and value is not None:
             merged[str(item_id)][4] = float(value)
+    engagement_kind, engagement = _read_engagement(store, table)
     ids = list(merged)
     rows = [merged[i] for i in ids]
     return ItemTable.build(
@@ -639,7 +666,25 @@ def _read_items(store: EventStore, table: str) -> ItemTable:
         margin=[None if r[3] is None else float(r[3]) for r in rows],
         order_value=[r[4] for r in rows],
         available=[r[5] for r in rows],
+        engagement=[engagement.get(i) for i in ids],
+        engagement_kind=engagement_kind,
     )
+
+
+def _read_engagement(store: EventStore, table: str) -> tuple[str, dict[str, float]]:
+    """Which engagement signal the item events carry, and its mean per item.
+
+    ``engagement_ms`` (time engaged) when any item event has it, else ``media_progress_pct``
+    (share of a video or track played), else ``none`` with no values.
+    """
+    for column in ("engagement_ms", "media_progress_pct"):
+        means = store.query(
+            f"SELECT item_id, avg({column}) FROM {table} WHERE {column} IS NOT NULL "
+            "GROUP BY item_id"
+        )
+        if means:
+            return column, {str(item): float(mean) for item, mean in means}
+    return "none", {}
 
 
 def _read_table(store: EventStore, table: str) -> Interactions:

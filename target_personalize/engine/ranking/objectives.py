@@ -3,12 +3,16 @@
 A ranker's final score is::
 
     relevance * P(conversion) ** (w_conversion + w_margin + w_revenue)
-              * margin ** w_margin * price ** w_revenue
+              * margin ** w_margin * price ** w_revenue * engagement ** w_engagement
 
 so each dial weighs an expected quantity: ``conversion=1`` ranks by relevance times the
 probability of the key conversion, ``margin=1, conversion=0`` by relevance times the expected
-margin ``P * margin``, ``revenue=1`` by relevance times the expected revenue ``P * price``.
-All-zero weights give relevance alone. ``margin`` is the catalog's margin (else price minus
+margin ``P * margin``, ``revenue=1`` by relevance times the expected revenue ``P * price``,
+``engagement=1`` by relevance times the item's mean engagement (``engagement_ms``, else
+``media_progress_pct``, per item event carrying it): the expected watch or read time of
+showing it, relevance standing for the chance it is opened (no P: media and content are
+engaged with, not bought). Without either signal in the store engagement is ``none`` and the
+dial changes nothing; the commands say so. All-zero weights give relevance alone. ``margin`` is the catalog's margin (else price minus
 cost); where a shop has only prices the margin dial weighs the price ("value = price") and
 says so. ``P`` is the item's smoothed conversion rate, or, for the items the query reaches,
 what a :class:`ConversionModel` set on the ranker says.
@@ -43,7 +47,13 @@ _CATEGORY_PRIOR = 50.0
 #: Share of the median value an item without value keeps, so relevance still orders them.
 _VALUE_FLOOR = 0.01
 #: Names accepted for each objective.
-_ALIASES = {"conversion": "conversion", "margin": "margin", "value": "margin", "revenue": "revenue"}
+_ALIASES = {
+    "conversion": "conversion",
+    "margin": "margin",
+    "value": "margin",
+    "revenue": "revenue",
+    "engagement": "engagement",
+}
 
 
 class ConversionModel(Protocol):
@@ -67,6 +77,7 @@ class Objectives:
         margin: weight of the expected margin ``P * margin`` (``P * price`` where the
             catalog has only prices).
         revenue: weight of the expected revenue ``P * price`` (order value without prices).
+        engagement: weight of the expected engagement ``relevance * mean engagement``.
     """
 
     #: The largest weight taken: factors are raised to the weights, so a larger one only
@@ -76,6 +87,7 @@ class Objectives:
     conversion: float = 0.0
     margin: float = 0.0
     revenue: float = 0.0
+    engagement: float = 0.0
 
     @classmethod
     def parse(cls, value: Objectives | Mapping[str, float] | None) -> Objectives:
@@ -91,12 +103,13 @@ class Objectives:
             return cls()
         if isinstance(value, Objectives):
             return value
-        weights = {"conversion": 0.0, "margin": 0.0, "revenue": 0.0}
+        weights = {"conversion": 0.0, "margin": 0.0, "revenue": 0.0, "engagement": 0.0}
         for name, weight in value.items():
             key = _ALIASES.get(name)
             if key is None:
                 raise RankerError(
-                    f"unknown objective {name!r}: use conversion, margin (or value) and revenue"
+                    f"unknown objective {name!r}: use conversion, margin (or value), revenue "
+                    "and engagement"
                 )
             # The comparison is False for NaN too.
             if not isinstance(weight, int | float) or not 0 <= weight <= cls.MAX_WEIGHT:
@@ -136,16 +149,21 @@ class Objectives:
     @property
     def relevance_only(self) -> bool:
         """Whether every weight is zero."""
-        return self.conversion == 0 and self.margin == 0 and self.revenue == 0
+        return not (self.conversion or self.margin or self.revenue or self.engagement)
 
     @property
     def probability_power(self) -> float:
-        """The exponent of P(conversion): every objective is an expected value."""
+        """The exponent of P(conversion): each objective but engagement is P times a value."""
         return self.conversion + self.margin + self.revenue
 
     def as_dict(self) -> dict[str, float]:
         """A JSON-friendly form."""
-        return {"conversion": self.conversion, "margin": self.margin, "revenue": self.revenue}
+        return {
+            "conversion": self.conversion,
+            "margin": self.margin,
+            "revenue": self.revenue,
+            "engagement": self.engagement,
+        }
 
     def label(self) -> str:
         """A short name such as ``conversion 1, margin 0.5`` (``relevance`` without weights)."""
@@ -177,6 +195,8 @@ class Objectives:
             score *= factors.value_factor**self.margin
         if self.revenue:
             score *= factors.revenue_factor**self.revenue
+        if self.engagement:
+            score *= factors.engagement_factor**self.engagement
         return score
 
 
@@ -205,6 +225,10 @@ class ItemFactors:
         category_rate: the smoothed rate of each category, then the base rate (no category).
         value_middle: the median positive value (1 without values).
         revenue_middle: the median positive revenue (1 without prices).
+        engagement: the item's mean engagement (NaN when unknown).
+        engagement_factor: the engagement relative to the median item's (1 when unknown,
+            and for every item when the store has no engagement signal).
+        engagement_middle: the median positive engagement (1 without any).
     """
 
     conversion: FloatArray
@@ -217,6 +241,9 @@ class ItemFactors:
     category_rate: FloatArray
     value_middle: float
     revenue_middle: float
+    engagement: FloatArray
+    engagement_factor: FloatArray
+    engagement_middle: float
 
     @classmethod
     def build(cls, data: Interactions, key_conversion: str) -> ItemFactors:
@@ -253,6 +280,8 @@ class ItemFactors:
         value_factor, middle = _relative(value)
         revenue = np.where(np.isnan(data.items.price), data.items.order_value, data.items.price)
         revenue_factor, revenue_middle = _relative(revenue)
+        engagement = data.items.engagement
+        engagement_factor, engagement_middle = _relative(engagement)
         return cls(
             conversion=conversion,
             conversion_factor=conversion / base_rate if base_rate > 0 else np.ones(n),
@@ -264,6 +293,9 @@ class ItemFactors:
             category_rate=category_rate,
             value_middle=middle,
             revenue_middle=revenue_middle,
+            engagement=engagement,
+            engagement_factor=engagement_factor,
+            engagement_middle=engagement_middle,
         )
 
     def conversion_ratio(self, probability: FloatArray) -> FloatArray:
@@ -286,6 +318,8 @@ class ItemFactors:
         self.revenue_factor = np.append(
             self.revenue_factor, self._factor(price, self.revenue_middle)
         )
+        self.engagement = np.append(self.engagement, np.nan)
+        self.engagement_factor = np.append(self.engagement_factor, 1.0)
 
     @staticmethod
     def _factor(value: float, middle: float) -> float:

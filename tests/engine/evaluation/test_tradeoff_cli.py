@@ -35,7 +35,12 @@ def test_tradeoff_sweeps_the_grid_marks_the_current_setting_and_warns(tmp_path: 
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert [p["label"] for p in report["points"]] == ["relevance", "margin 1"]
-    assert report["current"] == {"conversion": 0.0, "margin": 1.0, "revenue": 0.0}
+    assert report["current"] == {
+        "conversion": 0.0,
+        "margin": 1.0,
+        "revenue": 0.0,
+        "engagement": 0.0,
+    }
     assert report["too_small"] and "under 200" in result.stderr
     assert report["value_kind"] == "price"
     for point in report["points"]:

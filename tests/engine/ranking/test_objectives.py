@@ -64,6 +64,9 @@ def _factors(
         category_rate=np.array([0.2]),
         value_middle=1.0,
         revenue_middle=1.0,
+        engagement=np.full(p.size, np.nan),
+        engagement_factor=np.ones(p.size),
+        engagement_middle=1.0,
     )
 
 
