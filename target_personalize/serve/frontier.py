@@ -8,7 +8,7 @@ on the store's writer thread: a worker thread computes it from the served ranker
 interactions (no store connection needed, so an in-memory store works too), started when the
 server starts and again after every model swap. Until it is done the endpoint says
 ``computing``; a setting chosen later that is not on the grid (``PUT /v1/objectives``) is
-added and the grid replayed again.
+added and the grid replayed again. One replay runs at a time, the latest wish next.
 """
 
 from __future__ import annotations
@@ -76,7 +76,6 @@ class Frontier:
     def __init__(self, ranges: Sequence[str] = DEFAULT_RANGES, k: int = 20) -> None:
         self.grid = objective_grid(ranges)
         self.k = k
-        self.computations = 0  # finished, for tests and /v1/stats
         self._state: tuple[str, TradeoffReport | str | None] = ("computing", None)
         self._computed_at: float | None = None
         self._task: asyncio.Task[None] | None = None
@@ -86,25 +85,36 @@ class Frontier:
     def start(self, ranker: RankerBase) -> None:
         """Compute the frontier for ``ranker`` in the background (event loop thread only).
 
-        A computation under way for another model or grid is cancelled (its thread finishes
-        unheeded); the answer is ``computing`` until the new one is done.
+        The answer is ``computing`` until it is done. One computation runs at a time: asked
+        for another model or grid meanwhile, the one under way finishes and the latest wish
+        is computed next (so a burst of settings costs two replays, not one thread each).
         """
         settings = tuple(self.grid)
         if ranker.objectives not in settings:
             settings += (ranker.objectives,)
         if ranker is self._ranker and settings == self._settings:
             return
-        self.cancel()
         self._ranker, self._settings = ranker, settings
         self._state = ("computing", None)
-        self._task = asyncio.get_running_loop().create_task(self._compute(ranker, settings))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
 
     def follow(self, ranker: RankerBase) -> None:
         """Replay again if the current setting is not on the computed grid."""
         if self._ranker is not None and ranker.objectives not in self._settings:
             self.start(ranker)
 
-    async def _compute(self, ranker: RankerBase, settings: tuple[Objectives, ...]) -> None:
+    async def _run(self) -> None:
+        while self._ranker is not None:
+            ranker, settings = self._ranker, self._settings
+            state = await self._compute(ranker, settings)
+            if ranker is self._ranker and settings == self._settings:
+                self._state = state
+                return
+
+    async def _compute(
+        self, ranker: RankerBase, settings: tuple[Objectives, ...]
+    ) -> tuple[str, TradeoffReport | str | None]:
         started = time.perf_counter()
         # Read on the event loop's thread, where the ranker changes: the thread gets a snapshot.
         data, weights, conversion = ranker.data, dict(ranker.event_weights), ranker.key_conversion
@@ -117,26 +127,17 @@ class Frontier:
             )
         except Exception as error:  # a failed replay is reported, the server goes on
             logger.exception("Could not compute the trade-off frontier")
-            self._state = ("failed", f"the frontier could not be computed: {error}")
-            return
-        self.computations += 1
+            return ("failed", f"the frontier could not be computed: {error}")
         self._computed_at = time.time()
         if report is None:
-            self._state = ("unavailable", _NO_TEST)
-            return
-        self._state = ("ready", report)
+            return ("unavailable", _NO_TEST)
         logger.info(
             "Trade-off frontier: %d settings over %d predictions in %.1f s",
             len(settings),
             report.predictions,
             time.perf_counter() - started,
         )
-
-    def cancel(self) -> None:
-        """Stop waiting for a computation under way."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-        self._task = None
+        return ("ready", report)
 
     async def close(self) -> None:
         """Cancel a computation under way and wait for its task to end."""

@@ -146,6 +146,27 @@ def test_a_setting_off_the_grid_is_added_and_a_refresh_recomputes(
         assert ready(server)["current_label"] == "margin 3"
 
 
+def test_one_replay_at_a_time_and_the_latest_setting_wins(
+    gate: Gate, one_item_server: Server
+) -> None:
+    client = one_item_server.client
+    deadline = time.monotonic() + 30
+    while not gate.threads:  # the replay of the start is under way, held by the gate
+        assert time.monotonic() < deadline, "no replay started"
+        time.sleep(0.05)
+    for margin in (3, 4):  # two settings off the grid while it runs
+        assert client.put("/v1/objectives", json={"margin": margin}).status_code == 200
+        assert client.get("/v1/tradeoff").status_code == 202
+    time.sleep(0.3)
+    assert len(gate.threads) == 1  # no second replay while the first runs
+    gate.open.set()
+    body = ready(one_item_server)
+    labels = [p["label"] for p in body["points"]]
+    assert "margin 4" in labels and "margin 3" not in labels
+    assert [p["label"] for p in body["points"] if p["current"]] == ["margin 4"]
+    assert len(gate.threads) == 2  # the start's, then the latest setting's
+
+
 def test_a_store_without_held_out_sessions_says_so(tmp_path: Path) -> None:
     settings = ServeSettings(database_url="duckdb:///:memory:", refresh_seconds=0)
     with running(settings, keys=KeyRing([])) as server:
