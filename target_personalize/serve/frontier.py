@@ -2,8 +2,8 @@
 
 ``GET /v1/tradeoff`` answers what ``personalize tradeoff`` prints, for the model being served:
 the grid of dial settings replayed on the held-out sessions of the data the model learnt
-from (:func:`~target_personalize.engine.evaluation.tradeoff.tradeoff`). Replaying takes from
-a second on a small store to minutes on a large one, so it never runs on a request's path nor
+from (:func:`~target_personalize.engine.evaluation.tradeoff.tradeoff`). Replaying takes a
+second on a small store, half a minute on the REES46 sample, so it never runs on a request's path nor
 on the store's writer thread: a worker thread computes it from the served ranker's own
 interactions (no store connection needed, so an in-memory store works too), started when the
 server starts and again after every model swap. Until it is done the endpoint says
