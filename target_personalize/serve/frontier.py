@@ -47,9 +47,11 @@ def frontier_report(
     key_conversion: str,
     event_weights: dict[str, float],
 ) -> TradeoffReport | None:
-    """The trade-off report of ``settings`` on a time split of ``data`` (as the command's).
+    """The trade-off report of ``settings`` on a time split of ``data``.
 
-    ``None`` when the split leaves no held-out session to replay.
+    As ``personalize tradeoff`` computes it (a session ranker fitted on the split's training
+    part, also when a re-ranker serves), with the served model's event weights and key
+    conversion. ``None`` when the split leaves no held-out session to replay.
     """
     train, test, _ = prepare_split(data)
     if len(test) == 0 or len(train) == 0:
