@@ -418,7 +418,6 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
     )
     async def post_events(
         request: Request,
-        serving: State,
         partial: Annotated[
             bool, Query(description="Store the valid events of a batch that has invalid ones.")
         ] = False,
@@ -431,6 +430,8 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
         comes once the events are durable: flushed to the server's write-ahead journal, or
         committed in the store (the server's ``--ack``).
         """
+        # Not a dependency: FastAPI's dependency solving costs more than this whole lookup.
+        serving: ServingState = request.app.state.serving
         try:
             body = _decode(await request.body())
         except msgspec.DecodeError as error:
