@@ -16,6 +16,9 @@ __all__ = ["Vocabulary"]
 
 #: Category and brand names whose codes are remembered (any name a client sends is looked up).
 _NAMES_KEPT = 10_000
+#: Item ids whose index in the training items is remembered (live events name the same items
+#: again and again; a binary search in the item table costs a few numpy calls).
+_IDS_KEPT = 100_000
 
 
 class Vocabulary:
@@ -36,6 +39,7 @@ class Vocabulary:
         self._event_weights = event_weights
         self.kind_weight = kind_weights(data.event_types, event_weights)
         self._extra: dict[str, int] = {}
+        self._found: dict[str, int] = {}
         self._category_codes: dict[str, tuple[int, ...]] = {}
         self._brand_codes: dict[str, tuple[int, ...]] = {}
 
@@ -91,7 +95,14 @@ class Vocabulary:
         item_id = str(raw if isinstance(raw, str) else raw.get("item_id") or "")
         if not item_id:
             return -1, False
-        found = int(self.items.index([item_id])[0])
+        found = self._found.get(item_id)
+        if found is None:
+            # The training rows never move (live items are appended after them, and index()
+            # does not find those), so a remembered answer stays true.
+            found = int(self.items.index([item_id])[0])
+            if len(self._found) >= _IDS_KEPT:
+                self._found.clear()
+            self._found[item_id] = found
         if found >= 0:
             return found, False
         if item_id in self._extra:
