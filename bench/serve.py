@@ -473,11 +473,13 @@ def main(argv: list[str] | None = None) -> int:
             startup = time.perf_counter() - began
             server = psutil.Process(process.pid)
             cpu_before = cpu_seconds(server)
+            client_before = cpu_seconds(psutil.Process())
             load_before = os.getloadavg()
             recorder = Recorder()
             run = f"run{int(time.time())}"
             elapsed = asyncio.run(run_load(args, port, recorder, run))
             cpu_used = cpu_seconds(server) - cpu_before
+            client_used = cpu_seconds(psutil.Process()) - client_before
             load_after = os.getloadavg()
         finally:
             stop(process, crash=args.crash)
@@ -557,6 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         "server_startup_s": round(startup, 1),
         "server_cpu_s": round(cpu_used, 1),
         "server_cpu_share_of_one_core": round(cpu_used / elapsed, 2),
+        "client_cpu_share_of_one_core": round(client_used / elapsed, 2),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in load_after],
         "cpus": os.cpu_count(),
@@ -581,7 +584,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"throughput {figures['throughput_rps']} req/s over {figures['duration_s']} s "
         f"(target {args.rate}, ack={ack}, mix={args.mix}, "
-        f"{figures['events_per_ingest_mean']} events per ingest); server CPU {figures['server_cpu_share_of_one_core']} of a core; "
+        f"{figures['events_per_ingest_mean']} events per ingest); server CPU {figures['server_cpu_share_of_one_core']} of a core, "
+        f"client {figures['client_cpu_share_of_one_core']}; "
         f"load average {figures['load_average_before']} -> {figures['load_average_after']} on "
         f"{figures['cpus']} CPUs"
     )
