@@ -47,7 +47,7 @@ from target_personalize.serve.auth import FailureLimiter, KeyRing, Role
 from target_personalize.serve.cors import add_browser_middleware
 from target_personalize.serve.demo import add_storefront
 from target_personalize.serve.errors import validation_error
-from target_personalize.serve.experiment_routes import Lab, add_experiment_routes
+from target_personalize.serve.experiment_routes import add_experiment_routes
 from target_personalize.serve.experiments import Assignment, ExperimentLab
 from target_personalize.serve.limits import BodyLimits, Limits, event_problems
 from target_personalize.serve.models import (
@@ -459,8 +459,7 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
     @app.get("/v1/recommendations", tags=["rankings"], dependencies=read, response_model=Ranking)
     async def recommendations(
         *,
-        serving: State,
-        lab: Lab,
+        request: Request,
         user_id: str | None = None,
         session_id: str | None = None,
         anonymous_id: Annotated[
@@ -484,6 +483,8 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
         In an experiment the answer is the visitor's variant's list, with its ``rec_id``.
         """
         started = time.perf_counter()
+        serving: ServingState = request.app.state.serving  # not dependencies: see post_events
+        lab: ExperimentLab = request.app.state.experiments
         if user_id is None and session_id is None:
             raise _unprocessable(["query", "session_id"], "give user_id or session_id")
         parsed = _parse_objectives(objectives)
@@ -511,12 +512,14 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
         return _ranking(items, user_id, session_id, goals, started, served=served)
 
     @app.post("/v1/rank", tags=["rankings"], dependencies=read, response_model=Ranking)
-    async def rank(body: RankRequest, serving: State, lab: Lab) -> Response:
+    async def rank(request: Request, body: RankRequest) -> Response:
         """Re-rank candidate items (e.g. search results) for a session or a user.
 
         In an experiment the order is the visitor's variant's, with the list's ``rec_id``.
         """
         started = time.perf_counter()
+        serving: ServingState = request.app.state.serving  # not dependencies: see post_events
+        lab: ExperimentLab = request.app.state.experiments
         if body.user_id is None and body.session_id is None:
             raise _unprocessable(["body", "session_id"], "give user_id or session_id")
         if body.objectives is not None:
