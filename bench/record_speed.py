@@ -8,7 +8,9 @@ interleaved (the machine is shared: each round times every target once, back to 
     another (PostgreSQL at 127.0.0.1:5432, trust, database ``test``; skipped if absent).
 The two other targets are installed from PyPI into their own virtualenvs under
 ``bench/.venvs/`` (created on first use, not committed). Prints events/s per round, the
-best round of each target, the ratios, and ``uptime`` before and after.
+best round of each target, the ratios, and ``uptime`` before and after. Each run is also
+timed in CPU seconds (user + system, of the target and its children) per 100,000 events:
+wall-clock ratios swing with the shared machine's load, CPU ratios much less.
 
     .venv/bin/python bench/record_speed.py [N] [ROUNDS] [duckdb]   # duckdb: DuckDB pair only
 """
@@ -16,6 +18,7 @@ best round of each target, the ratios, and ``uptime`` before and after.
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -45,19 +48,27 @@ def other_target(name: str) -> Path:
     return executable
 
 
-def timed(command: list[str], lines: Path, workdir: Path) -> float:
-    """Seconds ``command`` takes to read ``lines`` on stdin (it must succeed)."""
+def cpu_of_children() -> float:
+    """CPU seconds (user + system) used so far by this process's finished children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(command: list[str], lines: Path, workdir: Path) -> tuple[float, float]:
+    """Wall and CPU seconds ``command`` takes to read ``lines`` on stdin (it must succeed)."""
     log = workdir / "last.log"
     with lines.open("rb") as stdin, log.open("wb") as err:
+        cpu = cpu_of_children()
         start = time.perf_counter()
         done = subprocess.run(
             command, stdin=stdin, stdout=subprocess.DEVNULL, stderr=err, check=False
         )
         seconds = time.perf_counter() - start
+        cpu = cpu_of_children() - cpu
     if done.returncode:
         tail = log.read_text(errors="replace")[-2000:]
         raise SystemExit(f"{command[0]} failed ({done.returncode}):\n{tail}")
-    return seconds
+    return seconds, cpu
 
 
 def postgres_ready() -> bool:
@@ -156,6 +167,8 @@ def main() -> None:
     if not with_postgres and not duckdb_only:
         print("PostgreSQL at 127.0.0.1:5432 not reachable: DuckDB targets only")
     rates: dict[str, list[float]] = {}
+    #: CPU seconds per 100,000 events, per round.
+    cpus: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         lines = workdir / "records.jsonl"
@@ -165,28 +178,41 @@ def main() -> None:
         for round_ in range(rounds):
             for name, (command, schema) in commands(workdir, round_, with_postgres).items():
                 try:
-                    rate = n / timed(command, lines, workdir)
+                    wall, cpu = timed(command, lines, workdir)
                 finally:
                     if schema:
                         drop_schema(schema)
+                rate, cpu_100k = n / wall, cpu * 100_000 / n
                 rates.setdefault(name, []).append(rate)
-                print(f"round {round_ + 1} {name:<22} {rate:>10,.0f} events/s", flush=True)
+                cpus.setdefault(name, []).append(cpu_100k)
+                print(
+                    f"round {round_ + 1} {name:<22} {rate:>10,.0f} events/s "
+                    f"{cpu_100k:>7.2f} CPU s/100k",
+                    flush=True,
+                )
         print("after: ", uptime())
     best = {name: max(values) for name, values in rates.items()}
-    print(f"\n{'target':<22} {'best events/s':>14}")
+    least_cpu = {name: min(values) for name, values in cpus.items()}
+    print(f"\n{'target':<22} {'best events/s':>14} {'least CPU s/100k':>17}")
     for name, rate in best.items():
-        print(f"{name:<22} {rate:>14,.0f}")
-    per_round = {
-        pair: [a / b for a, b in zip(rates[pair[0]], rates[pair[1]], strict=True)]
+        print(f"{name:<22} {rate:>14,.0f} {least_cpu[name]:>17.2f}")
+    pairs = [
+        pair
         for pair in (
             ("personalize-duckdb", "target-duckdb"),
             ("personalize-postgres", "target-postgres"),
         )
         if pair[0] in rates
-    }
-    for (ours, theirs), ratios in per_round.items():
-        shown = ", ".join(f"{r:.2f}" for r in ratios)
-        print(f"{ours} / {theirs}: {best[ours] / best[theirs]:.2f}x best; per round {shown}")
+    ]
+    for ours, theirs in pairs:
+        walls = [a / b for a, b in zip(rates[ours], rates[theirs], strict=True)]
+        cpu_ratios = [b / a for a, b in zip(cpus[ours], cpus[theirs], strict=True)]
+        print(
+            f"{ours} / {theirs}: wall {best[ours] / best[theirs]:.2f}x best, per round "
+            f"{', '.join(f'{r:.2f}' for r in walls)}; CPU "
+            f"{least_cpu[theirs] / least_cpu[ours]:.2f}x least, per round "
+            f"{', '.join(f'{r:.2f}' for r in cpu_ratios)}"
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from target_personalize.reader import FloatMsgSpecReader
 from target_personalize.sinks import EventsSink, ItemsSink
 
 if t.TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from singer_sdk.sinks import Sink
 
 
@@ -142,6 +144,13 @@ class TargetPersonalize(Target):
             # The clock is read every so many records, not for each (the SDK reads it each).
             self._handle_max_record_age()
         return True
+
+    @override
+    def _drain_all(self, sink_list: Iterable[Sink], parallelism: int) -> None:
+        # A lone sink (the usual case: one *_events stream) is drained on the reading thread:
+        # handing it to a thread pool at every STATE message costs time and gains nothing.
+        sinks = list(sink_list)
+        super()._drain_all(sinks, 1 if len(sinks) <= 1 else parallelism)
 
     @override
     def get_sink_class(self, stream_name: str) -> type[Sink]:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
+import threading
 from typing import Any
 
+import msgspec
 import pytest
 from singer_sdk.exceptions import InvalidInputLine
 
 from target_personalize.engine import EventStore
 from target_personalize.engine.store.columns import EVENT_COLUMNS
+from target_personalize.engine.store.typed_records import TypedEvent
+from target_personalize.reader import LOADING_GEN0_THRESHOLD
+from target_personalize.sinks import EventsSink
 from target_personalize.target import TargetPersonalize
 from tests.support.events import event
 from tests.support.postgres import postgres_schema_url
@@ -216,3 +222,52 @@ def test_stdin_is_read_as_bytes_and_a_line_not_json_stops_the_load_named(
     target = TargetPersonalize(config={"database_url": url}, parse_env_config=False)
     with pytest.raises(InvalidInputLine, match=r"as JSON: \{not json"):
         target.listen(file_input=broken)
+
+
+def test_decoded_events_and_their_items_are_not_tracked_by_the_garbage_collector() -> None:
+    line = json.dumps(event(1, items=[{"item_id": "i1", "price": 2.0}])).encode()
+    typed = msgspec.json.decode(line, type=TypedEvent)
+    assert typed.items[0].item_id == "i1"
+    assert not gc.is_tracked(typed)
+    assert not gc.is_tracked(typed.items[0])
+
+
+def test_collections_are_rarer_while_reading_and_restored_after(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"duckdb:///{tmp_path / 'store.duckdb'}"
+    seen: list[tuple[int, int]] = []
+    process_batch = EventsSink.process_batch
+
+    def noting(sink: EventsSink, context: dict[str, Any]) -> None:
+        seen.append((gc.get_threshold()[0], gc.get_freeze_count()))
+        process_batch(sink, context)
+
+    monkeypatch.setattr(EventsSink, "process_batch", noting)
+    before = gc.get_threshold()
+    _load(url, [SCHEMA, *(_record(event(n)) for n in range(20)), _state(20)], capsys, fast=True)
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+    # Drained at the STATE, while reading: setup objects frozen, young collections rarer.
+    assert seen[0][0] == LOADING_GEN0_THRESHOLD != before[0]
+    assert seen[0][1] > 0
+
+
+def test_a_lone_sink_is_drained_on_the_reading_thread(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"duckdb:///{tmp_path / 'store.duckdb'}"
+    threads: set[int] = set()
+    process_batch = EventsSink.process_batch
+
+    def noting(sink: EventsSink, context: dict[str, Any]) -> None:
+        threads.add(threading.get_ident())
+        process_batch(sink, context)
+
+    monkeypatch.setattr(EventsSink, "process_batch", noting)
+    messages = [SCHEMA, *(_record(event(n)) for n in range(20)), _state(20)]
+    messages += [_record(event(n)) for n in range(20, 30)]  # drained at the end of the pipe
+    _load(url, messages, capsys, fast=True)
+    assert threads == {threading.get_ident()}
+    with EventStore(url) as store:
+        assert store.query("SELECT count(*) FROM events") == [(30,)]

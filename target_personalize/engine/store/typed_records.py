@@ -32,10 +32,12 @@ _JSON_TYPES: dict[Kind, Any] = {
     "json": dict[str, Any] | list[Any] | None,
 }
 
-#: One entry of ``items``, its fields in the store's order.
+#: One entry of ``items``, its fields in the store's order. Decoded structs are not tracked
+#: by the garbage collector (``gc=False``): JSON holds no reference cycles.
 TypedItem = msgspec.defstruct(
     "TypedItem",
     [(name, _JSON_TYPES[kind], None) for name, kind in ITEM_FIELDS.items()],
+    gc=False,
 )
 
 #: A canonical event whose values are all of their column's JSON type; other fields ignored.
@@ -45,6 +47,7 @@ TypedEvent = msgspec.defstruct(
         (name, list[TypedItem] | None if kind == "items" else _JSON_TYPES[kind], None)  # type: ignore[valid-type]
         for name, kind in EVENT_COLUMNS.items()
     ],
+    gc=False,
 )
 
 _encode = msgspec.json.Encoder().encode
