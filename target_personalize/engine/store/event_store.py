@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import itertools
 import json
 import logging
 import re
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +56,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_DATABASE_URL = "duckdb:///personalize.duckdb"
 #: Rows per staged chunk when batch files are read in Python.
 _FILE_CHUNK_ROWS = 100_000
+#: Parquet rows that DuckDB checks and merges at a time when it loads batch files.
+PARQUET_CHUNK_ROWS = 1_000_000
+#: Bytes of JSON lines (uncompressed) that DuckDB checks and merges at a time.
+JSONL_CHUNK_BYTES = 256 * 2**20
+#: Bytes copied at a time when a JSON-lines file is cut into chunks.
+_COPY_BLOCK = 8 * 2**20
 _EVENT_LIST = ", ".join(EVENT_COLUMNS)
 _PROPERTIES_AT = list(ITEM_COLUMNS).index("properties")
 _KEY_HASHES = "SELECT hash(source, event_id) FROM {}"
@@ -344,17 +352,25 @@ class EventStore:
         *,
         gzipped: bool | None = None,
         stream: str = "events",
+        chunk_rows: int = PARQUET_CHUNK_ROWS,
+        chunk_bytes: int = JSONL_CHUNK_BYTES,
     ) -> LoadResult:
         """Store the events of batch files (JSON lines, optionally gzipped, or Parquet).
 
-        DuckDB reads the files itself; other databases get them in chunks through COPY.
-        ``gzipped`` says whether JSON-lines files are compressed (None: by their ``.gz`` name).
+        DuckDB reads the files itself, in chunks of ``chunk_rows`` Parquet rows or
+        ``chunk_bytes`` of JSON lines, so that its memory stays bounded whatever the files'
+        size; the chunks are merged in order, in one transaction, so the outcome is that of
+        one load (the later version of an event wins, across chunks too). Other databases
+        get the files in chunks through COPY. ``gzipped`` says whether JSON-lines files are
+        compressed (None: by their ``.gz`` name).
         """
         self._check_writable()
         if gzipped is None:
             gzipped = all(p.endswith(".gz") for p in paths)
         if isinstance(self.backend, DuckDBBackend):
-            return self._load_files_in_duckdb(paths, file_format, gzipped, stream)
+            return self._load_files_in_duckdb(
+                paths, file_format, gzipped, stream, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes
+            )
         loaded, rejects = 0, []
         for chunk in _chunks(
             read_batch_files(paths, file_format, gzipped=gzipped), _FILE_CHUNK_ROWS
@@ -386,86 +402,116 @@ class EventStore:
         self.backend.execute(f"INSERT INTO rejects ({names}) SELECT {names} FROM staged_rejects")
 
     def _load_files_in_duckdb(
-        self, paths: Sequence[str], file_format: str, gzipped: bool, stream: str
+        self,
+        paths: Sequence[str],
+        file_format: str,
+        gzipped: bool,
+        stream: str,
+        *,
+        chunk_rows: int,
+        chunk_bytes: int,
     ) -> LoadResult:
-        """Type and check the files' rows in SQL, then merge the good ones in one transaction.
+        """Load the files chunk by chunk (see :meth:`load_event_files`), in one transaction."""
+        assert isinstance(self.backend, DuckDBBackend)
+        loaded, rejects = 0, []
+        with (
+            self._lock,
+            self.backend.bounded_memory(),
+            self.backend.transaction(),
+            tempfile.TemporaryDirectory(prefix="personalize-chunks-") as spill,
+        ):
+            if file_format == "parquet":
+                chunks = _parquet_chunks(paths, chunk_rows)
+            else:
+                chunks = _jsonl_chunks(paths, gzipped, chunk_bytes, Path(spill))
+            for chunk in chunks:
+                done, refused = self._load_chunk_in_duckdb(chunk, file_format, stream)
+                loaded += done
+                rejects.extend(refused)
+            self._keys = None  # the filter lacks the files' keys: rebuilt at the next load
+        return LoadResult(loaded, rejects)
+
+    def _load_chunk_in_duckdb(
+        self, pieces: list[_Piece], file_format: str, stream: str
+    ) -> tuple[int, list[Reject]]:
+        """Type and check a chunk's rows in SQL, then merge the good ones.
 
         Columns the files already hold in the store's type (as the tap's Parquet batches do)
         are taken as they are; others are cast, and a value that does not cast is a reject.
+
+        Args:
+            pieces: the chunk's files, or parts of files.
+            file_format: ``parquet`` or ``jsonl`` (uncompressed in a chunk).
+            stream: the stream named by rejects.
+
+        Returns:
+            The rows loaded, and the rejects.
         """
         assert isinstance(self.backend, DuckDBBackend)
-        sources = [
-            self._raw_file_sql(number, str(Path(path)), file_format, gzipped)
-            for number, path in enumerate(paths)
-        ]
+        sources = [self._raw_file_sql(piece, file_format) for piece in pieces]
         checked = " UNION ALL ".join(_checked_sql(raw, types) for raw, types in sources)
         # Parquet is read column by column: a pass for the checks, then the load reads the
         # files again (cheaper than holding the batch in a table). JSON lines are parsed whole
         # at each read: those are checked into a table once.
         direct = file_format == "parquet"
-        with self._lock, self.backend.bounded_memory(), self.backend.transaction():
-            if direct:
-                found = self.backend.execute(
-                    f"SELECT _seq, _problem FROM ({checked}) WHERE _problem IS NOT NULL"
-                )
-            else:
-                self.backend.execute(f"CREATE OR REPLACE TEMP TABLE checked_batch AS {checked}")
-                found = self.backend.execute(
-                    "SELECT _seq, _problem FROM checked_batch WHERE _problem IS NOT NULL"
-                )
-            problems = dict(found)
-            rejects = []
+        if direct:
+            found = self.backend.execute(
+                f"SELECT _seq, _problem FROM ({checked}) WHERE _problem IS NOT NULL"
+            )
+        else:
+            self.backend.execute(f"CREATE OR REPLACE TEMP TABLE checked_batch AS {checked}")
+            found = self.backend.execute(
+                "SELECT _seq, _problem FROM checked_batch WHERE _problem IS NOT NULL"
+            )
+        problems = dict(found)
+        rejects = []
+        if problems:
+            wanted = ", ".join(str(int(seq)) for seq in problems)
+            raw_rows = " UNION ALL ".join(
+                f"SELECT _seq, to_json(struct_pack({', '.join(_raw_json(n, k, types.get(n)) for n, k in EVENT_COLUMNS.items())})) "
+                f"FROM ({raw}) WHERE _seq IN ({wanted})"
+                for raw, types in sources
+            )
+            for seq, raw_json in self.backend.execute(f"{raw_rows} ORDER BY _seq"):
+                record = json.loads(raw_json)
+                field_name, _, reason = str(problems[seq]).partition(": ")
+                rejects.append(Reject(stream, _key(record), field_name, reason, record))
+        if direct:
+            typed = " UNION ALL ".join(_typed_sql(raw, types) for raw, types in sources)
             if problems:
-                wanted = ", ".join(str(int(seq)) for seq in problems)
-                raw_rows = " UNION ALL ".join(
-                    f"SELECT _seq, to_json(struct_pack({', '.join(_raw_json(n, k, types.get(n)) for n, k in EVENT_COLUMNS.items())})) "
-                    f"FROM ({raw}) WHERE _seq IN ({wanted})"
-                    for raw, types in sources
+                self.backend.stage("rejected_batch", {"seq": "int"}, [(s,) for s in problems])
+                typed = (
+                    f"SELECT * FROM ({typed}) WHERE _seq NOT IN (SELECT seq FROM rejected_batch)"
                 )
-                for seq, raw_json in self.backend.execute(f"{raw_rows} ORDER BY _seq"):
-                    record = json.loads(raw_json)
-                    field_name, _, reason = str(problems[seq]).partition(": ")
-                    rejects.append(Reject(stream, _key(record), field_name, reason, record))
-            if direct:
-                typed = " UNION ALL ".join(_typed_sql(raw, types) for raw, types in sources)
-                if problems:
-                    self.backend.stage("rejected_batch", {"seq": "int"}, [(s,) for s in problems])
-                    typed = f"SELECT * FROM ({typed}) WHERE _seq NOT IN (SELECT seq FROM rejected_batch)"
-                good = f"({typed})"
-                # Parquet row counts come from the files' metadata.
-                listed = ", ".join("'" + str(Path(p)).replace("'", "''") + "'" for p in paths)
-                total = self.backend.execute(f"SELECT count(*) FROM read_parquet([{listed}])")
-                loaded = int(total[0][0]) - len(problems)
-            else:
-                good = "(SELECT * FROM checked_batch WHERE _problem IS NULL)"
-                loaded = self.backend.execute(f"SELECT count(*) FROM {good}")[0][0]
-            if loaded:
-                self._merge_events(good, _defaults_select())
-            self._store_rejects(rejects)
-            for table in ("checked_batch", "rejected_batch"):
-                self.backend.execute(f"DROP TABLE IF EXISTS {table}")
-            self._keys = None  # the filter lacks the files' keys: rebuilt at the next load
-        return LoadResult(int(loaded), rejects)
+            good = f"({typed})"
+            # Parquet row counts come from the files' metadata.
+            loaded = sum(piece.stop - piece.start for piece in pieces) - len(problems)
+        else:
+            good = "(SELECT * FROM checked_batch WHERE _problem IS NULL)"
+            loaded = self.backend.execute(f"SELECT count(*) FROM {good}")[0][0]
+        if loaded:
+            self._merge_events(good, _defaults_select())
+        self._store_rejects(rejects)
+        for table in ("checked_batch", "rejected_batch"):
+            self.backend.execute(f"DROP TABLE IF EXISTS {table}")
+        return int(loaded), rejects
 
-    def _raw_file_sql(
-        self, number: int, path: str, file_format: str, gzipped: bool
-    ) -> tuple[str, dict[str, str]]:
-        """A SELECT of one file's canonical columns and ``_seq``, and their DuckDB types.
+    def _raw_file_sql(self, piece: _Piece, file_format: str) -> tuple[str, dict[str, str]]:
+        """A SELECT of a piece's canonical columns and ``_seq``, and their DuckDB types.
 
-        ``_seq`` orders rows by file, then line: the later of two versions of an event wins.
+        ``_seq`` orders rows by piece, then line: the later of two versions of an event wins.
         """
-        quoted = "'" + path.replace("'", "''") + "'"
-        base = number << 40
+        quoted = "'" + piece.path.replace("'", "''") + "'"
+        base = piece.seq
         if file_format == "jsonl":
             types = {
                 name: "JSON" if kind in {"json", "items"} else "VARCHAR"
                 for name, kind in EVENT_COLUMNS.items()
             }
             columns = ", ".join(f"{name}: '{kind}'" for name, kind in types.items())
-            compression = "gzip" if gzipped else "none"
             return (
                 f"SELECT {base} + row_number() OVER () AS _seq, {_EVENT_LIST} FROM read_json("
-                f"{quoted}, format = 'newline_delimited', compression = '{compression}', "
+                f"{quoted}, format = 'newline_delimited', compression = 'none', "
                 f"columns = {{{columns}}})",
                 types,
             )
@@ -476,7 +522,12 @@ class EventStore:
         }
         types = {name: present[name] for name in EVENT_COLUMNS if name in present}
         listed = ", ".join(types) or "NULL AS _none"
-        return f"SELECT {base} + file_row_number AS _seq, {listed} FROM {relation}", types
+        # DuckDB reads only the row groups that hold the piece's rows.
+        return (
+            f"SELECT {base} + file_row_number - {piece.start} AS _seq, {listed} FROM {relation} "
+            f"WHERE file_row_number >= {piece.start} AND file_row_number < {piece.stop}",
+            types,
+        )
 
     # Reading
 
@@ -510,6 +561,102 @@ class EventStore:
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A batch file, or the rows ``[start, stop)`` of a Parquet file, in one chunk of a load."""
+
+    path: str
+    #: The ``_seq`` of its first row: above every earlier piece's, so that the later of two
+    #: versions of an event wins across pieces and chunks.
+    seq: int
+    start: int = 0
+    stop: int = 0
+
+
+def _parquet_chunks(paths: Sequence[str], chunk_rows: int) -> Iterator[list[_Piece]]:
+    """The files' rows in chunks of ``chunk_rows`` (from their metadata), in order."""
+    chunk: list[_Piece] = []
+    size = seq = 0
+    for path in paths:
+        rows = pq.ParquetFile(path).metadata.num_rows
+        start = 0
+        while start < rows:
+            stop = min(rows, start + chunk_rows - size)
+            chunk.append(_Piece(str(Path(path)), seq, start, stop))
+            size += stop - start
+            seq += stop - start
+            start = stop
+            if size >= chunk_rows:
+                yield chunk
+                chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def _jsonl_chunks(
+    paths: Sequence[str], gzipped: bool, chunk_bytes: int, spill: Path
+) -> Iterator[list[_Piece]]:
+    """The files' lines in chunks of about ``chunk_bytes`` (uncompressed), in order.
+
+    A plain file that fits is read where it is; others (and every gzipped file) are cut at
+    line ends into uncompressed files under ``spill``, each deleted once its chunk is loaded.
+    """
+    chunk: list[_Piece] = []
+    # A line has one byte at least: a piece's _seq go up by its size in bytes at most.
+    size = seq = 0
+    parts = itertools.count()
+    for path in paths:
+        file_size = Path(path).stat().st_size
+        if not gzipped and file_size <= chunk_bytes:
+            if size + file_size > chunk_bytes:
+                yield chunk
+                _delete_spilled(chunk, spill)
+                chunk, size = [], 0
+            chunk.append(_Piece(str(Path(path)), seq))
+            size += file_size
+            seq += file_size + 1
+            continue
+        opener = gzip.open if gzipped else open
+        with opener(path, "rb") as source:
+            while True:
+                part = spill / f"{next(parts)}.jsonl"
+                with part.open("wb") as target:
+                    written = _copy_lines(source, target, chunk_bytes - size)
+                if not written:
+                    part.unlink()
+                    break
+                chunk.append(_Piece(str(part), seq))
+                size += written
+                seq += written + 1
+                if size >= chunk_bytes:
+                    yield chunk
+                    _delete_spilled(chunk, spill)
+                    chunk, size = [], 0
+    if chunk:
+        yield chunk
+        _delete_spilled(chunk, spill)
+
+
+def _copy_lines(source: Any, target: Any, budget: int) -> int:
+    """Copy about ``budget`` bytes (at least one line, whole lines only); return the count."""
+    written = 0
+    block = b""
+    while written < budget and (block := source.read(min(_COPY_BLOCK, budget - written))):
+        target.write(block)
+        written += len(block)
+    if written and not block.endswith(b"\n"):
+        rest = source.readline()
+        target.write(rest)
+        written += len(rest)
+    return written
+
+
+def _delete_spilled(chunk: list[_Piece], spill: Path) -> None:
+    for piece in chunk:
+        if Path(piece.path).parent == spill:
+            Path(piece.path).unlink()
 
 
 def _chunks(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
