@@ -59,6 +59,16 @@ class TargetPersonalize(Target):
             ),
         ),
         th.Property(
+            "train_window_days",
+            th.NumberType,
+            title="Training window (days)",
+            description=(
+                "The ranking model's refreshes after a load train on the events of this many "
+                "days back from the store's latest event (e.g. 30). Empty: the window the model "
+                "was fitted with (personalize fit --train-window-days; by default every event)."
+            ),
+        ),
+        th.Property(
             "objectives",
             th.ObjectType(
                 th.Property("conversion", th.NumberType),
@@ -180,6 +190,7 @@ class TargetPersonalize(Target):
             store,
             key_conversion=self.config.get("key_conversion"),
             objectives=self.config.get("objectives"),
+            train_window_days=self.config.get("train_window_days"),
         )
         if ranker is None:
             self.logger.info("No ranking model to refresh yet (run `personalize fit` once)")

@@ -105,6 +105,14 @@ def _event_weights(
     help="A second stage: lambdarank re-orders the ranker's 100 best candidates with a "
     "LightGBM LambdaRank model learned from the store's later sessions (fit takes longer).",
 )
+@click.option(
+    "--train-window-days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="N",
+    help="Train on the events of the latest N days, counted back from the store's latest "
+    "event (not today). Default: every event. Refreshes after loads keep the window.",
+)
 @FORMAT
 def fit(
     *,
@@ -113,6 +121,7 @@ def fit(
     objective_pairs: tuple[str, ...],
     event_weights: str,
     rerank: str,
+    train_window_days: float | None,
     output_format: str,
 ) -> None:
     """Fit the ranker on the store and save it next to the store."""
@@ -125,7 +134,11 @@ def fit(
             with _stderr.status("Fitting the ranker..."):
                 chosen = RerankedSessionRanker() if rerank == "lambdarank" else SessionRanker()
                 ranker = chosen.fit(
-                    store, event_weights=weights, key_conversion=conversion, objectives=objectives
+                    store,
+                    event_weights=weights,
+                    key_conversion=conversion,
+                    objectives=objectives,
+                    train_window_days=train_window_days,
                 )
             seconds = time.perf_counter() - started
             where = save_ranker(ranker, store)
@@ -139,6 +152,7 @@ def fit(
         "items": len(data.items),
         "key_conversion": ranker.key_conversion,
         "objectives": ranker.objectives.as_dict(),
+        "train_window_days": ranker.train_window_days,
         "conversion_source": ranker.conversion_source,
         "engagement": data.items.engagement_kind,
         "fit_seconds": round(seconds, 3),
@@ -148,10 +162,11 @@ def fit(
         click.echo(json.dumps(summary, indent=2))
         return
     console = Console()
+    window = f" of the latest {ranker.train_window_days:g} days" if ranker.train_window_days else ""
     console.print(
-        f"Fitted the {ranker.name} on {len(data):,} item events, {data.n_sessions:,} sessions, "
-        f"{len(data.items):,} items in {seconds:.2f} s; key conversion {ranker.key_conversion}; "
-        f"saved to {where}"
+        f"Fitted the {ranker.name} on {len(data):,} item events{window}, "
+        f"{data.n_sessions:,} sessions, {len(data.items):,} items in {seconds:.2f} s; "
+        f"key conversion {ranker.key_conversion}; saved to {where}"
     )
     console.print(_conversion_line(ranker.conversion_source), highlight=False)
     console.print(f"Dials: {_engagement_note(data.items.engagement_kind)}", highlight=False)

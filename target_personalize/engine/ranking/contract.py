@@ -51,6 +51,7 @@ from target_personalize.engine.ranking.interactions import (
     Interactions,
     ItemTable,
     interactions_from_store,
+    training_window_start,
 )
 from target_personalize.engine.ranking.live import LiveSessions
 from target_personalize.engine.ranking.objectives import ConversionModel, ItemFactors, Objectives
@@ -153,6 +154,8 @@ class RankerBase(abc.ABC):
         self.conversion_model: ConversionModel | None = None
         self.fitted_at: float = math.nan
         self.loaded_until: datetime | None = None
+        #: Fitted on the events of this many days back from the store's latest (None: all).
+        self.train_window_days: float | None = None
         self._vocabulary: Vocabulary | None = None
         self._live = LiveSessions(max_live_sessions, self.max_session_events)
 
@@ -198,6 +201,7 @@ class RankerBase(abc.ABC):
         event_weights: Mapping[str, float] | None = None,
         key_conversion: str | None = None,
         objectives: Objectives | Mapping[str, float] | None = None,
+        train_window_days: float | None = None,
     ) -> Self:
         """Fit from the store (or from interactions already read).
 
@@ -208,21 +212,34 @@ class RankerBase(abc.ABC):
             key_conversion: the conversion to optimize; by default the type weighted 1.0 in
                 ``event_weights``, else ``purchase``.
             objectives: default objective weights for requests that give none.
+            train_window_days: read only the events of this many days back from the store's
+                latest event (:func:`training_window_start`); ``None``: every event. Kept with
+                the model: :meth:`update` reads the moved window again.
 
         Returns:
             The fitted ranker.
 
         Raises:
-            RankerError: if an event weight is outside [0, 1].
+            RankerError: if an event weight is outside [0, 1], or the window is not a
+                positive number of days.
         """
         started = time.perf_counter()
         self._set_weights(event_weights, key_conversion)
         self.objectives = Objectives.parse(objectives)
         if isinstance(data, Interactions):
+            if train_window_days is not None:
+                raise RankerError(
+                    "a training window applies to a store's events: pass the store, or "
+                    "interactions already limited to the window"
+                )
             interactions = data
         else:
             self.loaded_until = max_loaded_at(data)
-            interactions = interactions_from_store(data)
+            since = None
+            if train_window_days is not None:
+                since = training_window_start(data, train_window_days)
+            interactions = interactions_from_store(data, since=since)
+        self.train_window_days = train_window_days
         self._fit_all(interactions)
         if not isinstance(data, Interactions):
             self._learn_shown(data)
@@ -240,22 +257,29 @@ class RankerBase(abc.ABC):
         """Refit incrementally: read only sessions touched by loads since the last fit.
 
         Sessions that grew are read again in full and replace their old version; everything
-        else comes from the model. Falls back to a full fit when the model has no load time.
+        else comes from the model. Falls back to a full fit when the model has no load time,
+        and fits again on its window when it has one (:attr:`train_window_days`): the window
+        moves with the latest event, and sessions that left it must leave the model.
 
         Returns:
             The refreshed ranker.
         """
-        if self._vocabulary is None or self.loaded_until is None:
+        since = self.loaded_until
+        latest = max_loaded_at(store)
+        if (
+            self._vocabulary is not None
+            and since is not None
+            and (latest is None or latest <= since)
+        ):
+            return self  # nothing loaded since
+        if self._vocabulary is None or since is None or self.train_window_days is not None:
             return self.fit(
                 store,
                 event_weights=self.event_weights,
                 key_conversion=self.key_conversion,
                 objectives=self.objectives,
+                train_window_days=self.train_window_days,
             )
-        since = self.loaded_until
-        latest = max_loaded_at(store)
-        if latest is None or latest <= since:
-            return self
         fresh = interactions_from_store(store, min_loaded_at=since)
         merged = merge_interactions(self._vocabulary.data, fresh)
         self.loaded_until = latest

@@ -15,7 +15,7 @@ import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from target_personalize.engine.arrays import BoolArray, FloatArray, Int32Array, IntArray, StrArray
+from target_personalize.engine.exceptions import RankerError
 from target_personalize.engine.store.views import event_items_sql, sessionized_events_sql
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ __all__ = [
     "interactions_from_store",
     "read_session_file",
     "to_epoch",
+    "training_window_start",
 ]
 
 logger = logging.getLogger(__name__)
@@ -566,9 +568,32 @@ def interactions_from_events(records: Iterable[Mapping[str, Any]]) -> Interactio
         return interactions_from_store(store)
 
 
+def training_window_start(store: EventStore, days: float) -> datetime | None:
+    """The start of a training window of ``days`` days back from the store's latest event.
+
+    Measured from the data, not the clock, so a backfill of an old year trains on its last
+    days, and a store that stopped receiving events keeps a full window.
+
+    Returns:
+        ``None`` for a store without (non-aggregate) events.
+
+    Raises:
+        RankerError: if ``days`` is not a positive number.
+    """
+    if not (isinstance(days, int | float) and math.isfinite(days) and days > 0):
+        raise RankerError(
+            f"a training window of {days!r} days: give a positive number of days "
+            "(or no window to train on every event)"
+        )
+    rows = store.query("SELECT max(event_ts) FROM events WHERE NOT is_aggregate")
+    latest = rows[0][0] if rows else None
+    return latest - timedelta(days=days) if isinstance(latest, datetime) else None
+
+
 def interactions_from_store(
     store: EventStore,
     *,
+    since: datetime | None = None,
     until: datetime | None = None,
     session_keys: Sequence[str] | None = None,
     min_loaded_at: datetime | None = None,
@@ -577,6 +602,9 @@ def interactions_from_store(
 
     Args:
         store: the event store.
+        since: only events at or after this time (a training window: see
+            :func:`training_window_start`). Sessions are derived from all events first, so
+            a session the window cuts keeps its key and its events inside the window.
         until: only events strictly before this time.
         session_keys: only these sessions.
         min_loaded_at: only sessions with an event loaded at or after this time (whole
@@ -588,6 +616,9 @@ def interactions_from_store(
     table = f"_rank_events_{uuid.uuid4().hex[:12]}"
     where: list[str] = []
     params: list[Any] = []
+    if since is not None:
+        where.append("s.event_ts >= %s")
+        params.append(since)
     if until is not None:
         where.append("s.event_ts < %s")
         params.append(until)

@@ -119,6 +119,7 @@ def refresh_ranker(
     event_weights: Mapping[str, float] | None = None,
     key_conversion: str | None = None,
     objectives: Objectives | Mapping[str, float] | None = None,
+    train_window_days: float | None = None,
     name: str = DEFAULT_MODEL_NAME,
 ) -> RankerBase | None:
     """Bring the ranker saved next to ``store`` up to date with the store, and save it.
@@ -134,6 +135,8 @@ def refresh_ranker(
         event_weights: funnel event weights (a change triggers a full refit).
         key_conversion: the key conversion (a change triggers a full refit).
         objectives: default objective weights to save with the model.
+        train_window_days: the training window, in days back from the latest event (a change
+            triggers a full refit); ``None`` keeps the saved model's (a new one: every event).
         name: the model's name.
 
     Returns:
@@ -144,19 +147,29 @@ def refresh_ranker(
         if not create:
             return None
         ranker = SessionRanker().fit(
-            store, event_weights=event_weights, key_conversion=key_conversion, objectives=objectives
+            store,
+            event_weights=event_weights,
+            key_conversion=key_conversion,
+            objectives=objectives,
+            train_window_days=train_window_days,
         )
     else:
         weights_changed = event_weights is not None and any(
             ranker.event_weights.get(k) != float(v) for k, v in event_weights.items()
         )
         conversion_changed = key_conversion is not None and key_conversion != ranker.key_conversion
-        if weights_changed or conversion_changed:
+        window_changed = (
+            train_window_days is not None and train_window_days != ranker.train_window_days
+        )
+        if weights_changed or conversion_changed or window_changed:
             ranker.fit(
                 store,
                 event_weights={**ranker.event_weights, **(event_weights or {})},
                 key_conversion=key_conversion or ranker.key_conversion,
                 objectives=objectives if objectives is not None else ranker.objectives,
+                train_window_days=(
+                    train_window_days if train_window_days is not None else ranker.train_window_days
+                ),
             )
         else:
             before = (ranker.loaded_until, ranker.objectives)

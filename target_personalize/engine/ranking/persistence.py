@@ -54,6 +54,7 @@ def model_payload(
         "objectives": ranker.objectives.as_dict(),
         "fitted_at": ranker.fitted_at,
         "loaded_until": ranker.loaded_until.isoformat() if ranker.loaded_until else None,
+        "train_window_days": ranker.train_window_days,
         "events": len(data),
         "sessions": data.n_sessions,
         "items": len(data.items),
@@ -85,6 +86,8 @@ def ranker_from_payload(
         ranker.objectives = Objectives.parse(meta.get("objectives"))
         loaded = meta.get("loaded_until")
         ranker.loaded_until = datetime.fromisoformat(loaded) if loaded else None
+        window = meta.get("train_window_days")
+        ranker.train_window_days = None if window is None else float(window)
         data = Interactions.from_arrays(
             {k.removeprefix("data__"): v for k, v in arrays.items() if k.startswith("data__")}
         )
