@@ -1,12 +1,15 @@
 """Scale: a backfill of N synthetic events through BATCH files, then funnels and a readout.
 
 Streams N canonical events (sessions of 2-16 events, three sessions per visitor, 50,000 items;
-the generator of ``bench/funnel.py``) into Parquet files of 1M events each, written by DuckDB
-chunk by chunk so no more than one chunk is ever in memory; then, into a fresh DuckDB store:
+the generator of ``bench/funnel.py``, its sessions spread over a year) into Parquet files of
+1M events each, written by DuckDB chunk by chunk so no more than one chunk is ever in memory;
+then, into a fresh DuckDB store:
   - the BATCH backfill: ``EventStore.load_event_files`` over all files (what the target does
     with the tap's BATCH messages), events/s;
   - funnel mining: the discovered funnel (key conversion ``purchase``) and an explicit one;
   - an experiment readout over ``N / 10`` more events of one A/B test (``bench/experiments_store``);
+  - the session ranker's fit on the latest 30 days (``train_window_days=30``, about a twelfth
+    of the events);
 and prints seconds, this process's peak RSS, the store's size on disk and ``uptime``.
 
     .venv/bin/python bench/scale.py [N ...]        # default 1,000,000
@@ -29,7 +32,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from experiments_store import build as build_experiment  # noqa: E402
 from funnel import EXPLICIT_STEPS, GENERATE_SQL  # noqa: E402
 
-from target_personalize.engine import EventStore, discover_funnel, explicit_funnel  # noqa: E402
+from target_personalize.engine import (  # noqa: E402
+    EventStore,
+    SessionRanker,
+    discover_funnel,
+    explicit_funnel,
+)
 from target_personalize.engine.experiments.report import readout_from_store  # noqa: E402
 
 CHUNK_EVENTS = 1_000_000
@@ -45,6 +53,8 @@ def write_parquet(folder: Path, events: int) -> list[Path]:
         for number, start in enumerate(range(0, sessions, step)):
             end = min(sessions, start + step)
             chunk = GENERATE_SQL.replace("range({sessions})", "range({start}, {end})")
+            # Sessions in order over a year (the generator puts them on three days).
+            chunk = chunk.replace("(s % 3) * 86400", f"(s * 365 // {sessions}) * 86400")
             scratch.query(chunk.format(start=start, end=end))
             path = folder / f"events-{number:05d}.parquet"
             scratch.query(f"COPY events TO '{path}' (FORMAT parquet)")
@@ -82,6 +92,13 @@ def run(events: int, folder: Path) -> None:
         timed("explicit funnel (4 steps)", lambda: explicit_funnel(store, EXPLICIT_STEPS))
         timed("add an A/B test (N/10 events)", lambda: build_experiment(store, events // 10))
         timed("experiment readout", lambda: readout_from_store(store, "bench"))
+        fitted: list[SessionRanker] = []
+        timed(
+            "ranker fit, latest 30 days",
+            lambda: fitted.append(SessionRanker(random_state=0).fit(store, train_window_days=30)),
+        )
+        data = fitted[0].data
+        print(f"  {'':<34} {len(data):,} item events, {data.n_sessions:,} sessions")
     size = sum(p.stat().st_size for p in folder.glob(f"store-{events}.duckdb*"))
     parquet = sum(p.stat().st_size for p in paths)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
