@@ -64,11 +64,17 @@ def write_parquet(folder: Path, events: int) -> list[Path]:
 
 
 def timed(label: str, work: object) -> float:
+    """Run ``work``; print its seconds and the process's peak RSS so far."""
     started = time.perf_counter()
     work()  # type: ignore[operator]
     seconds = time.perf_counter() - started
-    print(f"  {label:<34} {seconds:8.1f} s", flush=True)
+    print(f"  {label:<34} {seconds:8.1f} s  peak RSS {peak_rss():6,.0f} MiB", flush=True)
     return seconds
+
+
+def peak_rss() -> float:
+    """This process's peak resident memory so far, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run(events: int, folder: Path) -> None:
@@ -101,7 +107,7 @@ def run(events: int, folder: Path) -> None:
         print(f"  {'':<34} {len(data):,} item events, {data.n_sessions:,} sessions")
     size = sum(p.stat().st_size for p in folder.glob(f"store-{events}.duckdb*"))
     parquet = sum(p.stat().st_size for p in paths)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss()
     print(
         f"  store {size / 2**20:,.0f} MiB on disk, Parquet {parquet / 2**20:,.0f} MiB, "
         f"peak RSS {peak:,.0f} MiB; {uptime()}"

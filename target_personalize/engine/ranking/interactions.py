@@ -628,14 +628,18 @@ def interactions_from_store(
         else:
             where.append("s.session_key IN (" + ", ".join(["%s"] * len(session_keys)) + ")")
             params.extend(session_keys)
+    # Only the window's events are unnested (their item rows are most of what is read).
+    items_sql = event_items_sql(store.dialect, "" if since is None else "event_ts >= %s")
     body = (
         f"SELECT s.session_key, s.visitor, s.event_type, s.event_ts, s.event_id, s.loaded_at, "
         f"s.revenue, s.engagement_ms, s.media_progress_pct, "
         f"ei.item_id, ei.category, ei.brand, ei.price, ei.quantity "
         f"FROM ({sessionized_events_sql()}) s "
-        f"JOIN ({event_items_sql(store.dialect)}) ei "
+        f"JOIN ({items_sql}) ei "
         f"ON s.source = ei.source AND s.event_id = ei.event_id"
     )
+    if since is not None:
+        params.insert(0, since)  # the placeholder in items_sql comes first
     if min_loaded_at is not None:
         # Whole sessions that received an event since: only those rows are materialized.
         where.append(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import click
@@ -62,11 +61,11 @@ def _events(days_back: float = 0.0) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def shop(tmp_path: Path) -> str:
-    url = f"duckdb:///{tmp_path / 'shop.duckdb'}"
-    with EventStore(url) as store:
+def shop(store_url: str) -> str:
+    """The events in a DuckDB store, or a PostgreSQL one."""
+    with EventStore(store_url) as store:
         store.load_events(_events())
-    return url
+    return store_url
 
 
 def test_the_window_starts_days_back_from_the_latest_event_not_the_clock(shop: str) -> None:
