@@ -10,7 +10,8 @@ then, into a fresh DuckDB store:
   - an experiment readout over ``N / 10`` more events of one A/B test (``bench/experiments_store``);
   - the session ranker's fit on the latest 30 days (``train_window_days=30``, about a twelfth
     of the events);
-and prints seconds, this process's peak RSS, the store's size on disk and ``uptime``.
+and prints seconds, this process's peak RSS after each step (the Parquet files are written by
+a child process), the store's size on disk and ``uptime``.
 
     .venv/bin/python bench/scale.py [N ...]        # default 1,000,000
 
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +82,12 @@ def peak_rss() -> float:
 def run(events: int, folder: Path) -> None:
     print(f"{events:,} events; {uptime()}", flush=True)
     paths: list[Path] = []
-    timed("generate Parquet", lambda: paths.extend(write_parquet(folder, events)))
+    # Generated in a child process, so that the peak RSS printed is the store's work alone.
+    with ProcessPoolExecutor(1) as child:
+        timed(
+            "generate Parquet (child process)",
+            lambda: paths.extend(child.submit(write_parquet, folder, events).result()),
+        )
     store_path = folder / f"store-{events}.duckdb"
     with EventStore(f"duckdb:///{store_path}") as store:
         loaded: list[int] = []
