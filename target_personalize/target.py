@@ -71,15 +71,44 @@ class TargetPersonalize(Target):
         th.Property(
             "objectives",
             th.ObjectType(
-                th.Property("conversion", th.NumberType),
-                th.Property("margin", th.NumberType),
+                th.Property(
+                    "conversion",
+                    th.NumberType,
+                    title="Objective: conversion",
+                    description="Weight of P(key conversion) next to relevance (0: off).",
+                ),
+                th.Property(
+                    "margin",
+                    th.NumberType,
+                    title="Objective: margin",
+                    description=(
+                        "Weight of the expected margin, P x margin (P x price where the "
+                        "catalog has no cost or margin: output then says value = price)."
+                    ),
+                ),
+                th.Property(
+                    "revenue",
+                    th.NumberType,
+                    title="Objective: revenue",
+                    description="Weight of the expected revenue, P x price (order value).",
+                ),
+                th.Property(
+                    "engagement",
+                    th.NumberType,
+                    title="Objective: engagement",
+                    description=(
+                        "Weight of the expected engagement: the item's mean engagement_ms "
+                        "(else media_progress_pct); output says engagement = none without "
+                        "either signal."
+                    ),
+                ),
                 additional_properties=False,
             ),
             title="Objectives",
             description=(
-                "Default weights of the ranking objectives besides relevance, e.g. "
-                '{"conversion": 1.0, "margin": 0.5}; all zero ranks by relevance alone. '
-                "Requests can override them."
+                "Default weights of the ranking objectives besides relevance, saved with the "
+                'model at each refresh, e.g. {"conversion": 1.0, "margin": 0.5}; all zero '
+                "ranks by relevance alone. Requests can override them."
             ),
         ),
         th.Property(

@@ -6,9 +6,10 @@ import io
 import json
 
 import pytest
+from singer_sdk.exceptions import ConfigValidationError
 
 from tap_clickstream.events import EVENT_SCHEMA
-from target_personalize.engine import EventStore, load_ranker, refresh_ranker
+from target_personalize.engine import EventStore, Objectives, load_ranker, refresh_ranker
 from target_personalize.target import TargetPersonalize
 from tests.support.events import event
 
@@ -67,3 +68,27 @@ def test_no_refresh_when_switched_off_or_never_fitted(
     with EventStore(store_url) as store:
         kept = load_ranker(store)
     assert kept is not None and "fresh" not in set(kept.items.item_ids)
+
+
+def test_the_objectives_setting_is_saved_with_the_refreshed_model(
+    store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Each dial Meltano can set (objectives.<name>) reaches the model a load refreshes.
+    _load(store_url, [event(n) for n in range(60)])
+    with EventStore(store_url) as store:
+        refresh_ranker(store, create=True)
+    weights = {"conversion": 0.5, "margin": 1.5, "revenue": 2.0, "engagement": 0.25}
+    _load(store_url, _new_item_events(), objectives=weights)
+    with EventStore(store_url) as store:
+        refreshed = load_ranker(store)
+    assert refreshed is not None
+    assert refreshed.objectives == Objectives(**weights)
+
+
+def test_an_unknown_objective_setting_is_refused_by_name() -> None:
+    with pytest.raises(ConfigValidationError) as refused:
+        TargetPersonalize(
+            config={"database_url": "duckdb:///:memory:", "objectives": {"speed": 1.0}},
+            parse_env_config=False,
+        )
+    assert any("'speed' was unexpected" in error for error in refused.value.errors)
