@@ -356,7 +356,8 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount("/sdk", StaticFiles(directory=STATIC / "sdk"), name="sdk")
-    add_browser_middleware(app, settings.browser, settings.host)
+    # Browser rates are counted in the live state too: in Redis, over every process.
+    add_browser_middleware(app, settings.browser, settings.host, rates=live)
     if settings.browser.demo:
         add_storefront(app)
     # Outermost: a body over the server's limits is refused before any other middleware reads it.

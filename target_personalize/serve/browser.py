@@ -12,7 +12,9 @@ for same-origin reads, which carry no ``Origin``). It can only
 
 never the store, the funnel, the stats or another visitor's history. Requests of one address
 and of one key are rate-limited (429 with ``Retry-After``), and a browser request's body is
-limited (413). All of this is answered before the body is read.
+limited (413). All of this is answered before the body is read. The rates are counted by the
+server's live state: in this process, or in Redis for every process that shares it
+(:meth:`~target_personalize.serve.state.LiveState.take`).
 
 Records (``personalize keys add-browser``), one per line of the browser key file::
 
@@ -32,10 +34,10 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
@@ -44,11 +46,14 @@ __all__ = [
     "BrowserKey",
     "BrowserKeyRing",
     "BrowserSettings",
+    "Limit",
+    "RateCounter",
     "RateLimiter",
     "add_browser_key",
     "normalise_origin",
     "parse_origin",
     "refuse",
+    "take_here",
 ]
 
 #: Shortest session id a browser key may read recommendations for.
@@ -168,15 +173,19 @@ class RateLimiter:
 
     Args:
         rate: requests a second (0: no limit).
+        scope: what the names are (``address``, ``key``): where shared buckets are kept.
         clock: seconds, monotonic (for tests).
     """
 
     #: Names remembered at most; the least recently seen are forgotten first.
     MAX_NAMES = 100_000
 
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: float, scope: str = "", clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rate = rate
         self.burst = max(rate, 1.0)
+        self.scope = scope
         self._clock = clock
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
@@ -195,6 +204,37 @@ class RateLimiter:
         while len(self._buckets) > self.MAX_NAMES:
             self._buckets.popitem(last=False)
         return None
+
+
+#: A limit to take a token from: the limiter and the name (address, key id) of the bucket.
+Limit = tuple[RateLimiter, str]
+
+
+def take_here(limits: Sequence[Limit]) -> tuple[int, float] | None:
+    """Take a token from each bucket in turn, in this process, until one is empty.
+
+    Returns:
+        ``None`` when every bucket gave one, else the empty one's index in ``limits`` and the
+        seconds until it has a token again.
+    """
+    for index, (limiter, name) in enumerate(limits):
+        wait = limiter.wait(name)
+        if wait is not None:
+            return index, wait
+    return None
+
+
+class RateCounter(Protocol):
+    """Where the buckets are kept (the server's live state: here, or shared in Redis)."""
+
+    async def take(self, limits: Sequence[Limit]) -> tuple[int, float] | None:
+        """As :func:`take_here`, over the buckets of every process sharing them."""
+        ...
+
+
+class _Here:
+    async def take(self, limits: Sequence[Limit]) -> tuple[int, float] | None:
+        return take_here(limits)
 
 
 @dataclass
@@ -270,13 +310,17 @@ class BrowserGuard:
     Args:
         app: the wrapped application.
         settings: the browser settings.
+        rates: where the rates are counted (default: in this process).
     """
 
-    def __init__(self, app: ASGIApp, settings: BrowserSettings) -> None:
+    def __init__(
+        self, app: ASGIApp, settings: BrowserSettings, rates: RateCounter | None = None
+    ) -> None:
         self.app = app
         self.settings = settings
-        self.by_address = RateLimiter(settings.address_rate)
-        self.by_key = RateLimiter(settings.key_rate)
+        self.rates = rates or _Here()
+        self.by_address = RateLimiter(settings.address_rate, "address")
+        self.by_key = RateLimiter(settings.key_rate, "key")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check a browser request, then pass it on or answer the refusal."""
@@ -288,13 +332,13 @@ class BrowserGuard:
         if presented is None or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
-        problem = self._check(scope, query, presented)
+        problem = await self._check(scope, query, presented)
         if problem is not None:
             await refuse(send, *problem)
             return
         await self.app(scope, self._limited(receive), send)
 
-    def _check(
+    async def _check(
         self, scope: Scope, query: dict[str, list[str]], presented: str
     ) -> tuple[int, str, dict[str, str]] | tuple[int, str] | None:
         key = self.settings.keys.find(presented)
@@ -322,18 +366,16 @@ class BrowserGuard:
             return 403, "a browser key may only POST /v1/events and GET /v1/recommendations"
         client = scope.get("client")
         address = client[0] if client else "unknown"
-        for limiter, name, what in (
-            (self.by_address, address, f"address {address}"),
-            (self.by_key, key.key_id, f"browser key {key.key_id}"),
-        ):
-            wait = limiter.wait(name)
-            if wait is not None:
-                seconds = str(math.ceil(wait))
-                return (
-                    429,
-                    f"too many requests from {what}: retry in {seconds} s",
-                    {"Retry-After": seconds},
-                )
+        limited = await self.rates.take([(self.by_address, address), (self.by_key, key.key_id)])
+        if limited is not None:
+            index, wait = limited
+            what = f"address {address}" if index == 0 else f"browser key {key.key_id}"
+            seconds = str(math.ceil(wait))
+            return (
+                429,
+                f"too many requests from {what}: retry in {seconds} s",
+                {"Retry-After": seconds},
+            )
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and (
             not length.isdigit() or int(length) > self.settings.max_body_bytes

@@ -22,6 +22,7 @@ from target_personalize.serve.browser import (
     ASGIApp,
     BrowserGuard,
     BrowserSettings,
+    RateCounter,
     Receive,
     Scope,
     Send,
@@ -79,18 +80,21 @@ class OriginGuard:
         await self.app(scope, receive, send)
 
 
-def add_browser_middleware(app: FastAPI, settings: BrowserSettings, host: str) -> None:
+def add_browser_middleware(
+    app: FastAPI, settings: BrowserSettings, host: str, rates: RateCounter | None = None
+) -> None:
     """CORS for the allowed origins, the origin guard, and the browser key rules.
 
     Args:
         app: the API.
         settings: the browser settings.
         host: the address the server binds (loopback widens the default origins).
+        rates: where browser requests are counted (default: in this process).
     """
     origins = set(settings.allow_origins or []) | settings.keys.origins()
     pattern = LOOPBACK_ORIGINS if settings.allow_origins is None and is_loopback(host) else None
     # Added innermost first: CORS answers preflights and labels every answer, refusals too.
-    app.add_middleware(BrowserGuard, settings=settings)
+    app.add_middleware(BrowserGuard, settings=settings, rates=rates)
     app.add_middleware(OriginGuard, origins=origins, pattern=pattern)
     app.add_middleware(
         CORSMiddleware,

@@ -5,6 +5,7 @@ What a server keeps between requests besides the model is behind :class:`LiveSta
 * the live sessions' recent events (what the ranker answers from at once, without a refit),
 * the keys of events already applied (a re-sent event is applied once),
 * the wrong-API-key counters of clients (:class:`FailureLimiter` semantics),
+* the browser keys' rate-limit buckets, per address and per key (:class:`RateLimiter`'s),
 * the version of the saved model and the default objectives, and a lock (one refresher).
 
 :class:`InProcessState` is today's behaviour: the ranker's own live sessions. With
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from target_personalize.serve.auth import FailureLimiter
+from target_personalize.serve.browser import Limit, take_here
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -124,6 +126,12 @@ class LiveState(abc.ABC):
     @abc.abstractmethod
     async def succeeded(self, client: str) -> None:
         """Take back the failure counted for a key of ``client`` that turned out right."""
+
+    # Browser rate limits
+
+    async def take(self, limits: Sequence[Limit]) -> tuple[int, float] | None:
+        """A token from each bucket in turn (see :func:`take_here`); here: in this process."""
+        return take_here(limits)
 
 
 class InProcessState(LiveState):
@@ -251,6 +259,26 @@ end
 return 0
 """
 
+# Token buckets (RateLimiter's) on Redis's clock, taken in turn until one is empty.
+# KEYS: a bucket (hash of tokens and time) per limit. ARGV: rate and burst per limit.
+# Returns -1 when every bucket gave a token, else {index of the empty one, wait in microseconds}.
+_TOKENS = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+for i, key in ipairs(KEYS) do
+  local rate, burst = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local held = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens = tonumber(held[1]) or burst
+  tokens = math.min(burst, tokens + math.max(t - (tonumber(held[2]) or t), 0) * rate)
+  local empty = tokens < 1
+  if not empty then tokens = tokens - 1 end
+  redis.call('HSET', key, 'tokens', string.format('%.17g', tokens), 'at', string.format('%.6f', t))
+  redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)  -- full again by then
+  if empty then return {i - 1, math.ceil((1 - tokens) / rate * 1000000)} end
+end
+return -1
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -332,6 +360,7 @@ class RedisState(LiveState):
             ("observe", _OBSERVE),
             ("read", _READ),
             ("failures", _FAILURES),
+            ("tokens", _TOKENS),
             ("release", _RELEASE),
             ("extend", _EXTEND),
         ):
@@ -495,6 +524,26 @@ class RedisState(LiveState):
     async def succeeded(self, client: str) -> None:
         """Take back the last failure counted for ``client``."""
         await self._failures(client, "undo")
+
+    # Browser rate limits
+
+    async def take(self, limits: Sequence[Limit]) -> tuple[int, float] | None:
+        """A token from each bucket in turn, counted over every process (one script).
+
+        Without Redis, this process counts on its own (its limiters' buckets).
+        """
+        active = [index for index, (limiter, _) in enumerate(limits) if limiter.rate > 0]
+        if not active:
+            return None
+        keys = [self._key("r", f"{limits[i][0].scope}:{limits[i][1]}") for i in active]
+        args = [value for i in active for value in (limits[i][0].rate, limits[i][0].burst)]
+        try:
+            found = await self._run("tokens", keys, args)
+        except StateUnavailableError:
+            return take_here(limits)
+        if not isinstance(found, list):
+            return None
+        return active[int(found[0])], int(found[1]) / 1_000_000
 
     # The model version, the default objectives, the refresh lock
 
