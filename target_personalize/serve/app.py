@@ -43,7 +43,7 @@ from target_personalize.engine import (
     RankerError,
     coerce_event,
 )
-from target_personalize.serve.auth import FailureLimiter, KeyRing, Role
+from target_personalize.serve.auth import BlockedError, FailureLimiter, KeyRing, Role
 from target_personalize.serve.cors import add_browser_middleware
 from target_personalize.serve.demo import add_storefront
 from target_personalize.serve.errors import validation_error
@@ -64,7 +64,7 @@ from target_personalize.serve.segment import from_segment, mapper
 from target_personalize.serve.service import ServingState
 from target_personalize.serve.settings import ServeSettings, is_loopback
 from target_personalize.serve.state import open_state
-from target_personalize.serve.verifier import BlockedError, KeyVerifier
+from target_personalize.serve.verifier import KeyVerifier
 
 __all__ = ["ServeConfigError", "create_app"]
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import os
 import re
 import secrets
@@ -31,6 +32,7 @@ from typing import Literal
 __all__ = [
     "ENV_VAR",
     "ApiKey",
+    "BlockedError",
     "FailureLimiter",
     "KeyRing",
     "Role",
@@ -181,6 +183,14 @@ class KeyRing:
         return stored.role
 
 
+class BlockedError(Exception):
+    """The client presented too many wrong keys; ``wait`` seconds until it may try again."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"retry in {wait:.0f} s")
+        self.wait = wait
+
+
 class FailureLimiter:
     """Refuses, for a while, a client that presented too many wrong keys.
 
@@ -207,14 +217,15 @@ class FailureLimiter:
         self.max_failures = max_failures
         self.window_seconds = window_seconds
         self._clock = clock
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._failures: OrderedDict[str, deque[tuple[float, str]]] = OrderedDict()
+        self._tokens = itertools.count(1)
 
-    def _recent(self, client: str) -> deque[float] | None:
+    def _recent(self, client: str) -> deque[tuple[float, str]] | None:
         times = self._failures.get(client)
         if times is None:
             return None
         horizon = self._clock() - self.window_seconds
-        while times and times[0] <= horizon:
+        while times and times[0][0] <= horizon:
             times.popleft()
         if not times:
             del self._failures[client]
@@ -228,27 +239,45 @@ class FailureLimiter:
         times = self._recent(client)
         if times is None or len(times) < self.max_failures:
             return None
-        return max(times[0] + self.window_seconds - self._clock(), 0.0)
+        return max(times[0][0] + self.window_seconds - self._clock(), 0.0)
 
-    def succeeded(self, client: str) -> None:
-        """Take back the failure counted for a key of ``client`` that turned out right.
+    def failed(self, client: str) -> str:
+        """Count a wrong key presented by ``client`` (or one about to be checked).
 
-        A key is counted as a failure before it is checked (so concurrent guesses cannot all
-        pass :meth:`retry_after` while their checks run), then forgiven if it was right.
+        A key is counted as a failure before it is checked, in the same step as the limit is
+        checked, so concurrent guesses cannot all pass while their checks run.
+
+        Returns:
+            The failure's token, to take it back with :meth:`succeeded` (``""`` without a limit).
+
+        Raises:
+            BlockedError: when ``client`` is at the limit already (nothing is counted).
         """
-        times = self._failures.get(client)
-        if times:
-            times.pop()
-            if not times:
-                del self._failures[client]
-
-    def failed(self, client: str) -> None:
-        """Count a wrong key presented by ``client`` (or one about to be checked)."""
         if self.max_failures <= 0:
-            return
+            return ""
+        wait = self.retry_after(client)
+        if wait is not None:
+            raise BlockedError(wait)
+        token = str(next(self._tokens))
         times = self._recent(client) or deque()
-        times.append(self._clock())
+        times.append((self._clock(), token))
         self._failures[client] = times
         self._failures.move_to_end(client)
         while len(self._failures) > self.MAX_CLIENTS:
             self._failures.popitem(last=False)
+        return token
+
+    def succeeded(self, client: str, token: str) -> None:
+        """Take back the failure ``token`` counted for a key of ``client`` that turned out right.
+
+        That failure only: others counted meanwhile keep their times.
+        """
+        times = self._failures.get(client)
+        if not times:
+            return
+        for entry in times:
+            if entry[1] == token:
+                times.remove(entry)
+                break
+        if not times:
+            del self._failures[client]

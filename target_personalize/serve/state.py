@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from target_personalize.serve.auth import FailureLimiter
+from target_personalize.serve.auth import BlockedError, FailureLimiter
 from target_personalize.serve.browser import Limit, take_here
 
 if TYPE_CHECKING:
@@ -116,16 +116,16 @@ class LiveState(abc.ABC):
     # Wrong API keys, per client (see FailureLimiter)
 
     @abc.abstractmethod
-    async def retry_after(self, client: str) -> float | None:
-        """Seconds ``client`` must wait before presenting a key again; ``None``: it may."""
+    async def failed(self, client: str) -> str:
+        """Count a wrong key of ``client`` if under the limit; returns the failure's token.
+
+        Raises:
+            BlockedError: when ``client`` is at the limit (nothing counted).
+        """
 
     @abc.abstractmethod
-    async def failed(self, client: str) -> None:
-        """Count a wrong key of ``client`` (or one about to be checked)."""
-
-    @abc.abstractmethod
-    async def succeeded(self, client: str) -> None:
-        """Take back the failure counted for a key of ``client`` that turned out right."""
+    async def succeeded(self, client: str, token: str) -> None:
+        """Take back the failure ``token`` of ``client``: its key turned out right."""
 
     # Browser rate limits
 
@@ -171,17 +171,13 @@ class InProcessState(LiveState):
     ) -> None:
         """Nothing to do: the ranker holds every live session."""
 
-    async def retry_after(self, client: str) -> float | None:
-        """See :meth:`FailureLimiter.retry_after`."""
-        return self.limiter.retry_after(client)
-
-    async def failed(self, client: str) -> None:
+    async def failed(self, client: str) -> str:
         """See :meth:`FailureLimiter.failed`."""
-        self.limiter.failed(client)
+        return self.limiter.failed(client)
 
-    async def succeeded(self, client: str) -> None:
+    async def succeeded(self, client: str, token: str) -> None:
         """See :meth:`FailureLimiter.succeeded`."""
-        self.limiter.succeeded(client)
+        self.limiter.succeeded(client, token)
 
 
 # KEYS: 4 per event (event key, session list, session counter, visitor pointer).
@@ -238,25 +234,27 @@ end
 return result
 """
 
-# A sliding window of failure times per client (a sorted set), on Redis's clock.
-# KEYS[1]: the client's set. ARGV: window (s), max failures, action (check/fail/undo).
-# check returns the wait in ms (-1: none); fail and undo return 0.
+# A sliding window of failures per client (a sorted set of tokens by time), on Redis's clock.
+# KEYS[1]: the client's set. ARGV: window (s), max failures, action (fail/undo), token.
+# fail: counts the token when the client is under the limit and returns -1, else returns the
+# wait in ms (nothing counted), in one step, so concurrent failures cannot overshoot the limit.
+# undo: takes back that token's failure (its key was right); returns -1.
 _FAILURES = """
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local window = tonumber(ARGV[1]) * 1000
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms - window)
-if ARGV[3] == 'check' then
-  if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then return -1 end
+if ARGV[3] == 'undo' then
+  redis.call('ZREM', KEYS[1], ARGV[4])
+  return -1
+end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
   local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   return math.max(tonumber(oldest[2]) + window - ms, 0)
-elseif ARGV[3] == 'fail' then
-  redis.call('ZADD', KEYS[1], ms, ms .. ':' .. ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], window)
-else
-  redis.call('ZPOPMAX', KEYS[1])
 end
-return 0
+redis.call('ZADD', KEYS[1], ms, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], window)
+return -1
 """
 
 # Token buckets (RateLimiter's) on Redis's clock, taken in turn until one is empty.
@@ -486,44 +484,41 @@ class RedisState(LiveState):
 
     # Wrong API keys
 
-    async def _failures(self, client: str, action: str) -> int | None:
-        if self.limiter.max_failures <= 0:
-            return None
-        try:
-            return int(
-                await self._run(
-                    "failures",
-                    [self._key("f", client)],
-                    [
-                        self.limiter.window_seconds,
-                        self.limiter.max_failures,
-                        action,
-                        secrets.token_hex(4),
-                    ],
-                )
+    async def _failures(self, client: str, action: str, token: str) -> int:
+        """The failures script's answer (see ``_FAILURES``); raises StateUnavailableError."""
+        return int(
+            await self._run(
+                "failures",
+                [self._key("f", client)],
+                [self.limiter.window_seconds, self.limiter.max_failures, action, token],
             )
-        except StateUnavailableError:  # without Redis, this process counts on its own
-            if action == "check":
-                wait = self.limiter.retry_after(client)
-                return -1 if wait is None else int(wait * 1000)
-            if action == "fail":
-                self.limiter.failed(client)
-            else:
-                self.limiter.succeeded(client)
-            return None
+        )
 
-    async def retry_after(self, client: str) -> float | None:
-        """Seconds ``client`` must wait (counted over every process), ``None``: it may go on."""
-        wait = await self._failures(client, "check")
-        return None if wait is None or wait < 0 else wait / 1000
+    async def failed(self, client: str) -> str:
+        """Count a wrong key of ``client`` for every process, if it is under the limit.
 
-    async def failed(self, client: str) -> None:
-        """Count a wrong key of ``client`` for every process."""
-        await self._failures(client, "fail")
+        Without Redis, this process counts on its own.
 
-    async def succeeded(self, client: str) -> None:
-        """Take back the last failure counted for ``client``."""
-        await self._failures(client, "undo")
+        Raises:
+            BlockedError: when ``client`` is at the limit (nothing counted).
+        """
+        if self.limiter.max_failures <= 0:
+            return ""
+        token = secrets.token_hex(8)
+        try:
+            wait = await self._failures(client, "fail", token)
+        except StateUnavailableError:
+            return self.limiter.failed(client)
+        if wait >= 0:
+            raise BlockedError(wait / 1000)
+        return token
+
+    async def succeeded(self, client: str, token: str) -> None:
+        """Take back the failure ``token`` of ``client`` (where it was counted)."""
+        self.limiter.succeeded(client, token)  # counted here if Redis was down then
+        if self.limiter.max_failures > 0:
+            with contextlib.suppress(StateUnavailableError):
+                await self._failures(client, "undo", token)
 
     # Browser rate limits
 

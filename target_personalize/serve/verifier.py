@@ -2,10 +2,11 @@
 
 Requests that present the same unverified key share one scrypt check (a future per key
 fingerprint), so a burst of first requests with a right key costs one check and is never
-counted as wrong keys. Only keys that turn out wrong stay counted by the
-:class:`FailureCounter` (the server's live state: in this process, or in Redis shared by every
-process); a check in progress counts as one pending failure of its client (taken back when the
-key is right), so concurrent guesses cannot all pass the limit while their checks run.
+counted as wrong keys. Wrong keys are counted by the :class:`FailureCounter` (the server's live
+state: in this process, or in Redis shared by every process), and each count is one step that
+also checks the limit: a request is counted only while its client is under the limit, else it
+is refused, so concurrent wrong keys, on one process or many, cannot overshoot the limit. A
+check in progress counts as one pending failure of its client (taken back when the key is right).
 """
 
 from __future__ import annotations
@@ -18,31 +19,26 @@ import anyio.to_thread
 
 from target_personalize.serve.auth import KeyRing, Role
 
-__all__ = ["BlockedError", "FailureCounter", "KeyVerifier"]
+__all__ = ["FailureCounter", "KeyVerifier"]
 
 
 class FailureCounter(Protocol):
     """Wrong keys per client (see :class:`~target_personalize.serve.auth.FailureLimiter`)."""
 
-    async def retry_after(self, client: str) -> float | None:
-        """Seconds ``client`` must wait before presenting a key; ``None``: it may now."""
+    async def failed(self, client: str) -> str:
+        """Count a wrong key of ``client`` (or one about to be checked) if under the limit.
+
+        Returns:
+            The failure's token, for :meth:`succeeded`.
+
+        Raises:
+            BlockedError: when ``client`` is at the limit (nothing counted).
+        """
         ...
 
-    async def failed(self, client: str) -> None:
-        """Count a wrong key of ``client`` (or one about to be checked)."""
+    async def succeeded(self, client: str, token: str) -> None:
+        """Take back the failure ``token`` of ``client``: its key turned out right."""
         ...
-
-    async def succeeded(self, client: str) -> None:
-        """Take back the failure counted for a key of ``client`` that turned out right."""
-        ...
-
-
-class BlockedError(Exception):
-    """The client presented too many wrong keys; ``wait`` seconds until it may try again."""
-
-    def __init__(self, wait: float) -> None:
-        super().__init__(f"retry in {wait:.0f} s")
-        self.wait = wait
 
 
 class KeyVerifier:
@@ -63,14 +59,11 @@ class KeyVerifier:
         """The key's role, ``None`` for a wrong key (counted against ``client``).
 
         Raises:
-            BlockedError: when ``client`` is refused for now and the key is not verified yet.
+            BlockedError: when ``client`` is at the limit and the key is not known to be right.
         """
         found = self.ring.cached_role(presented)
         if found is not None:
             return found
-        wait = await self.limiter.retry_after(client)
-        if wait is not None:
-            raise BlockedError(wait)
         fingerprint = hashlib.sha256(presented.encode()).digest()
         pending = self._checks.get(fingerprint)
         if pending is not None:
@@ -80,7 +73,7 @@ class KeyVerifier:
             if found is None:
                 await self.limiter.failed(client)
             return found
-        await self.limiter.failed(client)
+        token = await self.limiter.failed(client)
         if not self.ring.may_be_ours(presented):
             return None
         # Another request may have started checking the same key while this one counted.
@@ -93,7 +86,7 @@ class KeyVerifier:
         def settle(future: asyncio.Future[Role | None]) -> None:
             # Settled here, not in the awaiting request: it may be cancelled meanwhile.
             if not future.cancelled() and future.exception() is None and future.result():
-                task = asyncio.ensure_future(self.limiter.succeeded(client))
+                task = asyncio.ensure_future(self.limiter.succeeded(client, token))
                 self._settling.add(task)
                 task.add_done_callback(self._settling.discard)
 

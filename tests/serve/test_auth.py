@@ -12,6 +12,7 @@ from target_personalize.cli import main
 from target_personalize.serve import KeyRing, ServeConfigError, ServeSettings, create_app
 from target_personalize.serve.auth import (
     ENV_VAR,
+    BlockedError,
     FailureLimiter,
     add_key,
     hash_key,
@@ -112,6 +113,39 @@ def test_failures_block_a_client_until_they_leave_the_window() -> None:
     limiter.failed("10.0.0.1")
     assert limiter.retry_after("10.0.0.1") == pytest.approx(9.5)  # failures at 110, 120, 160.5
     assert FailureLimiter(max_failures=0).retry_after("10.0.0.1") is None
+
+
+def test_a_failure_is_counted_only_under_the_limit() -> None:
+    now = [0.0]
+    limiter = FailureLimiter(max_failures=2, window_seconds=60, clock=lambda: now[0])
+    limiter.failed("10.0.0.1")
+    now[0] = 10.0
+    limiter.failed("10.0.0.1")
+    now[0] = 20.0
+    with pytest.raises(BlockedError) as blocked:
+        limiter.failed("10.0.0.1")
+    assert blocked.value.wait == pytest.approx(40)  # the first failure leaves at 60
+    now[0] = 70.0
+    # One failure left (at 10): the refused one was not counted.
+    assert limiter.retry_after("10.0.0.1") is None
+    assert FailureLimiter(max_failures=0).failed("10.0.0.1") == ""  # no limit: none counted
+
+
+def test_a_right_key_takes_back_its_own_pending_failure_not_the_newest() -> None:
+    # succeeded() once removed the newest failure: a wrong key counted while a right key's
+    # check ran was forgiven instead, and the client's block ended 30 s early.
+    now = [0.0]
+    limiter = FailureLimiter(max_failures=2, window_seconds=60, clock=lambda: now[0])
+    pending = limiter.failed("10.0.0.1")  # a right key, being checked
+    now[0] = 30.0
+    limiter.failed("10.0.0.1")  # a wrong key meanwhile
+    limiter.succeeded("10.0.0.1", pending)  # the check ends: the key was right
+    now[0] = 40.0
+    limiter.failed("10.0.0.1")  # another wrong key
+    now[0] = 65.0
+    assert limiter.retry_after("10.0.0.1") == pytest.approx(25)  # wrong keys at 30, 40
+    now[0] = 90.0
+    assert limiter.retry_after("10.0.0.1") is None
 
 
 def test_a_client_guessing_keys_gets_429_but_known_keys_still_pass(tmp_path: Path) -> None:
@@ -243,6 +277,7 @@ def test_the_same_wrong_key_sent_together_is_checked_once_and_still_counted(
                     lambda _: server.client.get("/v1/stats", headers=wrong).status_code, range(12)
                 )
             )
-        # Requests sharing one check are each a wrong key: the client is limited afterwards.
-        assert set(statuses) <= {401, 429} and 401 in statuses
+        # Requests sharing one check are each a wrong key, counted only while the client is
+        # under the limit: they once passed the limit together, before the check ended.
+        assert sorted(statuses) == [401] * 3 + [429] * 9
         assert server.client.get("/v1/stats", headers=wrong).status_code == 429

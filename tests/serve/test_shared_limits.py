@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from target_personalize.serve import KeyRing, ServeSettings
-from target_personalize.serve.auth import FailureLimiter
+from target_personalize.serve.auth import FailureLimiter, new_key
 from target_personalize.serve.browser import BrowserSettings, RateLimiter, add_browser_key
 from target_personalize.serve.state import RedisState
 from tests.serve.conftest import Server, running, seed_store
@@ -129,3 +130,62 @@ def test_shared_buckets_say_which_limit_is_reached_and_refill(shared: tuple[str,
     assert refused[0] == 2  # the key's limit, by its index in the limits given
     assert 0 < refused[1] <= 0.5
     assert refilled is None
+
+
+def test_concurrent_wrong_keys_over_two_processes_stop_at_the_limit(
+    tmp_path: Path, shared: tuple[str, str]
+) -> None:
+    # Each process checked the limit, then counted the failure, two steps with a Redis round
+    # trip between: concurrent wrong keys passed the check together (here: far more than 5 x 401).
+    _, record = new_key("read")
+    limits = {"state_url": shared[0], "state_prefix": shared[1], "max_key_failures": 5}
+    settings = ServeSettings(
+        database_url=seed_store(tmp_path / "store.duckdb"),
+        ack="commit",
+        refresh_seconds=0,
+        **limits,
+    )
+    same = f"pk_{record.key_id}_{'W' * 43}"  # one wrong secret of a known id: one shared check
+
+    async def guesses(urls: list[str]) -> list[int]:
+        async with httpx.AsyncClient(
+            timeout=60, limits=httpx.Limits(max_connections=100)
+        ) as client:
+
+            async def guess(number: int) -> int:
+                # Half the same wrong key (requests sharing its check), half unknown ids.
+                key = same if number % 4 < 2 else f"pk_{number:08x}_{'U' * 43}"
+                answer = await client.get(
+                    urls[number % 2] + "/v1/stats", headers={"X-API-Key": key}
+                )
+                return answer.status_code
+
+            return list(await asyncio.gather(*(guess(n) for n in range(60))))
+
+    with (
+        running(settings, keys=KeyRing([record])) as a,
+        running(settings, keys=KeyRing([record])) as b,
+    ):
+        statuses = asyncio.run(guesses([a.url, b.url]))
+        assert sorted(statuses) == [401] * 5 + [429] * 55
+        assert b.client.get("/v1/stats", headers={"X-API-Key": same}).status_code == 429
+
+
+def test_a_right_key_takes_back_its_own_failure_in_redis(shared: tuple[str, str]) -> None:
+    url, prefix = shared
+
+    async def scenario() -> list[bytes]:
+        state = RedisState(url, prefix, FailureLimiter(max_failures=3))
+        await state.start()
+        try:
+            pending = await state.failed("10.0.0.1")  # a right key's check
+            wrong = await state.failed("10.0.0.1")  # a wrong key meanwhile
+            await state.succeeded("10.0.0.1", pending)
+            assert state._client is not None
+            members: list[bytes] = await state._client.zrange(prefix + "f:10.0.0.1", 0, -1)
+            return [*members, wrong.encode()]
+        finally:
+            await state.close()
+
+    *members, wrong = asyncio.run(scenario())
+    assert members == [wrong]  # ZPOPMAX once took back the newest (the wrong key's) instead
