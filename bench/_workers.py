@@ -1,4 +1,4 @@
-"""``bench/serve.py --workers N``: requests/s at p99 < 20 ms of 1 and N workers; Redis restarted.
+"""``bench/serve.py --workers N``: capacity at p99 < 20 ms, CPU per request, 1 vs N workers.
 
 See the docstring of ``bench/serve.py``.
 """
@@ -10,8 +10,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -30,42 +28,7 @@ from bench.serve import (
     stop,
     wait_ready,
 )
-
-
-class OwnRedis:
-    """A redis-server of the bench's own (no persistence), to stop and start mid-run."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        time.sleep(0.3)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
+from tests.support.redis import RedisServer
 
 
 def cpu_seconds(pid: int) -> float:
@@ -109,7 +72,7 @@ def compare_workers(args: argparse.Namespace) -> int:
         url = cleanup.enter_context(
             postgres_copy(args.postgres, prepare_store(args, directory), directory)
         )
-        own = OwnRedis(directory) if args.restart_redis else None
+        own = RedisServer(directory) if args.restart_redis else None
         if own is not None:
             own.start()
             cleanup.callback(own.stop)
@@ -134,7 +97,9 @@ def compare_workers(args: argparse.Namespace) -> int:
                         run_load(args, port, recorder, run, rate=rate, duration=args.step_seconds)
                     )
                     step = {"rate": rate, **summary(recorder, elapsed)}
-                    step["server_cpu_cores"] = round((cpu_seconds(process.pid) - cpu) / elapsed, 2)
+                    used = cpu_seconds(process.pid) - cpu
+                    step["server_cpu_cores"] = round(used / elapsed, 2)
+                    step["cpu_ms_per_request"] = round(1000 * used / max(step["requests"], 1), 2)
                     step["load_average"] = [round(x, 2) for x in os.getloadavg()]
                     steps.append(step)
                     every.acknowledged |= recorder.acknowledged
@@ -143,7 +108,7 @@ def compare_workers(args: argparse.Namespace) -> int:
                         f"workers {workers} rate {rate:>6.0f}: {step['throughput_rps']:>7} req/s "
                         f"p50 {step['p50_ms']:>6} ms p99 {step['p99_ms']:>7} ms errors "
                         f"{step['errors']} (server {step['server_cpu_cores']} cores, "
-                        f"load {step['load_average']})",
+                        f"{step['cpu_ms_per_request']} CPU ms/request, load {step['load_average']})",
                         flush=True,
                     )
                     if step["p99_ms"] >= args.p99_ms or step["errors"]:
@@ -151,8 +116,10 @@ def compare_workers(args: argparse.Namespace) -> int:
                 passing = [
                     step for step in steps if step["p99_ms"] < args.p99_ms and not step["errors"]
                 ]
+                best = max(passing, key=lambda step: step["throughput_rps"], default=None)
                 found[f"workers_{workers}"] = {
-                    "best_rps_at_p99": max((s["throughput_rps"] for s in passing), default=0.0),
+                    "best_rps_at_p99": best["throughput_rps"] if best else 0.0,
+                    "cpu_ms_per_request": best["cpu_ms_per_request"] if best else None,
                     "steps": steps,
                 }
                 if workers == args.workers and own is not None:
@@ -177,10 +144,12 @@ def compare_workers(args: argparse.Namespace) -> int:
         "events_unexpected": len(stored - every.sent_events),
         "load_average_after": os.getloadavg(),
     }
-    one, many = found["workers_1"]["best_rps_at_p99"], found[f"workers_{args.workers}"]
+    one, many = found["workers_1"], found[f"workers_{args.workers}"]
     print(
-        f"requests/s at p99 < {args.p99_ms:g} ms: 1 worker {one}, {args.workers} workers "
-        f"{many['best_rps_at_p99']}; events acknowledged {len(every.acknowledged)}, stored "
+        f"requests/s at p99 < {args.p99_ms:g} ms: 1 worker {one['best_rps_at_p99']} "
+        f"({one['cpu_ms_per_request']} CPU ms/request), {args.workers} workers "
+        f"{many['best_rps_at_p99']} ({many['cpu_ms_per_request']} CPU ms/request); "
+        f"events acknowledged {len(every.acknowledged)}, stored "
         f"{len(stored)}, lost {lost}; load average {found['load_average_before']} -> "
         f"{found['load_average_after']} on {found['cpus']} CPUs"
     )
@@ -191,7 +160,7 @@ def compare_workers(args: argparse.Namespace) -> int:
 
 
 def restart_run(
-    args: argparse.Namespace, port: int, own: OwnRedis, run: str, every: Recorder
+    args: argparse.Namespace, port: int, own: RedisServer, run: str, every: Recorder
 ) -> dict[str, Any]:
     """``--rate`` for ``--duration`` s while Redis is stopped a quarter in, started again later."""
 

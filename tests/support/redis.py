@@ -1,4 +1,4 @@
-"""Redis for tests: the local server CI provides (a key prefix per test), or one of our own."""
+"""Redis for tests and benches: the local server (a key prefix per test), or one of our own."""
 
 from __future__ import annotations
 
@@ -49,18 +49,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class OwnRedis:
-    """A redis-server of our own on a free port, to stop and start again mid-test."""
+class RedisServer:
+    """A redis-server of our own on a free port (no persistence), to stop and start mid-run.
+
+    For tests (:class:`OwnRedis`) and ``bench/serve.py --restart-redis``: never the Redis
+    others use.
+
+    Raises:
+        FileNotFoundError: when there is no redis-server to run.
+    """
 
     def __init__(self, workdir: Path) -> None:
         if not Path(REDIS_SERVER).exists():
-            _skip_or_fail(f"no redis-server at {REDIS_SERVER}")
+            msg = f"no redis-server at {REDIS_SERVER}: install Redis or put redis-server on PATH"
+            raise FileNotFoundError(msg)
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.workdir = workdir
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        """Start it and wait until it accepts connections (it holds nothing)."""
         self.process = subprocess.Popen(
             [
                 REDIS_SERVER,
@@ -86,10 +95,21 @@ class OwnRedis:
             ):
                 return
             time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
 
     def stop(self) -> None:
+        """Kill it (what it held is gone)."""
         if self.process is not None:
             self.process.kill()
             self.process.wait(timeout=10)
             self.process = None
+
+
+class OwnRedis(RedisServer):
+    """:class:`RedisServer` in a test: skipped without redis-server (failed in CI)."""
+
+    def __init__(self, workdir: Path) -> None:
+        try:
+            super().__init__(workdir)
+        except FileNotFoundError as error:
+            _skip_or_fail(str(error))
