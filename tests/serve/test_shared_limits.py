@@ -189,3 +189,40 @@ def test_a_right_key_takes_back_its_own_failure_in_redis(shared: tuple[str, str]
 
     *members, wrong = asyncio.run(scenario())
     assert members == [wrong]  # ZPOPMAX once took back the newest (the wrong key's) instead
+
+
+def test_wrong_keys_are_counted_per_process_while_redis_is_down(tmp_path: Path) -> None:
+    key, record = new_key("read")
+    own = OwnRedis(tmp_path)
+    own.start()
+    settings = ServeSettings(
+        database_url=seed_store(tmp_path / "store.duckdb"),
+        ack="commit",
+        refresh_seconds=0,
+        state_url=own.url,
+        state_prefix="t:",
+        max_key_failures=2,
+    )
+    wrong = {"X-API-Key": f"pk_{record.key_id}_{'W' * 43}"}
+    try:
+        with (
+            running(settings, keys=KeyRing([record])) as a,
+            running(settings, keys=KeyRing([record])) as b,
+        ):
+            own.stop()
+            # Each process limits on its own: two wrong keys each, then 429, and no error.
+            for server in (a, b):
+                statuses = [
+                    server.client.get("/v1/stats", headers=wrong).status_code for _ in range(3)
+                ]
+                assert statuses == [401, 401, 429]
+            # At the limit, a key the process has not verified is refused, right or not.
+            assert a.client.get("/v1/stats", headers={"X-API-Key": key}).status_code == 429
+            own.start()
+            time.sleep(1.1)  # the pause after a failure
+            # Shared again (an empty Redis): the two processes' wrong keys count together.
+            assert [
+                server.client.get("/v1/stats", headers=wrong).status_code for server in (a, b, a)
+            ] == [401, 401, 429]
+    finally:
+        own.stop()
