@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 
 from bench.serve import (
+    Connection,
     Recorder,
     free_port,
     percentile,
@@ -40,6 +41,24 @@ def cpu_seconds(pid: int) -> float:
             times = process.cpu_times()
             total += times.user + times.system
     return total
+
+
+async def wait_workers(port: int, workers: int, timeout: float) -> None:
+    """Until ``workers`` distinct processes have answered: uvicorn starts them one by one, and
+    a worker still starting (imports, the model) would take the cores from the first step."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < workers:
+        if time.monotonic() > deadline:
+            msg = f"only {len(seen)} of {workers} workers answered within {timeout:g} s"
+            raise RuntimeError(msg)
+        connection = Connection("127.0.0.1", port)  # a new connection may reach another one
+        with contextlib.suppress(OSError):
+            status, body = await connection.request("GET", "/v1/stats")
+            if status == 200:
+                seen.add(int(json.loads(body)["pid"]))
+        connection.close()
+        await asyncio.sleep(0.05)
 
 
 def summary(recorder: Recorder, elapsed: float) -> dict[str, Any]:
@@ -89,6 +108,22 @@ def compare_workers(args: argparse.Namespace) -> int:
             steps: list[dict[str, Any]] = []
             try:
                 asyncio.run(wait_ready(port, process, timeout=300))
+                asyncio.run(wait_workers(port, workers, timeout=300))
+                # Not measured: each process's first reads of the sessions and first calls. Its
+                # events are checked at the end like the others.
+                warmup = Recorder()
+                asyncio.run(
+                    run_load(
+                        args,
+                        port,
+                        warmup,
+                        f"{base}-w{workers}-warmup",
+                        rate=rates[0],
+                        duration=args.warmup_seconds,
+                    )
+                )
+                every.acknowledged |= warmup.acknowledged
+                every.sent_events |= warmup.sent_events
                 for rate in rates:
                     recorder = Recorder()
                     cpu = cpu_seconds(process.pid)

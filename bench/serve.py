@@ -35,12 +35,13 @@ With ``--workers N --state-url redis://...`` (and ``--postgres``: several proces
 store they can all write), it measures instead, in the same run, the most requests per second
 answered at p99 < ``--p99-ms`` (20) by one worker and by N workers sharing live state in
 Redis: the server is started with ``--workers 1``, then ``--workers N``, and for each the
-rates of ``--rates`` are tried in turn (``--step-seconds`` each) until one misses the p99 or
-has errors; each step reports the servers' CPU milliseconds per request. Then N workers take
+rates of ``--rates`` are tried in turn (``--step-seconds`` each, after every worker has
+answered and ``--warmup-seconds`` of unmeasured load) until one misses the p99 or has
+errors; each step reports the servers' CPU milliseconds per request. Then N workers take
 ``--rate`` for ``--duration`` seconds while Redis is stopped for ``--redis-pause`` seconds
-mid-run and started again (``--restart-redis``: the bench runs a redis-server of its own on a
-free port for this, never stopping yours). Every acknowledged event of every step must be in
-the store at the end.
+mid-run and started again (``--restart-redis``: the bench runs a redis-server of its own on
+a free port for this, never stopping yours). Every acknowledged event of every step must be
+in the store at the end.
 
 The client is a minimal asyncio HTTP/1.1 client (keep-alive, Content-Length), so it costs
 the two shared cores as little as possible. Exits non-zero on errors or lost events.
@@ -438,6 +439,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--p99-ms", type=float, default=20.0)
     parser.add_argument("--step-seconds", type=float, default=10.0, help="each rate's duration")
+    parser.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=5.0,
+        help="with --workers: unmeasured, at the first rate",
+    )
     args = parser.parse_args(argv)
     if args.workers:
         from bench._workers import compare_workers  # noqa: PLC0415
