@@ -16,6 +16,10 @@ the attribution window before it, is a view-through.
 
 from __future__ import annotations
 
+import itertools
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -46,51 +50,87 @@ _PARAMS = """params AS (
     SELECT CAST(%s AS VARCHAR) AS experiment_id, CAST(%s AS VARCHAR) AS conversion,
            CAST(%s AS BIGINT) AS window_s, CAST(%s AS BIGINT) AS pre_s)"""
 
+# The readout reads ``events`` twice, into temporary tables every later statement shares: once
+# for the identity map, once for the events it needs (each column read once; a warehouse bills
+# by the columns each scan reads, docs/scale.md).
+
 # An anonymous id seen with one user id only is that user; one a shared device shows with
 # several users stays a visitor of its own.
-_IDENTITIES = """identities AS (
-    SELECT anonymous_id, min(user_id) AS user_id FROM events
-    WHERE anonymous_id IS NOT NULL AND user_id IS NOT NULL
-    GROUP BY anonymous_id HAVING min(user_id) = max(user_id))"""
+_IDENTITIES = """
+CREATE TEMP TABLE {identities} AS
+SELECT anonymous_id, min(user_id) AS user_id FROM events
+WHERE anonymous_id IS NOT NULL AND user_id IS NOT NULL
+GROUP BY anonymous_id HAVING min(user_id) = max(user_id)"""
 
-#: The visitor of an event ``e`` (with ``identities idn`` joined on its anonymous id).
-_EVENT_VISITOR = "coalesce(e.user_id, idn.user_id, e.anonymous_id)"
+# The events the readout reads, each with its visitor and what it is (one or more of): an
+# exposure to the experiment, a key conversion, an event carrying one of the experiment's
+# lists' rec_id without being a click on it (exposures, and the browser widget's record that
+# the list was shown: personalize.js's ``recommendation_view``) is not a click.
+_PICKED = """
+CREATE TEMP TABLE {picked} AS
+WITH {params},
+lists AS (
+    SELECT DISTINCT i.rec_id FROM impressions i CROSS JOIN params p
+    WHERE i.experiment_id = p.experiment_id)
+SELECT f.source, f.event_id, f.event_ts, f.rec_id, f.variant_id, f.revenue, f.items,
+       coalesce(f.user_id, idn.user_id, f.anonymous_id) AS visitor,
+       f.exposure, f.key_conversion, f.click
+FROM (
+    SELECT e.source, e.event_id, e.event_ts, e.rec_id, e.variant_id, e.revenue, e.items,
+           e.user_id, e.anonymous_id,
+           CASE WHEN e.event_type = 'experiment_exposure'
+                     AND e.experiment_id = p.experiment_id AND e.variant_id IS NOT NULL
+                     AND coalesce(e.user_id, e.anonymous_id) IS NOT NULL
+                THEN 1 ELSE 0 END AS exposure,
+           CASE WHEN e.event_type = p.conversion AND NOT e.is_aggregate
+                THEN 1 ELSE 0 END AS key_conversion,
+           CASE WHEN l.rec_id IS NOT NULL
+                     AND e.event_type NOT IN ('experiment_exposure', 'recommendation_view')
+                THEN 1 ELSE 0 END AS click
+    FROM events e CROSS JOIN params p
+    LEFT JOIN lists l ON l.rec_id = e.rec_id
+) f
+LEFT JOIN {identities} idn ON idn.anonymous_id = f.anonymous_id
+WHERE f.exposure + f.key_conversion + f.click > 0"""
 
-_EXPOSED = """exposed AS (
+#: The items of key conversions, unnested once.
+_KEY_ITEMS = """
+CREATE TEMP TABLE {key_items} AS
+SELECT source, event_id, item_id, quantity FROM ({event_items}) ei"""
+
+_PER_VISITOR = """
+CREATE TEMP TABLE {per_visitor} AS
+WITH {params},
+exposed AS (
     SELECT coalesce(idn.user_id, x.visitor_id) AS visitor, x.variant_id, x.exposed_at AS ts
     FROM exposures x CROSS JOIN params p
-    LEFT JOIN identities idn ON idn.anonymous_id = x.visitor_id
+    LEFT JOIN {identities} idn ON idn.anonymous_id = x.visitor_id
     WHERE x.experiment_id = p.experiment_id AND x.visitor_id IS NOT NULL
     UNION ALL
-    SELECT {event_visitor}, e.variant_id, e.event_ts
-    FROM events e CROSS JOIN params p
-    LEFT JOIN identities idn ON idn.anonymous_id = e.anonymous_id
-    WHERE e.event_type = 'experiment_exposure' AND e.experiment_id = p.experiment_id
-      AND e.variant_id IS NOT NULL AND coalesce(e.user_id, e.anonymous_id) IS NOT NULL),
-per_visitor AS (
-    SELECT visitor, min(variant_id) AS variant_id, max(variant_id) AS other_variant,
-           min(ts) AS first_ts
-    FROM exposed GROUP BY visitor),
-assigned AS (
-    SELECT visitor, variant_id, first_ts FROM per_visitor WHERE variant_id = other_variant)"""
+    SELECT visitor, variant_id, event_ts FROM {picked} WHERE exposure = 1)
+SELECT visitor, min(variant_id) AS variant_id, max(variant_id) AS other_variant,
+       min(ts) AS first_ts
+FROM exposed GROUP BY visitor"""
+
+_ASSIGNED = """assigned AS (
+    SELECT visitor, variant_id, first_ts FROM {per_visitor} WHERE variant_id = other_variant)"""
 
 _MARGINS = """unit_margin AS (
     SELECT item_id, coalesce(margin, price - cost) AS margin FROM items
     WHERE margin IS NOT NULL OR cost IS NOT NULL),
 event_margin AS (
-    SELECT ei.source, ei.event_id, sum(coalesce(ei.quantity, 1) * m.margin) AS margin
-    FROM ({event_items}) ei JOIN unit_margin m ON m.item_id = ei.item_id
-    GROUP BY ei.source, ei.event_id)"""
+    SELECT ki.source, ki.event_id, sum(coalesce(ki.quantity, 1) * m.margin) AS margin
+    FROM {key_items} ki JOIN unit_margin m ON m.item_id = ki.item_id
+    GROUP BY ki.source, ki.event_id)"""
 
 _CONVERSIONS = """conversions AS (
-    SELECT a.visitor, e.source, e.event_id, e.event_ts >= a.first_ts AS post,
-           coalesce(e.revenue, 0) AS revenue, coalesce(m.margin, 0) AS margin
-    FROM events e CROSS JOIN params p
-    LEFT JOIN identities idn ON idn.anonymous_id = e.anonymous_id
-    JOIN assigned a ON a.visitor = {event_visitor}
-    LEFT JOIN event_margin m ON m.source = e.source AND m.event_id = e.event_id
-    WHERE e.event_type = p.conversion AND NOT e.is_aggregate
-      AND e.event_ts >= a.first_ts - INTERVAL '1 second' * p.pre_s),
+    SELECT a.visitor, k.source, k.event_id, k.event_ts >= a.first_ts AS post,
+           coalesce(k.revenue, 0) AS revenue, coalesce(m.margin, 0) AS margin
+    FROM {picked} k CROSS JOIN params p
+    JOIN assigned a ON a.visitor = k.visitor
+    LEFT JOIN event_margin m ON m.source = k.source AND m.event_id = k.event_id
+    WHERE k.key_conversion = 1
+      AND k.event_ts >= a.first_ts - INTERVAL '1 second' * p.pre_s),
 visitor_conversions AS (
     SELECT visitor,
            sum(CASE WHEN post THEN 1 ELSE 0 END) AS conversion_events,
@@ -104,14 +144,11 @@ visitor_conversions AS (
 _SHOWN = """shown AS (
     SELECT i.rec_id, coalesce(idn.user_id, i.visitor_id) AS visitor, i.variant_id, i.served_at
     FROM impressions i CROSS JOIN params p
-    LEFT JOIN identities idn ON idn.anonymous_id = i.visitor_id
+    LEFT JOIN {identities} idn ON idn.anonymous_id = i.visitor_id
     WHERE i.experiment_id = p.experiment_id)"""
 
-# Events that carry a list's rec_id without being a click on it: exposures, and the browser
-# widget's record that the list was shown (personalize.js's ``recommendation_view``).
 _LISTS = """clicked AS (
-    SELECT DISTINCT s.rec_id FROM shown s JOIN events e ON e.rec_id = s.rec_id
-    WHERE e.event_type NOT IN ('experiment_exposure', 'recommendation_view')),
+    SELECT DISTINCT rec_id FROM {picked} WHERE click = 1),
 visitor_lists AS (
     SELECT s.visitor, count(*) AS impressions, count(c.rec_id) AS clicks
     FROM shown s LEFT JOIN clicked c ON c.rec_id = s.rec_id GROUP BY s.visitor)"""
@@ -135,24 +172,22 @@ _UNKNOWN = """
 SELECT DISTINCT a.variant_id FROM assigned a WHERE {variant_index} < 0 ORDER BY a.variant_id"""
 
 _EXCLUDED = """
-SELECT count(*) FROM per_visitor WHERE variant_id <> other_variant"""
+SELECT count(*) FROM {per_visitor} WHERE variant_id <> other_variant"""
 
 _ATTRIBUTED = """key_conversions AS (
-    SELECT e.source, e.event_id, e.event_ts, e.rec_id,
-           {event_visitor} AS visitor,
-           coalesce(e.revenue, 0) AS revenue, coalesce(m.margin, 0) AS margin
-    FROM events e CROSS JOIN params p
-    LEFT JOIN identities idn ON idn.anonymous_id = e.anonymous_id
-    LEFT JOIN event_margin m ON m.source = e.source AND m.event_id = e.event_id
-    WHERE e.event_type = p.conversion AND NOT e.is_aggregate),
+    SELECT k.source, k.event_id, k.event_ts, k.rec_id, k.visitor,
+           coalesce(k.revenue, 0) AS revenue, coalesce(m.margin, 0) AS margin
+    FROM {picked} k
+    LEFT JOIN event_margin m ON m.source = k.source AND m.event_id = k.event_id
+    WHERE k.key_conversion = 1),
 click_through AS (
     SELECT DISTINCT s.variant_id, k.source, k.event_id, k.revenue, k.margin
     FROM key_conversions k JOIN shown s ON s.rec_id = k.rec_id),
 view_through AS (
     SELECT DISTINCT s.variant_id, k.source, k.event_id, k.revenue, k.margin
     FROM key_conversions k
-    JOIN ({event_items}) ei ON ei.source = k.source AND ei.event_id = k.event_id
-    JOIN impression_items ii ON ii.item_id = ei.item_id
+    JOIN {key_items} ki ON ki.source = k.source AND ki.event_id = k.event_id
+    JOIN impression_items ii ON ii.item_id = ki.item_id
     JOIN shown s ON s.rec_id = ii.rec_id AND s.visitor = k.visitor
     CROSS JOIN params p
     WHERE s.served_at <= k.event_ts
@@ -163,6 +198,15 @@ FROM click_through GROUP BY variant_id
 UNION ALL
 SELECT variant_id, 'view_through', count(*), sum(revenue), sum(margin)
 FROM view_through GROUP BY variant_id"""
+
+#: The readout's temporary tables, created in this order.
+_TEMPORARY = {
+    "identities": _IDENTITIES,
+    "picked": _PICKED,
+    "key_items": _KEY_ITEMS,
+    "per_visitor": _PER_VISITOR,
+}
+_TABLE_IDS = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -193,12 +237,30 @@ class Attribution:
         }
 
 
-def _prefix(store: EventStore, *parts: str) -> str:
-    """``WITH`` and the parts; the items unnested are those of key conversions only."""
-    event_items = event_items_sql(store.dialect, "event_type = (SELECT conversion FROM params)")
-    return "WITH " + ",\n".join(
-        part.format(event_items=event_items, event_visitor=_EVENT_VISITOR) for part in parts
-    )
+@contextmanager
+def _readout_tables(store: EventStore, params: list[Any]) -> Iterator[dict[str, str]]:
+    """Create the readout's temporary tables; their names by role; dropped at the end."""
+    names = {role: f"_readout_{os.getpid()}_{next(_TABLE_IDS)}_{role}" for role in _TEMPORARY}
+    event_items = event_items_sql(store.dialect, "key_conversion = 1", events=names["picked"])
+    created: list[str] = []
+    try:
+        for role, sql in _TEMPORARY.items():
+            store.query(
+                sql.format(params=_PARAMS, event_items=event_items, **names),
+                params if "{params}" in sql else [],
+            )
+            created.append(names[role])
+            if store.dialect == "postgresql":
+                store.query(f"ANALYZE {names[role]}")
+        yield names
+    finally:
+        for table in created:
+            store.query(f"DROP TABLE IF EXISTS {table}")
+
+
+def _with(tables: dict[str, str], *parts: str) -> str:
+    """``WITH`` and the parts, which name the temporary tables by their role."""
+    return "WITH " + ",\n".join(part.format(**tables) for part in parts)
 
 
 def exposed_variants(store: EventStore, experiment_id: str) -> tuple[str, ...]:
@@ -239,14 +301,23 @@ def read_experiment(
     cases = " ".join("WHEN %s THEN " + str(i) for i in range(len(variant_ids)))
     variant_index = {"variant_index": f"CASE a.variant_id {cases} ELSE -1 END"}
     indexed = [*params, *variant_ids]  # the CASE comes after every other placeholder
-    arrays = store.query_arrays(
-        _prefix(store, _PARAMS, _IDENTITIES, _EXPOSED, _MARGINS, _CONVERSIONS, _SHOWN, _LISTS)
-        + _VISITORS.format(**variant_index),
-        indexed,
-    )
-    excluded = int(
-        store.query(_prefix(store, _PARAMS, _IDENTITIES, _EXPOSED) + _EXCLUDED, params)[0][0]
-    )
+    with _readout_tables(store, params) as tables:
+        arrays = store.query_arrays(
+            _with(tables, _PARAMS, _ASSIGNED, _MARGINS, _CONVERSIONS, _SHOWN, _LISTS)
+            + _VISITORS.format(**variant_index),
+            indexed,
+        )
+        excluded = int(store.query(_EXCLUDED.format(**tables))[0][0])
+        variant = np.asarray(arrays[0], dtype=np.intp)
+        if variant.size and variant.min() < 0:
+            unknown = store.query(
+                _with(tables, _ASSIGNED) + _UNKNOWN.format(**variant_index), list(variant_ids)
+            )
+            raise ExperimentError(
+                f"exposures name variant(s) {', '.join(repr(str(r[0])) for r in unknown)} "
+                f"that are not among the experiment's variants ({', '.join(variant_ids)})"
+            )
+        attributed = store.query(_with(tables, _PARAMS, _MARGINS, _SHOWN, _ATTRIBUTED), params)
     has_margin = bool(
         store.query("SELECT 1 FROM items WHERE margin IS NOT NULL OR cost IS NOT NULL LIMIT 1")
     )
@@ -265,21 +336,9 @@ def read_experiment(
     if pre_days <= 0 or not columns["pre_conversion_events"].any():
         for name in ("pre_conversion_events", "pre_revenue", "pre_margin"):
             columns.pop(name, None)
-    variant = np.asarray(arrays[0], dtype=np.intp)
-    if variant.size and variant.min() < 0:
-        unknown = store.query(
-            _prefix(store, _PARAMS, _IDENTITIES, _EXPOSED) + _UNKNOWN.format(**variant_index),
-            indexed,
-        )
-        raise ExperimentError(
-            f"exposures name variant(s) {', '.join(repr(str(r[0])) for r in unknown)} that are "
-            f"not among the experiment's variants ({', '.join(variant_ids)})"
-        )
     visitors = VisitorData(variant_ids, variant, multiple_variants=excluded, **columns)
     attribution: dict[str, Attribution] = {}
-    for variant_id, how, count, revenue, margin in store.query(
-        _prefix(store, _PARAMS, _IDENTITIES, _MARGINS, _SHOWN, _ATTRIBUTED), params
-    ):
+    for variant_id, how, count, revenue, margin in attributed:
         found = attribution.get(str(variant_id), Attribution())
         attribution[str(variant_id)] = Attribution(
             found.click_through + (int(count) if how == "click_through" else 0),

@@ -52,19 +52,20 @@ FROM (
 ) flagged"""
 
 
-def event_items_sql(dialect: Dialect, where: str = "") -> str:
-    """A SELECT of one row per (event, item), for events that name items.
+def event_items_sql(dialect: Dialect, where: str = "", events: str = "events") -> str:
+    """A SELECT of one row per (event, item), for events of ``events`` that name items.
 
     Columns: ``source, event_id, item_id, item_name, category, brand, price, quantity``.
     ``where``: an SQL condition on the events' columns that only the events to unnest meet
-    (cheaper than filtering the items afterwards).
+    (cheaper than filtering the items afterwards). ``events`` is the store's table or a
+    relation with its ``source``, ``event_id`` and ``items`` columns.
     """
     also = f" AND ({where})" if where else ""
     if dialect == "duckdb":
         return f"""
 SELECT source, event_id, i.item_id AS item_id, i.name AS item_name, i.category AS category,
        i.brand AS brand, i.price AS price, i.quantity AS quantity
-FROM (SELECT source, event_id, unnest(items) AS i FROM events
+FROM (SELECT source, event_id, unnest(items) AS i FROM {events}
       WHERE len(items) > 0{also}) exploded"""
     if dialect == "snowflake":
         # In PostgreSQL's dialect, as every statement: the UNNEST becomes a FLATTEN.
@@ -81,12 +82,12 @@ FROM (SELECT source, event_id, unnest(items) AS i FROM events
         )
         return f"""
 SELECT source, event_id, {fields}
-FROM events CROSS JOIN UNNEST(items) AS i(item)
+FROM {events} CROSS JOIN UNNEST(items) AS i(item)
 WHERE ARRAY_SIZE(items) > 0{also}"""
     return f"""
 SELECT source, event_id, i ->> 'item_id' AS item_id, i ->> 'name' AS item_name,
        i ->> 'category' AS category, i ->> 'brand' AS brand,
        CAST(i ->> 'price' AS DOUBLE PRECISION) AS price,
        CAST(i ->> 'quantity' AS DOUBLE PRECISION) AS quantity
-FROM events, jsonb_array_elements(items) AS i
+FROM {events}, jsonb_array_elements(items) AS i
 WHERE jsonb_array_length(items) > 0{also}"""
