@@ -62,10 +62,10 @@ SELECT anonymous_id, min(user_id) AS user_id FROM events
 WHERE anonymous_id IS NOT NULL AND user_id IS NOT NULL
 GROUP BY anonymous_id HAVING min(user_id) = max(user_id)"""
 
-# The events the readout reads, each with its visitor and what it is (one or more of): an
-# exposure to the experiment, a key conversion, an event carrying one of the experiment's
-# lists' rec_id without being a click on it (exposures, and the browser widget's record that
-# the list was shown: personalize.js's ``recommendation_view``) is not a click.
+# The events the readout reads, each with its visitor and flags for what it is (one or more):
+# an exposure to the experiment, a key conversion, a click on one of the experiment's lists
+# (an event carrying its rec_id, except exposures and the browser widget's record that the
+# list was shown, personalize.js's ``recommendation_view``).
 _PICKED = """
 CREATE TEMP TABLE {picked} AS
 WITH {params},
