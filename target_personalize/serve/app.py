@@ -581,7 +581,7 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
     async def get_tradeoff(serving: State) -> Response:
         """What each dial setting earns on held-out sessions: the served model's frontier.
 
-        Computed in the background when the server starts and after every model refresh
+        Computed in the background from the first ask, and again after every model refresh
         (202 ``computing`` until then). Per setting of the grid (``conversion`` 0, .5, 1 x
         ``margin`` 0, 1, 2, plus the current setting): HR@20, conversion hit@20, realized
         value@20 and expected value per list, with 90% bootstrap intervals over sessions;
@@ -589,6 +589,7 @@ def create_app(settings: ServeSettings, keys: KeyRing | None = None) -> FastAPI:
         """
         # A setting another process chose (shared state) is added to the grid too.
         serving.frontier.follow(serving.ranker)
+        serving.frontier.want()
         status, body = serving.frontier.answer(serving.ranker.objectives)
         headers = {"Retry-After": "2"} if status == 202 else None
         return Response(

@@ -5,8 +5,9 @@ the grid of dial settings replayed on the held-out sessions of the data the mode
 from (:func:`~target_personalize.engine.evaluation.tradeoff.tradeoff`). Replaying takes a
 second on a small store, half a minute on the REES46 sample, so it never runs on a request's path nor
 on the store's writer thread: a worker thread computes it from the served ranker's own
-interactions (no store connection needed, so an in-memory store works too), started when the
-server starts and again after every model swap. Until it is done the endpoint says
+interactions (no store connection needed, so an in-memory store works too), started by the
+first ``GET /v1/tradeoff`` (the dashboard asking) and from then on again after every model
+swap: a server nobody asks spends no CPU on it. Until it is done the endpoint says
 ``computing``; a setting chosen later that is not on the grid (``PUT /v1/objectives``) is
 added and the grid replayed again. One replay runs at a time, the latest wish next.
 """
@@ -83,13 +84,15 @@ class Frontier:
         self._task: asyncio.Task[None] | None = None
         self._ranker: RankerBase | None = None  # the model computed for, and its settings
         self._settings: tuple[Objectives, ...] = ()
+        self._wanted = False  # set by the first ask: nothing is computed before it
 
     def start(self, ranker: RankerBase) -> None:
-        """Compute the frontier for ``ranker`` in the background (event loop thread only).
+        """The frontier is now that of ``ranker`` (event loop thread only).
 
-        The answer is ``computing`` until it is done. One computation runs at a time: asked
-        for another model or grid meanwhile, the one under way finishes and the latest wish
-        is computed next (so a burst of settings costs two replays, not one thread each).
+        Once it has been asked for (:meth:`want`), it is computed in the background; the
+        answer is ``computing`` until it is done. One computation runs at a time: asked for
+        another model or grid meanwhile, the one under way finishes and the latest wish is
+        computed next (so a burst of settings costs two replays, not one thread each).
         """
         settings = tuple(self.grid)
         if ranker.objectives not in settings:
@@ -98,7 +101,16 @@ class Frontier:
             return
         self._ranker, self._settings = ranker, settings
         self._state = ("computing", None)
-        if self._task is None or self._task.done():
+        self._spawn()
+
+    def want(self) -> None:
+        """Compute the frontier from now on: the first ask starts it."""
+        self._wanted = True
+        self._spawn()
+
+    def _spawn(self) -> None:
+        idle = self._task is None or self._task.done()
+        if self._wanted and idle and self._state[0] == "computing":
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     def follow(self, ranker: RankerBase) -> None:

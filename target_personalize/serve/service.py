@@ -354,7 +354,7 @@ class ServingState:
         self.ranker = ranker
         self.model_refreshes += 1
         self.model_refreshed_at = time.time()
-        self.frontier.start(ranker)  # the frontier of the new model, in a worker thread
+        self.frontier.start(ranker)  # the new model's frontier, in a worker thread once asked
 
     async def refresh_forever(self) -> None:
         """Refresh the model every ``refresh_seconds``; a failed refresh keeps the current one."""

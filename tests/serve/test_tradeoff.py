@@ -146,12 +146,39 @@ def test_a_setting_off_the_grid_is_added_and_a_refresh_recomputes(
         assert ready(server)["current_label"] == "margin 3"
 
 
+def test_nothing_is_replayed_until_the_frontier_is_asked_for(gate: Gate, tmp_path: Path) -> None:
+    # A server nobody asks for its frontier spends no CPU on it: not at start, not after a
+    # setting change or a refresh. The first ask starts it.
+    gate.open.set()
+    url = seed_store(tmp_path / "store.duckdb")
+    settings = ServeSettings(database_url=url, refresh_seconds=0.2, tradeoff_k=1)
+    with running(settings, keys=KeyRing([])) as server:
+        client = server.client
+        assert client.put("/v1/objectives", json={"margin": 3}).status_code == 200
+        late = {
+            "event_id": "late",
+            "event_name": "Product Viewed",
+            "event_ts": "2024-05-01T12:00:00Z",
+            "session_id": "late",
+            "items": [{"item_id": "a"}],
+        }
+        client.post("/v1/events", json=[late]).raise_for_status()
+        deadline = time.monotonic() + 30
+        while client.get("/v1/stats").json()["model_refreshes"] < 1:
+            assert time.monotonic() < deadline, "no refresh"
+            time.sleep(0.1)
+        assert gate.threads == []
+        assert ready(server)["current_label"] == "margin 3"
+        assert len(gate.threads) == 1
+
+
 def test_one_replay_at_a_time_and_the_latest_setting_wins(
     gate: Gate, one_item_server: Server
 ) -> None:
     client = one_item_server.client
+    assert client.get("/v1/tradeoff").status_code == 202  # the first ask starts a replay
     deadline = time.monotonic() + 30
-    while not gate.threads:  # the replay of the start is under way, held by the gate
+    while not gate.threads:  # the first replay is under way, held by the gate
         assert time.monotonic() < deadline, "no replay started"
         time.sleep(0.05)
     for margin in (3, 4):  # two settings off the grid while it runs
@@ -164,7 +191,7 @@ def test_one_replay_at_a_time_and_the_latest_setting_wins(
     labels = [p["label"] for p in body["points"]]
     assert "margin 4" in labels and "margin 3" not in labels
     assert [p["label"] for p in body["points"] if p["current"]] == ["margin 4"]
-    assert len(gate.threads) == 2  # the start's, then the latest setting's
+    assert len(gate.threads) == 2  # the first ask's, then the latest setting's
 
 
 def test_a_store_without_held_out_sessions_says_so(tmp_path: Path) -> None:
