@@ -49,7 +49,6 @@ from target_personalize.engine.funnel.sql import (
     SIGNALS,
     Chain,
     SignalSpec,
-    chain_sql,
     contributions_sql,
     conversion_types_sql,
     event_types_sql,
@@ -515,7 +514,7 @@ def _follow_steps(
         ],
         window=window,
     )
-    return [int(r[1]) for r in run.store.query(*chain_sql(chain))]
+    return [int(r[1]) for r in run.follow(chain)]
 
 
 def _implicit_signals(run: Run, journeys: _Journeys) -> tuple[ImplicitSignal, ...]:

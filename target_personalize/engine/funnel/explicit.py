@@ -27,7 +27,6 @@ from target_personalize.engine.funnel.shared import (
 )
 from target_personalize.engine.funnel.sql import (
     Chain,
-    chain_sql,
     funnel_events_sql,
     ordered_funnel_events_sql,
     overlap_sql,
@@ -224,7 +223,7 @@ def _follow_units(
         strict=strict,
         window=window,
     )
-    return store.query(*chain_sql(chain))
+    return run.follow(chain)
 
 
 def _steps(names: list[str], rows: list[tuple[Any, ...]]) -> tuple[FunnelStep, ...]:

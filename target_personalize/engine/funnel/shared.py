@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from target_personalize.engine.exceptions import FunnelError
-from target_personalize.engine.funnel.sql import TIME_BINS
+from target_personalize.engine.funnel.sql import TIME_BINS, Chain, chain_sql
 
 if TYPE_CHECKING:
     from target_personalize.engine.store.event_store import EventStore
@@ -177,6 +177,22 @@ class Run:
         self.store.query(*query)
         if self.store.dialect == "postgresql":
             self.store.query(f"ANALYZE {table}")
+
+    def follow(self, chain: Chain) -> list[tuple[Any, ...]]:
+        """The units reaching each step of ``chain`` (:func:`.sql.chain_sql`'s rows).
+
+        On PostgreSQL with nested loops off for this statement: the planner has no statistics
+        for the steps' CTEs, takes a step of thousands of units for one row and rescans the
+        journeys once per unit (332 s instead of 3 s at 1M events, docs/scale.md).
+        """
+        query = chain_sql(chain)
+        if self.store.dialect != "postgresql":
+            return self.store.query(*query)
+        self.store.query("SET enable_nestloop = off")
+        try:
+            return self.store.query(*query)
+        finally:
+            self.store.query("RESET enable_nestloop")
 
     def drop(self, table: str) -> None:
         """Drop ``table`` now, when the next stages do not need it."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -505,3 +507,26 @@ def test_the_ranker_reads_the_event_weights(journeys: Journeys) -> None:
         ranker = SessionRanker(random_state=0).fit(store, event_weights=found.event_weights)
     assert ranker.key_conversion == BUY
     assert {k: ranker.event_weights[k] for k in found.event_weights} == found.event_weights
+
+
+@pytest.mark.postgres
+def test_postgresql_follows_the_steps_without_nested_loops(postgres_url: str) -> None:
+    # Its planner has no statistics for the steps' CTEs: it took a step of thousands of units
+    # for one row and rescanned the journeys per unit (332 s at 1M events, docs/scale.md).
+    settings: list[str] = []
+    with EventStore(postgres_url) as pg:
+        pg.load_events(generated_records())
+        backend = pg.backend
+        execute = backend.execute
+
+        def watched(sql: str, params: Sequence[Any] = ()) -> Any:
+            if "AS MATERIALIZED" in sql:  # the chain of steps, as PostgreSQL plans it
+                settings.append(execute("SHOW enable_nestloop")[0][0])
+            return execute(sql, params)
+
+        backend.execute = watched  # type: ignore[method-assign]
+        discover_funnel(pg, BUY, min_share=0.2)
+        explicit_funnel(pg, [VIEW, CART, BUY], window=timedelta(hours=6))
+        backend.execute = execute  # type: ignore[method-assign]
+        assert settings == ["off", "off"]
+        assert pg.query("SHOW enable_nestloop") == [("on",)]  # for the other statements
