@@ -17,7 +17,7 @@ from target_personalize.engine.arrays import FloatArray, IntArray
 if TYPE_CHECKING:
     from target_personalize.engine.ranking.interactions import Interactions
 
-__all__ = ["CoOccurrence", "SessionIndex", "concat_ranges", "top_k"]
+__all__ = ["CoOccurrence", "SessionIndex", "concat_ranges", "sequence_rules", "top_k"]
 
 
 def concat_ranges(starts: IntArray, ends: IntArray) -> IntArray:
@@ -264,18 +264,32 @@ class CoOccurrence:
             return cls(np.zeros(n_items + 1, dtype=np.int64), np.zeros(0, np.int64), np.zeros(0))
         key = rows.astype(np.int64) * n_items + cols.astype(np.int64)
         uniq, inverse = np.unique(key, return_inverse=True)
-        val = np.bincount(inverse.ravel(), weights=weights)
-        r = uniq // n_items
-        c = uniq % n_items
+        val = np.bincount(inverse.ravel(), weights=weights).astype(np.float64, copy=False)
+        return cls._summed(n_items, uniq, val, keep)
+
+    @classmethod
+    def _summed(
+        cls, n_items: int, uniq: IntArray, val: FloatArray, keep: int | None
+    ) -> CoOccurrence:
+        """The matrix of distinct keys ``row * n_items + col`` (sorted) and their sums.
+
+        One array of keys is reordered rather than rows and columns apart (this holds the
+        fit's peak at a few arrays per distinct pair).
+        """
         if keep is not None:
-            order = np.lexsort((c, -val, r))
-            r, c, val = r[order], c[order], val[order]
+            # By row, value descending; keys are sorted, so ties keep the column order.
+            order = np.lexsort((-val, uniq // n_items))
+            uniq, val = uniq[order], val[order]
+            del order
+            r = uniq // n_items
             ptr = np.concatenate(([0], np.cumsum(np.bincount(r, minlength=n_items))))
-            rank = np.arange(r.size) - ptr[r]
-            kept = rank < keep
-            r, c, val = r[kept], c[kept], val[kept]
+            kept = np.arange(r.size) - ptr[r] < keep
+            del r
+            uniq, val = uniq[kept], val[kept]
+        r = uniq // n_items
         ptr = np.concatenate(([0], np.cumsum(np.bincount(r, minlength=n_items))))
-        return cls(ptr.astype(np.int64), c.astype(np.int64), val.astype(np.float64))
+        del r
+        return cls(ptr.astype(np.int64), (uniq % n_items).astype(np.int64), val)
 
     def scores(self, items: IntArray, weights: FloatArray, n_items: int) -> FloatArray:
         """Weighted sum of the rows of ``items``, as a dense vector."""
@@ -301,24 +315,42 @@ class CoOccurrence:
         return {f"{prefix}_ptr": self.ptr, f"{prefix}_col": self.col, f"{prefix}_val": self.val}
 
 
-def sequence_pairs(
-    seq_ptr: IntArray, seq_item: IntArray, max_gap: int
-) -> tuple[IntArray, IntArray, IntArray]:
-    """All (earlier item, later item, gap) pairs within sessions, for gaps up to ``max_gap``."""
+def sequence_rules(
+    seq_ptr: IntArray, seq_item: IntArray, max_gap: int, *, n_items: int, keep: int
+) -> CoOccurrence:
+    """Sequential rules: item-to-item transitions within sessions, ``1/gap`` summed per pair.
+
+    Every (earlier item, later item) pair of a session with a gap up to ``max_gap`` counts;
+    each item keeps its ``keep`` strongest rules. The pairs (several per event) are the fit's
+    largest arrays, so each is held as one ``int64`` key and a small gap code, sorted once
+    (stable), and summed with ``bincount`` in its original order (gap by gap, then by event):
+    the same sums, to the bit, as three ``int64`` arrays through :meth:`CoOccurrence.build`.
+    """
     n = seq_item.size
     session = np.repeat(np.arange(seq_ptr.size - 1), np.diff(seq_ptr))
-    firsts: list[IntArray] = []
-    seconds: list[IntArray] = []
-    gaps: list[IntArray] = []
+    keys: list[IntArray] = []
+    gaps: list[npt.NDArray[np.integer]] = []
+    code = np.min_scalar_type(max_gap)
     for gap in range(1, max_gap + 1):
         if gap >= n:
             break
-        same = session[:-gap] == session[gap:]
-        idx = np.flatnonzero(same)
-        firsts.append(seq_item[idx])
-        seconds.append(seq_item[idx + gap])
-        gaps.append(np.full(idx.size, gap, dtype=np.int64))
-    if not firsts:
+        idx = np.flatnonzero(session[:-gap] == session[gap:])
+        keys.append(seq_item[idx].astype(np.int64) * n_items + seq_item[idx + gap])
+        gaps.append(np.full(idx.size, gap, dtype=code))
+    del session
+    if not keys:
         empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
-    return np.concatenate(firsts), np.concatenate(seconds), np.concatenate(gaps)
+        return CoOccurrence.build(n_items, empty, empty, np.zeros(0))
+    key = np.concatenate(keys)
+    keys.clear()
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    weights = 1.0 / np.concatenate(gaps)[order].astype(np.float64)
+    gaps.clear()
+    del order
+    new = np.ones(key.size, dtype=np.bool_)
+    new[1:] = key[1:] != key[:-1]
+    uniq = key[new]
+    del key
+    val = np.bincount(np.cumsum(new) - 1, weights=weights).astype(np.float64, copy=False)
+    return CoOccurrence._summed(n_items, uniq, val, keep)

@@ -35,7 +35,7 @@ import numpy.typing as npt
 
 from target_personalize.engine.arrays import FloatArray, IntArray
 from target_personalize.engine.ranking.contract import RankerBase
-from target_personalize.engine.ranking.index import CoOccurrence, SessionIndex, sequence_pairs
+from target_personalize.engine.ranking.index import CoOccurrence, SessionIndex, sequence_rules
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -147,11 +147,12 @@ class SessionRanker(RankerBase):
         self._index = SessionIndex.build(data, kind_rank=self._kind_weight)
         self._derive()
         if self.sr_weight > 0:
-            first, second, gap = sequence_pairs(
-                self._index.seq_ptr, self._index.seq_item, self.sr_steps
-            )
-            self._rules = CoOccurrence.build(
-                len(data.items), first, second, 1.0 / gap, keep=self.sr_keep
+            self._rules = sequence_rules(
+                self._index.seq_ptr,
+                self._index.seq_item,
+                self.sr_steps,
+                n_items=len(data.items),
+                keep=self.sr_keep,
             )
         else:
             self._rules = CoOccurrence.build(
