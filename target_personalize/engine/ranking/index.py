@@ -7,7 +7,7 @@ and items, and every query is a handful of vectorised gathers and ``bincount`` c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -265,17 +265,23 @@ class CoOccurrence:
         key = rows.astype(np.int64) * n_items + cols.astype(np.int64)
         uniq, inverse = np.unique(key, return_inverse=True)
         val = np.bincount(inverse.ravel(), weights=weights).astype(np.float64, copy=False)
-        return cls._summed(n_items, uniq, val, keep)
+        summed = [uniq, val]
+        del uniq, val, inverse, key
+        return cls._summed(n_items, summed, keep)
 
     @classmethod
     def _summed(
-        cls, n_items: int, uniq: IntArray, val: FloatArray, keep: int | None
+        cls, n_items: int, summed: list[npt.NDArray[Any]], keep: int | None
     ) -> CoOccurrence:
         """The matrix of distinct keys ``row * n_items + col`` (sorted) and their sums.
 
-        One array of keys is reordered rather than rows and columns apart (this holds the
-        fit's peak at a few arrays per distinct pair).
+        ``summed`` is ``[keys, sums]``, emptied here so that the caller holds no reference
+        and each array is freed once reordered. One array of keys is reordered rather than
+        rows and columns apart (this holds the fit's peak at a few arrays per distinct pair).
         """
+        uniq: IntArray = summed[0]
+        val: FloatArray = summed[1]
+        summed.clear()
         if keep is not None:
             # By row, value descending; keys are sorted, so ties keep the column order.
             order = np.lexsort((-val, uniq // n_items))
@@ -353,4 +359,6 @@ def sequence_rules(
     uniq = key[new]
     del key
     val = np.bincount(np.cumsum(new) - 1, weights=weights).astype(np.float64, copy=False)
-    return CoOccurrence._summed(n_items, uniq, val, keep)
+    summed = [uniq, val]
+    del uniq, val, new, weights
+    return CoOccurrence._summed(n_items, summed, keep)
