@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import psycopg
 import pytest
 
+from tests.support.bench import load_bench
 from tests.support.postgres import SERVER, postgres_schema_url
 
 
 @pytest.fixture(scope="module")
 def scale() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "bench" / "scale.py"
-    spec = importlib.util.spec_from_file_location("bench_scale", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_scale"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("scale")
 
 
 def schemas(prefix: str) -> set[str]:

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
+from tests.support.bench import load_bench
+
 
 @pytest.fixture(scope="module")
 def shop() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "bench" / "shop.py"
-    spec = importlib.util.spec_from_file_location("bench_shop", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_shop"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("shop")
 
 
 def result(seed: int, rows: dict[str, tuple[float, float]]) -> dict[str, Any]:
